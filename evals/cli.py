@@ -1,0 +1,173 @@
+"""``rag eval``: evaluate one or more configured systems on a judged collection.
+
+    rag eval --dataset ../shared/datasets/scifact --config bm25.json --compare dense.json \\
+             --measures ndcg@10,r@100,rr@10 --out results/scifact
+
+``--dataset`` is a BEIR-layout folder or a public BEIR name (downloaded to ``--data-dir``,
+md5-checked). Each config file (JSON or YAML, a node config as written by ``to_config()``) is
+built with :meth:`rag.nodes.Node.from_config`, indexed on the corpus and evaluated. The first
+system is the baseline of the significance tests. ``--out`` receives ``results.json``,
+``report.md``, ``report.html`` and one TREC run per system and stage (with its config beside).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from evals.compare import compare_systems
+from evals.compression import Units, scifact_rationale_units, sentence_units
+from evals.datasets import Dataset, load_beir
+from evals.download import BEIR_MD5, download_beir
+from evals.harness import EvalResult, evaluate
+from evals.measures import accepted_names, parse_measures
+from evals.report import to_json, to_markdown
+from evals.trec import write_run
+from rag.errors import ConfigError, RagError
+from rag.persist import atomic_write_text
+
+logger = logging.getLogger("ragnodes.evals")
+DEFAULT_MEASURES = "ndcg@10,r@100,rr@10,ap@100,p@10"
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``eval`` on the ``rag`` CLI's subparsers; returns the sub-parser."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate systems on a judged collection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_eval_arguments(p)
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="BEIR-layout folder or BEIR name")
+    p.add_argument("--config", required=True, help="node/pipeline config (.json/.yaml)")
+    p.add_argument("--compare", nargs="*", default=[], help="more configs to compare")
+    p.add_argument("--measures", default=DEFAULT_MEASURES, help=f"accepted: {accepted_names()}")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--k", type=int, default=100, help="ranking depth (default 100)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--test", choices=("randomization", "t"), default="randomization")
+    p.add_argument("--correction", choices=("holm", "bonferroni", "none"), default="holm")
+    p.add_argument(
+        "--content-units",
+        choices=("none", "sentences", "rationales"),
+        default="none",
+        help="score content survival per stage: every sentence of relevant docs, or "
+        "SciFact rationales (evidence.jsonl)",
+    )
+    p.add_argument("--data-dir", default=str(Path.home() / ".cache" / "ragnodes" / "beir"))
+    p.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def resolve_dataset(spec: str, split: str, data_dir: str) -> Dataset:
+    path = Path(spec)
+    if path.is_dir():
+        return load_beir(path, split=split)
+    if spec in BEIR_MD5:
+        return load_beir(download_beir(spec, data_dir), split=split)
+    raise ConfigError(
+        f"--dataset {spec!r} is neither a folder nor a BEIR name ({', '.join(sorted(BEIR_MD5))})"
+    )
+
+
+def _units(kind: str, ds: Dataset) -> Units | None:
+    if kind == "sentences":
+        return sentence_units(ds)
+    if kind == "rationales":
+        return scifact_rationale_units(ds.path, ds.split)
+    return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "system"
+
+
+def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Dataset]:
+    from rag.nodes import Node
+
+    measures = parse_measures(args.measures)
+    ds = resolve_dataset(args.dataset, args.split, args.data_dir)
+    units = _units(args.content_units, ds)
+    results = []
+    for cfg in [args.config, *args.compare]:
+        system = Node.from_config(cfg)
+        res = evaluate(
+            system,
+            ds,
+            measures,
+            k=args.k,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            index=hasattr(system, "index"),
+            text_units=units,
+        )
+        name = _slug(Path(cfg).stem)
+        results.append(res.model_copy(update={"system": name}))
+    names = [r.system for r in results]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config file names must differ to label systems, got {names}")
+    return results, ds
+
+
+def write_outputs(results: list[EvalResult], args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    comparisons = []
+    if len(results) > 1:
+        comparisons = compare_systems(
+            {r.system: r.per_query for r in results},
+            results[0].system,
+            test=args.test,
+            correction=args.correction,
+        )
+    for r in results:
+        for stage, run in r.runs.items():
+            write_run(
+                run, out / "runs" / f"{r.system}.{_slug(stage)}.trec", tag=r.system, config=r.config
+            )
+    md = to_markdown(results, comparisons)
+    atomic_write_text(out / "results.json", to_json(results, comparisons))
+    atomic_write_text(out / "report.md", md)
+    if not args.no_html:
+        from evals.html import to_html
+
+        atomic_write_text(out / "report.html", to_html(results, comparisons))
+    return md
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Entry point for ``rag eval``; returns the exit status."""
+    try:
+        if args.k < 1 or args.batch_size < 1:
+            raise ConfigError(f"--k and --batch-size must be >= 1, got {args.k}, {args.batch_size}")
+        results, _ = evaluate_configs(args)
+        md = write_outputs(results, args)
+    except RagError as e:
+        print(f"rag eval: error: {e}", file=sys.stderr)
+        return 2
+    print(md)
+    print(f"wrote {args.out}/results.json, report.md" + ("" if args.no_html else ", report.html"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evals.cli ...``: the same command without the ``rag`` front end."""
+    parser = argparse.ArgumentParser(
+        prog="rag eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_eval_arguments(parser)
+    return run_eval(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""ragnodes core: value types, the node contract, the pipeline, model resolution, generation."""
+
+from rag.errors import (
+    ConfigError,
+    DataError,
+    MissingExtraError,
+    ModelNotFoundError,
+    NotIndexedError,
+    RagError,
+)
+from rag.nodes import BaseReranker, BaseRetriever, Compressor, Generator, Node, Reranker, Retriever
+from rag.types import Answer, Citation, Document, Hit, Query, Ranking
+
+__all__ = [
+    "Answer",
+    "BaseReranker",
+    "BaseRetriever",
+    "Citation",
+    "Compressor",
+    "ConfigError",
+    "DataError",
+    "Document",
+    "Generator",
+    "Hit",
+    "MissingExtraError",
+    "ModelNotFoundError",
+    "Node",
+    "NotIndexedError",
+    "Query",
+    "RagError",
+    "Ranking",
+    "Reranker",
+    "Retriever",
+]

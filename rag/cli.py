@@ -1,0 +1,202 @@
+"""The ``rag`` command: index, search, ask, demo, eval.
+
+Errors raised on purpose (:class:`rag.errors.RagError`) print one line to stderr and exit 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError, RagError
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+DEMO_QUESTION = "Which planet is the largest in the Solar System?"
+
+
+def demo_corpus_path() -> Path:
+    return Path(str(resources.files("rag") / "data" / "demo_corpus.jsonl"))
+
+
+def build_retriever(kind: str, qdrant_path: str | None = None, progress: bool = True) -> Any:
+    from retrievers import BM25Retriever, DenseRetriever, HybridRetriever, QdrantStore
+
+    def dense() -> DenseRetriever:
+        store = QdrantStore(path=qdrant_path) if qdrant_path else None
+        return DenseRetriever(store=store, show_progress=progress)
+
+    if kind == "bm25":
+        return BM25Retriever()
+    if kind == "dense":
+        return dense()
+    if kind == "hybrid":
+        return HybridRetriever([BM25Retriever(), dense()])
+    raise ConfigError(f"--retriever must be one of {RETRIEVERS}, got {kind!r}")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from rag.nodes import Node
+    from rag.persist import read_documents
+    from rag.pipeline import Pipeline
+
+    docs = read_documents(args.corpus)
+    if args.config:
+        node = Node.from_config(args.config)
+        pipe = node if isinstance(node, Pipeline) else Pipeline(retriever=node)
+    else:
+        pipe = Pipeline(retriever=build_retriever(args.retriever))
+    pipe.index(docs).save(args.out)
+    print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
+    return 0
+
+
+def _open(path: str) -> Any:
+    from rag.pipeline import Pipeline
+
+    return Pipeline.open(path)
+
+
+def _query(args: argparse.Namespace) -> Any:
+    from rag.types import Query
+
+    if not args.query or not args.query.strip():
+        raise ConfigError("the query is empty; pass a question in quotes")
+    return Query(text=args.query, instruction=args.instruction)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    pipe = _open(args.index)
+    ranking = pipe.search(_query(args), k=args.k)
+    if args.json:
+        print(
+            json.dumps(
+                [{"id": h.id, "score": h.score, "title": h.document.title} for h in ranking.hits]
+            )
+        )
+        return 0
+    for rank, h in enumerate(ranking.hits, 1):
+        print(f"{rank:>3}. {h.score:8.4f}  {h.id}  {h.document.title or h.document.text[:60]}")
+    return 0
+
+
+def _print_answer(answer: Any, streamed: bool) -> None:
+    if not streamed:
+        print(answer.text)
+    print()
+    if answer.citations:
+        print("Sources:")
+        by_id = {h.id: h for h in answer.contexts}
+        for c in answer.citations:
+            d = by_id[c.document_id].document
+            tag = "" if c.source == "generated" else f" ({c.source})"
+            print(f"  [{c.marker}] {c.document_id}: {d.title or d.text[:60]}{tag}")
+    else:
+        print("(no citation could be matched to the sources)")
+    if answer.invalid_markers:
+        print(f"  ignored markers that point at no source: {list(answer.invalid_markers)}")
+
+
+def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
+    from rag.generators import TransformersGenerator
+    from rag.types import Answer
+
+    pipe = pipe if pipe is not None else _open(args.index)
+    if pipe.generator is None:
+        pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
+    pipe.k = args.k
+    answer = None
+    for item in pipe.ask_stream(_query(args)):
+        if isinstance(item, Answer):
+            answer = item
+        elif not args.json:
+            print(item, end="", flush=True)
+    if args.json:
+        print(answer.model_dump_json(indent=2))  # type: ignore[union-attr]
+    else:
+        print()
+        _print_answer(answer, streamed=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rag.persist import read_documents
+    from rag.pipeline import Pipeline
+
+    out = args.out or os.path.join(tempfile.gettempdir(), "ragnodes-demo-index")
+    docs = read_documents(demo_corpus_path())
+    pipe = Pipeline(retriever=build_retriever("hybrid"))
+    pipe.index(docs).save(out)
+    print(
+        f"indexed the packaged demo corpus ({len(docs)} astronomy notes) into {out} (BM25 + MiniLM)"
+    )
+    print(f"Q: {args.query}\nA: ", end="", flush=True)
+    return cmd_ask(args, pipe=Pipeline.open(out))
+
+
+def _add_query_args(p: argparse.ArgumentParser, k: int) -> None:
+    p.add_argument("-k", type=int, default=k, help="number of hits / contexts")
+    p.add_argument("--instruction", default=None, help="what counts as relevant (optional)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_gen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m", help="generator: short name, HF id or path")
+    p.add_argument("--max-new-tokens", type=int, default=160)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rag", description="ragnodes: composable RAG nodes")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("index", help="index a JSONL corpus into a folder")
+    p.add_argument("corpus", help='JSONL with {"_id"|"id", "text", "title"?} per line')
+    p.add_argument("--out", required=True, help="index folder")
+    p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid")
+    p.add_argument("--config", help="a retriever or pipeline config (.json/.yaml) instead")
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("search", help="search an index")
+    p.add_argument("index")
+    p.add_argument("query")
+    _add_query_args(p, 10)
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("ask", help="answer a question with citations")
+    p.add_argument("index")
+    p.add_argument("query")
+    _add_query_args(p, 3)
+    _add_gen_args(p)
+    p.set_defaults(func=cmd_ask)
+    p = sub.add_parser("demo", help="index the packaged corpus and answer a question, offline")
+    p.add_argument("query", nargs="?", default=DEMO_QUESTION)
+    p.add_argument("--out", default=None, help="index folder (default: a temp folder)")
+    _add_query_args(p, 3)
+    _add_gen_args(p)
+    p.set_defaults(func=cmd_demo)
+    try:
+        from evals.cli import add_eval_parser
+    except ImportError:
+        pass
+    else:
+        add_eval_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
+        print(f"error: k must be >= 1, got {args.k}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

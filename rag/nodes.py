@@ -1,0 +1,329 @@
+"""The node contract: what every retriever, reranker, compressor and generator promises.
+
+Contract (checked for every registered implementation by ``tests/test_contract.py``):
+
+* ``__init__`` only stores and validates configuration: no disk, network or model access.
+  Heavy state is created by ``load()``, which is idempotent and called on first use.
+* Every node round-trips through a JSON-safe config: ``Node.from_config(node.to_config())``
+  builds an equal node. Nested nodes serialise recursively; secrets are env-var names.
+* Nodes never mutate their inputs; they return new frozen values.
+* Retrievers: ``retrieve(query, k)`` returns a :class:`~rag.types.Ranking` sorted by score
+  (descending, ties by document id), with at most ``k`` hits and unique ids; an empty index gives
+  an empty ranking; ``k`` larger than the index gives every document once; the same input gives
+  the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``.
+* Rerankers: ``rerank(ranking, k)`` returns a new ranking of (a subset of) the same documents,
+  with the same ordering guarantees.
+* Compressors: ``compress(ranking)`` returns a ranking whose documents carry shortened text and the
+  achieved compression ratio in ``metadata["compression"]``.
+* Generators: ``generate(messages)`` returns text; ``stream(messages)`` yields text pieces whose
+  concatenation equals ``generate(messages)`` under greedy decoding.
+
+A concrete node fills in one small hook (``_search``, ``_score``, ...); the base classes here own
+argument checks, batching, ordering and the config round-trip.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from rag.errors import ConfigError, NotIndexedError
+from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
+
+logger = logging.getLogger("ragnodes")
+logger.addHandler(logging.NullHandler())
+
+REGISTRY: dict[str, type[Node]] = {}
+
+
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ConfigError(f"k must be an int >= 1, got {k!r}")
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    return k
+
+
+def check_query(query: Query | str) -> Query:
+    q = as_query(query)
+    if not q.text.strip():
+        raise ConfigError(f"query {q.id!r} has empty text; pass a non-empty question")
+    return q
+
+
+class Node:
+    """Base of every node: registry, lazy ``load()`` and the config round-trip.
+
+    The config is read from the ``__init__`` signature: each parameter must be stored on the
+    instance under the same name. Subclasses set a class attribute ``name`` to register.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "node"
+    _loaded: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            if cls.name in REGISTRY and REGISTRY[cls.name].__qualname__ != cls.__qualname__:
+                raise ConfigError(f"node name {cls.name!r} registered twice")
+            REGISTRY[cls.name] = cls
+
+    def load(self) -> Node:
+        """Create heavy state (models, indexes). Idempotent; returns ``self``."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
+
+    def _load(self) -> None:
+        """Hook: load models. Default: nothing to load."""
+
+    # -- config ---------------------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"type": self.name}
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            cfg[p.name] = _to_json(getattr(self, p.name))
+        return cfg
+
+    @staticmethod
+    def from_config(config: dict[str, Any] | str | os.PathLike[str]) -> Node:
+        """Rebuild a node (recursively) from :meth:`to_config` output or a JSON/YAML file."""
+        if not isinstance(config, dict):
+            config = load_config_file(config)
+        return _from_json(config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_config() == other.to_config()  # type: ignore[attr-defined]
+
+    __hash__ = object.__hash__
+
+
+def _to_json(v: Any) -> Any:
+    if isinstance(v, Node):
+        return v.to_config()
+    if isinstance(v, (list, tuple)):
+        return [_to_json(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _to_json(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    raise ConfigError(f"value {v!r} of type {type(v).__name__} is not JSON-safe in a node config")
+
+
+def _from_json(v: Any) -> Any:
+    if isinstance(v, dict) and "type" in v and isinstance(v["type"], str) and v["type"] in REGISTRY:
+        params = {k: _from_json(x) for k, x in v.items() if k != "type"}
+        return REGISTRY[v["type"]](**params)
+    if isinstance(v, dict) and "type" in v and isinstance(v["type"], str):
+        _import_all_nodes()
+        if v["type"] in REGISTRY:
+            return _from_json(v)
+        known = ", ".join(sorted(REGISTRY))
+        raise ConfigError(f"unknown node type {v['type']!r}; known types: {known}")
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _from_json(x) for k, x in v.items()}
+    return v
+
+
+def _import_all_nodes() -> None:
+    """Import the node modules so that their classes register (no heavy imports happen)."""
+    import importlib
+
+    for mod in ("retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors"):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:  # a missing optional module must not hide the registry
+            logger.debug("could not import %s: %s", mod, e)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a node/pipeline config from ``.json`` or ``.yaml``/``.yml``."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config must be a mapping with a 'type' key")
+    return data
+
+
+# -- protocols --------------------------------------------------------------------------------
+@runtime_checkable
+class Retriever(Protocol):
+    def load(self) -> Any: ...
+    def index(self, documents: Sequence[Document | dict[str, Any]]) -> Any: ...
+    def retrieve(self, query: Query | str, k: int = 10, filter: dict | None = None) -> Ranking: ...
+    def retrieve_batch(
+        self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
+    ) -> list[Ranking]: ...
+    def to_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    def load(self) -> Any: ...
+    def rerank(self, ranking: Ranking, k: int | None = None) -> Ranking: ...
+    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]: ...
+    def to_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    def load(self) -> Any: ...
+    def compress(self, ranking: Ranking) -> Ranking: ...
+    def to_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    def load(self) -> Any: ...
+    def generate(self, messages: list[dict[str, str]], **kwargs: Any) -> str: ...
+    def stream(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[str]: ...
+    def to_config(self) -> dict[str, Any]: ...
+
+
+# -- base classes -----------------------------------------------------------------------------
+class BaseRetriever(Node):
+    """Owns the document table, ``k`` checks, batching and ordering.
+
+    Subclasses implement ``_add(docs)``, ``_delete(ids)`` and
+    ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k).
+    ``uses_instruction`` says whether ``Query.instruction`` changes the result (else the pipeline
+    can warn that it is ignored).
+    """
+
+    kind: ClassVar[str] = "retriever"
+    uses_instruction: ClassVar[bool] = False
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        if not hasattr(self, "_docs"):
+            self._docs: dict[str, Document] = {}
+        return self._docs
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def index(self, documents: Sequence[Document | dict[str, Any]]) -> BaseRetriever:
+        """Add documents; a document whose id is already indexed replaces the old one."""
+        docs = as_documents(documents)
+        unique_ids(docs)
+        if not docs:
+            return self
+        self.load()
+        replaced = [d.id for d in docs if d.id in self.documents]
+        if replaced:
+            self.delete(replaced)
+        self._add(docs)
+        for d in docs:
+            self.documents[d.id] = d
+        return self
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; returns how many were present."""
+        present = [i for i in ids if i in self.documents]
+        if present:
+            self.load()
+            self._delete(present)
+            for i in present:
+                del self.documents[i]
+        return len(present)
+
+    def retrieve(self, query: Query | str, k: int = 10, filter: dict | None = None) -> Ranking:
+        return self.retrieve_batch([query], k=k, filter=filter)[0]
+
+    def retrieve_batch(
+        self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
+    ) -> list[Ranking]:
+        check_k(k)
+        qs = [check_query(q) for q in queries]
+        if not qs:
+            return []
+        if not self.documents:
+            return [Ranking(query=q, stage=self.name) for q in qs]
+        self.load()
+        results = self._search(qs, min(k, len(self.documents)), filter)
+        docs = self.documents
+        return [
+            Ranking.from_scored(q, ((docs[i], s) for i, s in res if i in docs), k, self.name)
+            for q, res in zip(qs, results)
+        ]
+
+    # hooks
+    def _add(self, docs: list[Document]) -> None:
+        raise NotImplementedError
+
+    def _delete(self, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _search(
+        self, queries: list[Query], k: int, filter: dict | None
+    ) -> list[list[tuple[str, float]]]:
+        raise NotImplementedError
+
+    # persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``config.json``, ``documents.jsonl`` and the node's own state under ``path``."""
+        from rag.persist import save_retriever
+
+        return save_retriever(self, Path(path))
+
+    def _save_state(self, path: Path) -> None:
+        """Hook: write index state (vectors, postings) under ``path``."""
+
+    def _load_state(self, path: Path) -> None:
+        """Hook: read what ``_save_state`` wrote. Default: re-index the saved documents."""
+        docs = list(self.documents.values())
+        self._docs = {}
+        self.index(docs)
+
+
+class BaseReranker(Node):
+    """Owns ``k`` checks and ordering; subclasses implement ``_score(query, docs) -> scores``."""
+
+    kind: ClassVar[str] = "reranker"
+    uses_instruction: ClassVar[bool] = False
+
+    def rerank(self, ranking: Ranking, k: int | None = None) -> Ranking:
+        return self.rerank_batch([ranking], k=k)[0]
+
+    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
+        if k is not None:
+            check_k(k)
+        self.load()
+        out = []
+        for r in rankings:
+            docs = [h.document for h in r.hits]
+            scores = self._score(r.query, docs) if docs else []
+            out.append(Ranking.from_scored(r.query, zip(docs, scores), k, self.name))
+        return out
+
+    def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
+        raise NotImplementedError
+
+
+def require_indexed(retriever: BaseRetriever) -> None:
+    if not retriever.documents:
+        raise NotIndexedError(f"{type(retriever).__name__} has no documents; call index() first")

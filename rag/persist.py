@@ -1,0 +1,96 @@
+"""Saving and loading retrievers as plain files (config JSON + documents JSONL + node state)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError, DataError
+from rag.types import Document
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read JSON Lines (optionally .gz); a bad line raises DataError naming file and line."""
+    import gzip
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"file {str(p)!r} does not exist")
+    opener = gzip.open if p.suffix == ".gz" else open
+    rows = []
+    with opener(p, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_documents(path: str | os.PathLike[str]) -> list[Document]:
+    """Read a corpus JSONL: ``{"_id"|"id", "text", "title"?, "metadata"?, ...}`` per line."""
+    from pydantic import ValidationError
+
+    from rag.types import as_documents
+
+    docs = []
+    for lineno, row in enumerate(read_jsonl(path), 1):
+        if "_id" not in row and "id" not in row:
+            raise DataError(f"{path}: record {lineno} has no '_id' or 'id' field")
+        if "text" not in row:
+            raise DataError(f"{path}: record {lineno} has no 'text' field")
+        try:
+            docs.extend(as_documents([row]))
+        except ValidationError as e:
+            raise DataError(f"{path}: record {lineno}: {e.errors()[0]['msg']}") from None
+    return docs
+
+
+def save_retriever(retriever: Any, path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    retriever._save_state(path)
+    lines = "".join(d.model_dump_json() + "\n" for d in retriever.documents.values())
+    atomic_write_text(path / "documents.jsonl", lines)
+    # config last: its presence marks a complete index
+    atomic_write_text(path / "config.json", json.dumps(retriever.to_config(), indent=2))
+    return path
+
+
+def load_retriever(path: str | os.PathLike[str]) -> Any:
+    """Rebuild a retriever saved with ``save()``: config, documents and index state."""
+    from rag.nodes import Node
+
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise ConfigError(
+            f"{str(p)!r} is not a saved index (no config.json); run `rag index` first"
+        )
+    retriever = Node.from_config(p / "config.json")
+    rows = read_jsonl(p / "documents.jsonl")
+    retriever._docs = {r["id"]: Document(**r) for r in rows}
+    retriever._load_state(p)
+    return retriever

@@ -1,0 +1,202 @@
+"""The pipeline: retriever -> rerankers -> compressors -> generator, as one configurable node.
+
+>>> from retrievers import BM25Retriever
+>>> p = Pipeline(retriever=BM25Retriever(), k=3)
+>>> p.index(docs).search("largest planet").ids        # doctest: +SKIP
+>>> p.ask("What is the largest planet?").citations    # doctest: +SKIP
+
+``run_stages`` returns the ranking after every stage, which ``evals`` scores stage by stage.
+A query's instruction that a stage cannot use is reported with a warning, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import prompts
+from rag.citations import attribute, resolve
+from rag.errors import ConfigError
+from rag.nodes import Node, check_k, check_query
+from rag.types import Answer, Document, Hit, Query, Ranking
+
+
+def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
+    parts = []
+    for n, h in enumerate(hits, 1):
+        title = f"{h.document.title}: " if h.document.title else ""
+        text = (
+            h.document.text
+            if len(h.document.text) <= max_chars
+            else h.document.text[:max_chars] + "..."
+        )
+        parts.append(prompts.render("answer_source", n=n, title=title, text=text))
+    return "\n".join(parts)
+
+
+class Pipeline(Node):
+    """Compose nodes into search and question answering.
+
+    Args:
+        retriever: first-stage retriever (BM25, dense, hybrid, multi-vector...).
+        rerankers: applied in order to the retrieved candidates.
+        compressors: applied in order to the final contexts.
+        generator: answers questions (``ask``); optional for search-only pipelines.
+        k: contexts given to the generator / hits returned by ``search``.
+        candidates: hits retrieved before reranking (default ``max(k, 50)`` with rerankers).
+        max_source_chars: characters of each source shown to the generator.
+        attribute_uncited: when the model cites nothing, attribute sentences to sources by word
+            overlap; such citations are labelled ``source="attributed"``.
+    """
+
+    name: ClassVar[str] = "pipeline"
+    kind: ClassVar[str] = "pipeline"
+
+    def __init__(
+        self,
+        retriever: Any,
+        rerankers: list[Any] | None = None,
+        compressors: list[Any] | None = None,
+        generator: Any = None,
+        k: int = 5,
+        candidates: int | None = None,
+        max_source_chars: int = 1000,
+        attribute_uncited: bool = True,
+    ) -> None:
+        check_k(k)
+        if candidates is not None:
+            check_k(candidates)
+        self.retriever = retriever
+        self.rerankers = list(rerankers or [])
+        self.compressors = list(compressors or [])
+        self.generator = generator
+        self.k = k
+        self.candidates = candidates
+        self.max_source_chars = max_source_chars
+        self.attribute_uncited = attribute_uncited
+
+    def _load(self) -> None:
+        for n in [self.retriever, *self.rerankers, *self.compressors]:
+            n.load()
+
+    def index(self, documents: Sequence[Document | dict[str, Any]]) -> Pipeline:
+        self.retriever.index(documents)
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Save the index (retriever state) and this pipeline's config as ``pipeline.json``."""
+        import json
+
+        from rag.persist import atomic_write_text
+
+        p = Path(path)
+        self.retriever.save(p)
+        atomic_write_text(p / "pipeline.json", json.dumps(self.to_config(), indent=2))
+        return p
+
+    @classmethod
+    def open(cls, path: str | Path) -> Pipeline:
+        """Open a saved index: the pipeline config if present, the saved retriever state."""
+        from rag.persist import load_retriever
+
+        p = Path(path)
+        retriever = load_retriever(p)
+        if (p / "pipeline.json").exists():
+            pipe = Node.from_config(p / "pipeline.json")
+            if not isinstance(pipe, Pipeline):
+                raise ConfigError(f"{p / 'pipeline.json'} does not describe a pipeline")
+            pipe.retriever = retriever
+            return pipe
+        return cls(retriever=retriever)
+
+    def _warn_instruction(self, q: Query) -> None:
+        if not q.instruction:
+            return
+        stages = [self.retriever, *self.rerankers, *self.compressors]
+        ignored = [type(n).__name__ for n in stages if not getattr(n, "uses_instruction", False)]
+        if len(ignored) == len(stages):
+            warnings.warn(
+                f"query {q.id!r} has an instruction but no stage uses it ({', '.join(ignored)})",
+                stacklevel=3,
+            )
+
+    def run_stages(
+        self, queries: Sequence[Query | str], k: int | None = None
+    ) -> dict[str, list[Ranking]]:
+        """Rankings after each stage: ``retrieve``, ``rerank:i:name``, ``compress:i:name``."""
+        self.load()
+        k = check_k(k) if k is not None else self.k
+        qs = [check_query(q) for q in queries]
+        for q in qs:
+            self._warn_instruction(q)
+        depth = (
+            self.candidates
+            if self.candidates is not None
+            else (max(k, 50) if self.rerankers else k)
+        )
+        out: dict[str, list[Ranking]] = {}
+        rankings = self.retriever.retrieve_batch(qs, k=depth)
+        out["retrieve"] = rankings
+        for i, rr in enumerate(self.rerankers):
+            last = i == len(self.rerankers) - 1
+            rankings = rr.rerank_batch(rankings, k=k if last else None)
+            out[f"rerank:{i}:{rr.name}"] = rankings
+        if not self.rerankers:
+            rankings = [r.top(k) for r in rankings]
+        for i, c in enumerate(self.compressors):
+            rankings = [c.compress(r) for r in rankings]
+            out[f"compress:{i}:{c.name}"] = rankings
+        return out
+
+    def search_batch(self, queries: Sequence[Query | str], k: int | None = None) -> list[Ranking]:
+        return list(self.run_stages(queries, k).values())[-1]
+
+    def search(self, query: Query | str, k: int | None = None) -> Ranking:
+        return self.search_batch([query], k)[0]
+
+    def _messages(self, q: Query, hits: Sequence[Hit]) -> list[dict[str, str]]:
+        question = q.text if not q.instruction else f"{q.text}\n({q.instruction})"
+        user = prompts.render(
+            "answer_user", question=question, sources=format_sources(hits, self.max_source_chars)
+        )
+        return [
+            {"role": "system", "content": prompts.load("answer_system")},
+            {"role": "user", "content": user},
+        ]
+
+    def ask_stream(self, query: Query | str) -> Iterator[str | Answer]:
+        """Yield answer text pieces as generated, then the final :class:`Answer`."""
+        if self.generator is None:
+            raise ConfigError("this pipeline has no generator; set generator= to answer questions")
+        q = check_query(query)
+        t0 = time.perf_counter()
+        ranking = self.search(q)
+        t1 = time.perf_counter()
+        hits = ranking.hits
+        pieces = []
+        for piece in self.generator.stream(self._messages(q, hits)):
+            pieces.append(piece)
+            yield piece
+        t2 = time.perf_counter()
+        text = "".join(pieces).strip()
+        cites, bad = resolve(text, hits)
+        if not cites and self.attribute_uncited:
+            cites = attribute(text, hits)
+        yield Answer(
+            query=q,
+            text=text,
+            citations=tuple(cites),
+            invalid_markers=tuple(bad),
+            contexts=hits,
+            timings={"retrieve_s": t1 - t0, "generate_s": t2 - t1},
+            model=f"{getattr(self.generator, 'model', '')}|prompt={prompts.version('answer_user')}",
+        )
+
+    def ask(self, query: Query | str) -> Answer:
+        *_, answer = self.ask_stream(query)
+        if not isinstance(answer, Answer):  # the generator yielded nothing at all
+            raise ConfigError("generator produced no output")
+        return answer

@@ -1,0 +1,176 @@
+"""Value types that flow between nodes. All are frozen pydantic v2 models.
+
+A :class:`Document` is indexed; a :class:`Query` goes through retrievers, rerankers and
+compressors as a :class:`Ranking` (a query plus sorted :class:`Hit` s); a generator turns the final
+ranking into an :class:`Answer` with :class:`Citation` s that point at document ids.
+
+>>> d = Document(id="d1", text="BM25 is a bag-of-words ranking function.")
+>>> r = Ranking(query=Query(text="what is bm25"), hits=(Hit(document=d, score=1.5),))
+>>> r.ids
+['d1']
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Document(BaseModel):
+    """A unit of retrieval: ``id`` is unique within an index."""
+
+    model_config = _FROZEN
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_to_str(cls, v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    @property
+    def full_text(self) -> str:
+        """``title + " " + text`` (BEIR's convention), or the text alone when untitled."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+class Query(BaseModel):
+    """A question, with an optional instruction that states what counts as relevant."""
+
+    model_config = _FROZEN
+    text: str
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    instruction: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_to_str(cls, v: Any) -> str:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class Hit(BaseModel):
+    """One scored document in a ranking."""
+
+    model_config = _FROZEN
+    document: Document
+    score: float
+
+    @property
+    def id(self) -> str:
+        return self.document.id
+
+
+class Ranking(BaseModel):
+    """The hits for one query, best first. ``stage`` names the node that produced it."""
+
+    model_config = _FROZEN
+    query: Query
+    hits: tuple[Hit, ...] = ()
+    stage: str = ""
+
+    @property
+    def ids(self) -> list[str]:
+        return [h.document.id for h in self.hits]
+
+    @property
+    def scores(self) -> list[float]:
+        return [h.score for h in self.hits]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def top(self, k: int) -> Ranking:
+        return self.model_copy(update={"hits": self.hits[:k]})
+
+    @classmethod
+    def from_scored(
+        cls,
+        query: Query,
+        scored: Iterable[tuple[Document, float]],
+        k: int | None = None,
+        stage: str = "",
+    ) -> Ranking:
+        """Build a ranking from ``(document, score)`` pairs: sorted by score descending, ties by
+        document id ascending (deterministic), the first occurrence of a duplicate id kept."""
+        best: dict[str, tuple[Document, float]] = {}
+        for doc, score in scored:
+            s = float(score)
+            prev = best.get(doc.id)
+            if prev is None or s > prev[1]:
+                best[doc.id] = (doc, s)
+        ordered = sorted(best.values(), key=lambda ds: (-ds[1], ds[0].id))
+        if k is not None:
+            ordered = ordered[:k]
+        hits = tuple(Hit.model_construct(document=d, score=s) for d, s in ordered)
+        return cls(query=query, hits=hits, stage=stage)
+
+
+class Citation(BaseModel):
+    """A citation marker ``[n]`` in an answer, resolved to the n-th context's document."""
+
+    model_config = _FROZEN
+    marker: int
+    document_id: str
+    source: str = "generated"  # "generated" by the model, or "attributed" after the fact
+
+
+class Answer(BaseModel):
+    """The generator's answer with the contexts it was given and the citations it made."""
+
+    model_config = _FROZEN
+    query: Query
+    text: str
+    citations: tuple[Citation, ...] = ()
+    invalid_markers: tuple[int, ...] = ()
+    contexts: tuple[Hit, ...] = ()
+    timings: dict[str, float] = Field(default_factory=dict)
+    model: str = ""
+
+    @property
+    def cited_ids(self) -> list[str]:
+        return list(dict.fromkeys(c.document_id for c in self.citations))
+
+
+def as_query(query: Query | str) -> Query:
+    """Accept a plain string wherever a :class:`Query` is expected."""
+    if isinstance(query, Query):
+        return query
+    if isinstance(query, str):
+        return Query(text=query)
+    raise TypeError(f"expected a Query or str, got {type(query).__name__}")
+
+
+def as_documents(docs: Iterable[Document | dict[str, Any]]) -> list[Document]:
+    """Coerce dicts (``{"id"|"_id", "text", "title", ...}``) to Documents."""
+    out: list[Document] = []
+    for d in docs:
+        if isinstance(d, Document):
+            out.append(d)
+        else:
+            d = dict(d)
+            if "_id" in d and "id" not in d:
+                d["id"] = d.pop("_id")
+            meta = d.pop("metadata", {}) or {}
+            extra = {k: d.pop(k) for k in list(d) if k not in ("id", "text", "title")}
+            out.append(Document(**d, metadata={**extra, **meta}))
+    return out
+
+
+def unique_ids(docs: Sequence[Document]) -> None:
+    """Raise if two documents share an id (nothing is silently overwritten)."""
+    from rag.errors import ConfigError
+
+    seen: set[str] = set()
+    for d in docs:
+        if d.id in seen:
+            raise ConfigError(f"duplicate document id {d.id!r} in one batch; ids must be unique")
+        seen.add(d.id)

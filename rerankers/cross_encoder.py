@@ -1,0 +1,154 @@
+"""Cross-encoder reranking with any Hugging Face sequence-classification checkpoint.
+
+Each (query, document) pair is read jointly by the model (Nogueira & Cho 2019, "Passage
+Re-ranking with BERT"); the score is the classification logit, or ``sigmoid(logit)``.
+Scores match sentence-transformers ``CrossEncoder.predict`` (same pair encoding, same default
+activation: sigmoid for one label, identity otherwise); ``tests/test_rerankers_cross_encoder.py``
+checks it to 1e-5.
+
+Pairs are tokenised once, sorted by length and batched so that padding is minimal. A pair longer
+than ``max_length`` loses document tokens first (``truncation="only_second"``); only a query that
+alone fills ``max_length`` falls back to ``longest_first``. Documents with the same text are
+scored once.
+
+>>> ce = CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L-6-v2")    # doctest: +SKIP
+>>> ce.rerank(bm25.retrieve("what is bm25", k=100), k=10)               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rag.encoders import cpu_has_bf16
+from rag.errors import ConfigError
+from rag.extras import require
+from rag.models import offline_hint, resolve_model
+from rag.nodes import BaseReranker, check_k
+from rag.types import Document, Query, Ranking
+from rerankers._common import check_threshold, doc_text, drop_below
+
+ACTIVATIONS = ("auto", "sigmoid", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class CrossEncoderReranker(BaseReranker):
+    """Score (query, document) pairs with a sequence-classification model.
+
+    Args:
+        model: HF id or local path of a ``*ForSequenceClassification`` checkpoint.
+        max_length: tokens per pair after truncation (document side first); capped at the
+            model's ``max_position_embeddings``.
+        batch_size: pairs per forward pass (after sorting by length).
+        activation: ``auto`` (sigmoid for a one-label model, identity otherwise, as
+            sentence-transformers does), ``sigmoid`` or ``none`` (raw logits).
+        label: which output column is the relevance score for a multi-label model.
+        threshold: drop hits scoring below this after reranking (``None`` keeps all).
+        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with AVX-512-BF16/AMX),
+            ``fp32`` or ``bf16``.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+    """
+
+    name: ClassVar[str] = "cross_encoder"
+
+    def __init__(
+        self,
+        model: str,
+        max_length: int = 512,
+        batch_size: int = 32,
+        activation: str = "auto",
+        label: int = -1,
+        threshold: float | None = None,
+        precision: str = "auto",
+        device: str = "auto",
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if max_length < 8 or batch_size < 1:
+            raise ConfigError(
+                f"max_length must be >= 8 and batch_size >= 1, got {max_length}, {batch_size}"
+            )
+        self.model = model
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.activation = activation
+        self.label = label
+        self.threshold = check_threshold(threshold)
+        self.precision = precision
+        self.device = device
+
+    def _load(self) -> None:
+        torch = require("torch", feature="cross-encoder reranking")
+        transformers = require("transformers", feature="cross-encoder reranking")
+        path = resolve_model(self.model)
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+            self.net = transformers.AutoModelForSequenceClassification.from_pretrained(path)
+        except OSError as e:
+            raise offline_hint(self.model, e) from e
+        dev = "cuda" if self.device == "auto" and torch.cuda.is_available() else self.device
+        self._device = torch.device("cpu" if dev == "auto" else dev)
+        self.net.to(self._device).eval()
+        self._torch = torch
+        limit = getattr(self.net.config, "max_position_embeddings", None) or self.max_length
+        self._max_len = min(self.max_length, int(limit))
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dev = self._device.type
+        bf16 = self.precision == "bf16" or (
+            self.precision == "auto" and (dev == "cuda" or cpu_has_bf16())
+        )
+        if not bf16:
+            return contextlib.nullcontext()
+        return self._torch.autocast(dev, dtype=self._torch.bfloat16)
+
+    def _truncation(self, query: str) -> str:
+        q_len = len(self.tokenizer(query, add_special_tokens=False)["input_ids"])
+        fits = q_len + self.tokenizer.num_special_tokens_to_add(pair=True) < self._max_len
+        return "only_second" if fits else "longest_first"
+
+    def predict(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Scores ``(N,)`` for ``(query, text)`` pairs, in the order of ``texts``."""
+        self.load()
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return np.zeros(0, dtype=np.float32)
+        enc = self.tokenizer(
+            [query] * len(unique),
+            unique,
+            truncation=self._truncation(query),
+            max_length=self._max_len,
+        )
+        ids = enc["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+        scores = np.zeros(len(unique), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            pos = order[start : start + self.batch_size]
+            feats = [{key: enc[key][i] for key in enc.keys()} for i in pos]
+            batch = self.tokenizer.pad(feats, return_tensors="pt").to(self._device)
+            with self._torch.inference_mode(), self._autocast():
+                logits = self.net(**batch).logits.float()
+            scores[pos] = self._activate(logits).cpu().numpy()
+        by_text = dict(zip(unique, scores, strict=True))
+        return np.array([by_text[t] for t in texts], dtype=np.float32)
+
+    def _activate(self, logits: Any) -> Any:
+        """``logits: (B, num_labels)`` -> scores ``(B,)``."""
+        one_label = logits.shape[-1] == 1
+        if self.activation == "sigmoid" or (self.activation == "auto" and one_label):
+            logits = self._torch.sigmoid(logits)
+        return logits[:, 0] if one_label else logits[:, self.label]
+
+    def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
+        return self.predict(query.text, [doc_text(d) for d in docs]).tolist()
+
+    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
+        if k is not None:
+            check_k(k)
+        out = super().rerank_batch(rankings)
+        return [drop_below(r, self.threshold).top(k) for r in out]  # top(None) keeps all

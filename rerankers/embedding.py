@@ -1,0 +1,76 @@
+"""Embedding reranking: rescore candidates with a (second, usually stronger) sentence encoder.
+
+score(q, d) = cos(E(q), E(d)) with ``E`` a :class:`rag.encoders.TransformerEncoder`; queries use
+the encoder's query prefix and documents its document prefix (``title + " " + text``).
+The vectors of the last ``cache_size`` documents (keyed by id and text) are kept, so reranking
+overlapping candidate pools for many queries encodes each document once.
+
+>>> rr = EmbeddingReranker(TransformerEncoder("minilm"))
+>>> rr.rerank(bm25_ranking, k=10)                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from rag.encoders import TransformerEncoder
+from rag.errors import ConfigError
+from rag.nodes import BaseReranker
+from rag.types import Document, Query
+from rerankers._common import doc_text
+
+
+class EmbeddingReranker(BaseReranker):
+    """Cosine similarity under ``encoder`` (default: all-MiniLM-L6-v2, packaged).
+
+    Args:
+        encoder: the :class:`~rag.encoders.TransformerEncoder` that rescores.
+        cache_size: document vectors kept between calls (0 disables the cache).
+    """
+
+    name: ClassVar[str] = "embedding"
+
+    def __init__(self, encoder: TransformerEncoder | None = None, cache_size: int = 65536) -> None:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        self.encoder = encoder if encoder is not None else TransformerEncoder("minilm")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def _load(self) -> None:
+        self.encoder.load()
+
+    def document_vectors(self, docs: Sequence[Document]) -> np.ndarray:
+        """Unit vectors ``(N, H)`` of ``docs``, from the cache where possible."""
+        texts = [doc_text(d) for d in docs]
+        keys = [
+            (d.id, hashlib.blake2b(t.encode(), digest_size=8).hexdigest())
+            for d, t in zip(docs, texts, strict=True)
+        ]
+        todo = [j for j, key in enumerate(keys) if key not in self._cache]
+        out = np.zeros((len(docs), self.encoder.dim), dtype=np.float32)
+        if todo:
+            out[todo] = _unit(self.encoder.encode([texts[j] for j in todo], kind="document"))
+        fresh = set(todo)
+        for j, key in enumerate(keys):
+            if j not in fresh:
+                out[j] = self._cache[key]
+                self._cache.move_to_end(key)
+            elif self.cache_size:
+                self._cache[key] = out[j]
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
+        q = _unit(self.encoder.encode([query.text], kind="query"))  # (1, H)
+        return (self.document_vectors(docs) @ q[0]).tolist()
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,198 @@
+"""In-memory token store: every document's token vectors in one matrix plus row offsets.
+
+Layout (also on disk): ``tokens.npy (T, D)`` float16 (default) or float32, ``offsets.npy (N + 1,)``
+int64, and ``store.json`` with the document ids and payloads. Saved atomically (temp file +
+rename, the manifest last) and loaded with ``mmap_mode="r"``, ``allow_pickle=False``, so a large
+index is paged in by the OS instead of read up front.
+
+>>> import numpy as np
+>>> s = TokenStore(dtype="float32")
+>>> s.add(["a", "b"], [np.eye(2), np.ones((1, 2)) / 2 ** 0.5], [{}, {}])
+>>> [(i, round(x, 3)) for i, x in s.search([np.eye(2)], k=2)[0]]
+[('a', 2.0), ('b', 1.414)]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rag.errors import ConfigError, DataError
+from rag.nodes import Node
+from rag.persist import atomic_write_text
+from retrievers.multivector.maxsim import maxsim_flat, offsets_of
+from retrievers.stores.exact import topk_rows
+
+DTYPES = ("float16", "float32")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class TokenStore(Node):
+    """Token vectors of many documents, searched by exact (brute-force) MaxSim.
+
+    Args:
+        dtype: ``float16`` (default, half the bytes; scores are computed in float32) or
+            ``float32``.
+    """
+
+    name: ClassVar[str] = "token_store"
+    kind: ClassVar[str] = "store"
+
+    def __init__(self, dtype: str = "float16") -> None:
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.dtype = dtype
+        self._ids: list[str] = []
+        self._row: dict[str, int] = {}
+        self._payloads: list[dict[str, Any]] = []
+        self._tokens: np.ndarray | None = None
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+
+    # -- writing --------------------------------------------------------------------------------
+    def count(self) -> int:
+        return len(self._ids)
+
+    def add(
+        self, ids: Sequence[str], vectors: Sequence[np.ndarray], payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert (or replace) documents: ``vectors[i]`` is ``(L_i, D)``."""
+        if len(vectors) != len(ids) or len(payloads) != len(ids):
+            raise ConfigError(
+                f"add() needs as many matrices and payloads as ids; got {len(ids)} ids, "
+                f"{len(vectors)} matrices, {len(payloads)} payloads"
+            )
+        dims = {v.shape[1] for v in vectors if np.ndim(v) == 2}
+        if (
+            any(np.ndim(v) != 2 for v in vectors)
+            or len(dims) > 1
+            or (dims and self.dim is not None and dims != {self.dim})
+        ):
+            raise ConfigError(
+                f"token matrices must be 2-D with one width; got {sorted(dims)}, "
+                f"store width {self.dim}"
+            )
+        self.delete([i for i in ids if i in self._row])
+        base = len(self._ids)
+        for j, i in enumerate(ids):
+            self._row[i] = base + j
+        self._ids.extend(ids)
+        self._payloads.extend(dict(p) for p in payloads)
+        lens = np.array([len(v) for v in vectors], dtype=np.int64)
+        self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lens)])
+        self._pending.extend(np.asarray(v, dtype=self.dtype) for v in vectors)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        rows = sorted({self._row[i] for i in ids if i in self._row})
+        if not rows:
+            return
+        tokens = self.tokens
+        keep_doc = np.ones(len(self._ids), dtype=bool)
+        keep_doc[rows] = False
+        lens = np.diff(self._offsets)
+        self._tokens = np.ascontiguousarray(tokens[np.repeat(keep_doc, lens)])
+        self._offsets = np.concatenate([[0], np.cumsum(lens[keep_doc])]).astype(np.int64)
+        self._ids = [i for i, k in zip(self._ids, keep_doc, strict=True) if k]
+        self._payloads = [p for p, k in zip(self._payloads, keep_doc, strict=True) if k]
+        self._row = {i: r for r, i in enumerate(self._ids)}
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int | None:
+        if self._tokens is not None and self._tokens.ndim == 2 and len(self._tokens):
+            return int(self._tokens.shape[1])
+        return int(self._pending[0].shape[1]) if self._pending else None
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """All token vectors ``(T, D)`` (pending additions are concatenated on first read)."""
+        if self._pending:
+            parts = [self._tokens] if self._tokens is not None and len(self._tokens) else []
+            self._tokens = np.concatenate([np.asarray(p) for p in parts] + self._pending)
+            self._pending = []
+        if self._tokens is None:
+            return np.zeros((0, self.dim or 0), dtype=self.dtype)
+        return self._tokens
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the token matrix and offsets (what the index costs in memory or on disk)."""
+        return int(self.tokens.nbytes + self._offsets.nbytes)
+
+    def get(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """The float32 token matrices of ``ids``."""
+        t = self.tokens
+        rows = [self._row[i] for i in ids]
+        return [np.asarray(t[self._offsets[r] : self._offsets[r + 1]], np.float32) for r in rows]
+
+    def score(self, query: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """MaxSim of one query ``(Lq, D)`` against the documents ``ids`` -> ``(len(ids),)``."""
+        docs = self.get(ids)
+        if not docs:
+            return np.zeros(0, dtype=np.float32)
+        q = np.asarray(query, dtype=np.float32)
+        return maxsim_flat(q, np.array([0, len(q)]), np.concatenate(docs), offsets_of(docs))[0]
+
+    def search(
+        self, queries: Sequence[np.ndarray], k: int, allowed: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Brute-force top-``k`` by exact MaxSim over every document (or only ``allowed``)."""
+        if not self._ids or not len(queries):
+            return [[] for _ in queries]
+        q = np.concatenate([np.asarray(x, dtype=np.float32) for x in queries])
+        scores = maxsim_flat(q, offsets_of(queries), self.tokens, self._offsets)
+        if allowed is not None:
+            mask = np.zeros(len(self._ids), dtype=bool)
+            mask[[self._row[i] for i in allowed if i in self._row]] = True
+            scores[:, ~mask] = -np.inf
+        idx, vals = topk_rows(scores, k)
+        return [
+            [(self._ids[j], float(v)) for j, v in zip(ri, rv, strict=True) if np.isfinite(v)]
+            for ri, rv in zip(idx, vals, strict=True)
+        ]
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        _save_npy(path / "tokens.npy", self.tokens)
+        _save_npy(path / "offsets.npy", self._offsets)
+        manifest = {
+            "ids": self._ids,
+            "payloads": self._payloads,
+            "dtype": self.dtype,
+            "dim": self.dim,
+        }
+        atomic_write_text(path / "store.json", json.dumps(manifest))
+
+    def restore(self, path: Path) -> None:
+        path = Path(path)
+        try:
+            manifest = json.loads((path / "store.json").read_text(encoding="utf-8"))
+            tokens = np.load(path / "tokens.npy", mmap_mode="r", allow_pickle=False)
+            offsets = np.load(path / "offsets.npy", allow_pickle=False)
+        except FileNotFoundError as e:
+            raise DataError(f"incomplete token store at {path}: {e.filename} is missing") from None
+        if len(offsets) != len(manifest["ids"]) + 1 or int(offsets[-1]) != len(tokens):
+            raise DataError(
+                f"{path}: {len(manifest['ids'])} ids, {len(offsets)} offsets and {len(tokens)} "
+                "token rows do not agree; the index is corrupt, rebuild it"
+            )
+        if manifest["dtype"] != self.dtype:
+            raise DataError(f"{path} holds {manifest['dtype']} tokens but dtype={self.dtype!r}")
+        self._tokens, self._offsets, self._pending = tokens, offsets.astype(np.int64), []
+        self._ids, self._payloads = list(manifest["ids"]), list(manifest["payloads"])
+        self._row = {i: r for r, i in enumerate(self._ids)}

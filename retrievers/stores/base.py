@@ -1,0 +1,35 @@
+"""The vector store interface: ids + vectors + payloads in, top-k (id, score) lists out.
+
+Scores are inner products of the stored and query vectors (cosine for normalised vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    def add(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert or replace vectors ``(N, D)`` under string ids."""
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def search(
+        self, queries: np.ndarray, k: int, filter: dict[str, Any] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(id, score)`` per query row of ``queries`` ``(B, D)``, best first."""
+
+    def count(self) -> int: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def restore(self, path: Path) -> None: ...
+
+    def to_config(self) -> dict[str, Any]: ...

@@ -1,0 +1,179 @@
+"""Qdrant as a vector store through qdrant-client.
+
+``location=":memory:"`` (default) and ``path=`` run qdrant-client's embedded local mode (exact
+search, no server); ``url=`` talks to a Qdrant server or cluster with the same code. The API key is
+read from the environment variable named by ``api_key_env`` and never written into configs.
+Document ids map to deterministic UUIDv5 point ids; the original id is kept in the payload.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.extras import require
+from rag.nodes import Node
+from retrievers.stores.filters import to_qdrant, validate_filter
+
+_NS = uuid.UUID("6f1d8a52-3b1c-4c57-9a0e-7d1f1f7f2a10")
+DISTANCES = ("dot", "cosine", "euclid")
+
+
+def point_id(doc_id: str) -> str:
+    return str(uuid.uuid5(_NS, doc_id))
+
+
+class QdrantStore(Node):
+    """A Qdrant collection of single vectors.
+
+    Args:
+        collection: collection name.
+        location: ``":memory:"`` for embedded in-memory mode (ignored when ``path`` or ``url``).
+        path: folder for embedded persistent mode.
+        url: server URL (``http://host:6333``) for a server or cluster.
+        api_key_env: environment variable holding the server API key.
+        distance: ``dot`` (default; vectors are normalised upstream), ``cosine`` or ``euclid``.
+        on_disk: keep vectors on disk (server mode).
+    """
+
+    name: ClassVar[str] = "qdrant_store"
+    kind: ClassVar[str] = "store"
+
+    def __init__(
+        self,
+        collection: str = "ragnodes",
+        location: str = ":memory:",
+        path: str | None = None,
+        url: str | None = None,
+        api_key_env: str | None = None,
+        distance: str = "dot",
+        on_disk: bool = False,
+    ) -> None:
+        if distance not in DISTANCES:
+            raise ConfigError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        self.collection = collection
+        self.location = location
+        self.path = path
+        self.url = url
+        self.api_key_env = api_key_env
+        self.distance = distance
+        self.on_disk = on_disk
+        self._client: Any = None
+
+    def _connect(self, path: str | None = None) -> Any:
+        qc = require("qdrant_client", feature="the Qdrant store")
+        if self.url:
+            key = os.environ.get(self.api_key_env) if self.api_key_env else None
+            return qc.QdrantClient(url=self.url, api_key=key)
+        p = path or self.path
+        return qc.QdrantClient(path=p) if p else qc.QdrantClient(location=self.location)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _ensure(self, dim: int) -> None:
+        from qdrant_client import models
+
+        if self.client.collection_exists(self.collection):
+            return
+        dist = {
+            "dot": models.Distance.DOT,
+            "cosine": models.Distance.COSINE,
+            "euclid": models.Distance.EUCLID,
+        }[self.distance]
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=dim, distance=dist, on_disk=self.on_disk),
+        )
+
+    def count(self) -> int:
+        if not self.client.collection_exists(self.collection):
+            return 0
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def add(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        from qdrant_client import models
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
+            raise ConfigError(
+                f"add() needs N ids and an (N, D) matrix; got {len(ids)}, {vectors.shape}"
+            )
+        self._ensure(vectors.shape[1])
+        points = [
+            models.PointStruct(id=point_id(i), vector=v.tolist(), payload={**p, "doc_id": i})
+            for i, v, p in zip(ids, vectors, payloads)
+        ]
+        for s in range(0, len(points), 512):
+            self.client.upsert(self.collection, points=points[s : s + 512], wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if ids and self.client.collection_exists(self.collection):
+            self.client.delete(
+                self.collection,
+                points_selector=models.PointIdsList(points=[point_id(i) for i in ids]),
+            )
+
+    def search(
+        self, queries: np.ndarray, k: int, filter: dict[str, Any] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        from qdrant_client import models
+
+        validate_filter(filter)
+        if not self.client.collection_exists(self.collection):
+            return [[] for _ in range(len(queries))]
+        flt = to_qdrant(filter)
+        reqs = [
+            models.QueryRequest(query=q.tolist(), limit=k, filter=flt, with_payload=["doc_id"])
+            for q in np.asarray(queries, dtype=np.float32)
+        ]
+        res = self.client.query_batch_points(self.collection, requests=reqs)
+        return [[(p.payload["doc_id"], float(p.score)) for p in r.points] for r in res]
+
+    def save(self, path: Path) -> None:
+        """Embedded in-memory collections are copied to ``path/qdrant``; path/url modes persist
+        by themselves."""
+        if self.url or self.path:
+            return
+        target = self._connect(str(path / "qdrant"))
+        if target.collection_exists(self.collection):
+            target.delete_collection(self.collection)
+        info = self.client.get_collection(self.collection) if self.count() else None
+        if info is not None:
+            target.create_collection(self.collection, vectors_config=info.config.params.vectors)
+            offset = None
+            while True:
+                pts, offset = self.client.scroll(
+                    self.collection, limit=1024, offset=offset, with_vectors=True, with_payload=True
+                )
+                from qdrant_client import models
+
+                target.upsert(
+                    self.collection,
+                    points=[
+                        models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in pts
+                    ],
+                )
+                if offset is None:
+                    break
+        target.close()
+
+    def restore(self, path: Path) -> None:
+        if self.url or self.path:
+            return
+        if self._client is not None:
+            self._client.close()
+        self._client = self._connect(str(path / "qdrant"))

@@ -1,0 +1,30 @@
+"""Factories of the multi-vector nodes for the shared contract suite (tests/test_contract.py).
+The rerankers of ``rerankers/`` are covered by tests/test_rerankers_contract.py's FACTORIES."""
+
+from __future__ import annotations
+
+
+def _mv(**kw):
+    from retrievers.multivector import MultiVectorRetriever
+
+    return lambda: MultiVectorRetriever(**kw)
+
+
+def _qdrant_mv():
+    from retrievers.multivector import MultiVectorRetriever, QdrantMultiVectorStore
+
+    return MultiVectorRetriever(backend="qdrant", qdrant=QdrantMultiVectorStore(collection="c"))
+
+
+def _late():
+    from retrievers.multivector import LateInteractionReranker
+
+    return LateInteractionReranker()
+
+
+EXTRA_RETRIEVERS = {
+    "multivector-exact": _mv(backend="exact"),
+    "multivector-muvera": _mv(backend="muvera", candidates=1000),
+    "multivector-qdrant": _qdrant_mv,
+}
+EXTRA_RERANKERS = {"late_interaction": _late}
