@@ -32,7 +32,9 @@ class DenseRetriever(BaseRetriever):
         store: an ``ExactStore`` (default) or ``QdrantStore``.
         fields: ``title+text`` or ``text``.
         instruction_template: format string with ``{query}`` and ``{instruction}`` applied to
-            queries that carry an instruction; ``None`` ignores instructions (and says so).
+            queries that carry an instruction; ``None`` ignores instructions (and says so);
+            ``"auto"`` applies the encoder's family template from ``prompts/instructions.yaml``
+            to every query (a family name from that file overrides the model-id match).
         index_batch: documents embedded per progress step.
         show_progress: progress bar while indexing.
     """
@@ -51,7 +53,13 @@ class DenseRetriever(BaseRetriever):
         if fields not in ("title+text", "text"):
             raise ConfigError(f"fields must be 'title+text' or 'text', got {fields!r}")
         if instruction_template is not None and "{query}" not in instruction_template:
-            raise ConfigError("instruction_template must contain '{query}'")
+            from prompts.instructions import families
+
+            if instruction_template != "auto" and instruction_template not in families():
+                raise ConfigError(
+                    "instruction_template must contain '{query}', be 'auto' or name a family "
+                    f"({', '.join(families())}); got {instruction_template!r}"
+                )
         self.encoder = encoder if encoder is not None else TransformerEncoder()
         self.store = store if store is not None else ExactStore()
         if not isinstance(self.store, Node) or not hasattr(self.store, "search"):
@@ -63,12 +71,30 @@ class DenseRetriever(BaseRetriever):
 
     @property
     def uses_instruction(self) -> bool:  # type: ignore[override]
+        family = self._family_template()
+        if family is not None:
+            return bool(family.uses_task)
         return self.instruction_template is not None
+
+    def _family_template(self) -> Any:
+        """The ``prompts.instructions`` template when ``instruction_template`` is not a format
+        string ("auto" or a family name), else ``None``."""
+        t = self.instruction_template
+        if t is None or "{query}" in t:
+            return None
+        from prompts.instructions import template_for
+
+        return template_for(self.encoder.model, family=None if t == "auto" else t)
 
     def _load(self) -> None:
         self.encoder.load()
 
     def query_text(self, q: Query) -> str:
+        family = self._family_template()
+        if family is not None:
+            from prompts.instructions import format_query
+
+            return format_query(family, q)
         if q.instruction and self.instruction_template is not None:
             return self.instruction_template.format(query=q.text, instruction=q.instruction)
         return q.text

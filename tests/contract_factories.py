@@ -22,9 +22,18 @@ def _late():
     return LateInteractionReranker()
 
 
+def _think():
+    from rag.generators import TransformersGenerator
+    from retrievers import BM25Retriever
+    from retrievers.think import ThinkRetriever
+
+    return ThinkRetriever(BM25Retriever(), TransformersGenerator(max_new_tokens=24))
+
+
 EXTRA_RETRIEVERS = {
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),
     "multivector-qdrant": _qdrant_mv,
+    "think": _think,
 }
 EXTRA_RERANKERS = {"late_interaction": _late}

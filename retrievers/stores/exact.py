@@ -21,12 +21,19 @@ from retrievers.stores.filters import matches, validate_filter
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest entries per row of ``scores`` ``(B, N)``,
-    sorted descending (ties by lower column index)."""
-    k = min(k, scores.shape[1])
-    if k == scores.shape[1]:
-        part = np.broadcast_to(np.arange(k), scores.shape).copy()
+    sorted descending, ties broken by lower column index (also at the k-th place)."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k < n:
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]  # k-th largest per row
+        rows = []
+        for row, t in zip(scores, kth[:, 0]):
+            above = np.flatnonzero(row > t)
+            tied = np.flatnonzero(row == t)[: k - len(above)]
+            rows.append(np.concatenate([above, tied]))
+        part = np.stack(rows) if rows else np.zeros((0, k), dtype=np.int64)
     else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
