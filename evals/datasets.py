@@ -19,15 +19,14 @@ qrels; unknown documents stay, as trec_eval counts them in the ideal ranking).
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.errors import DataError
+from rag.persist import iter_jsonl
 from rag.types import Document, Query
 
 logger = logging.getLogger("ragnodes.evals")
@@ -59,24 +58,6 @@ def _find(root: Path, stem: str) -> Path:
         if cand.exists():
             return cand
     raise DataError(f"{root}: no {stem} or {stem}.gz; is this a BEIR-layout folder?")
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` from a ``.jsonl``/``.jsonl.gz`` file; bad lines raise."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
-                )
-            yield lineno, row
 
 
 def _require(row: dict[str, Any], key: str, path: Path, lineno: int) -> str:

@@ -149,8 +149,10 @@ def evaluate_instruction_pairs(
     qrels_changed: Mapping[str, Mapping[str, int]],
     k: int = 100,
 ) -> InstructionEval:
-    """Run ``system.retrieve_batch`` on both query lists (``k`` deep: ranks beyond ``k`` count
-    as ``k + 1``-ish, see the module docstring) and score nDCG@10 and p-MRR.
+    """Run ``system.retrieve_batch`` on both query lists, ``k`` deep, and score nDCG@10 and p-MRR.
+
+    A changed document outside a run's top ``k`` gets rank ``len(run) + 1`` (``k + 1`` for a full
+    run), so deeper ``k`` resolves more movement; FollowIR reranks 1000 candidates.
 
     >>> res = evaluate_instruction_pairs(bm25, probe.original_queries, probe.altered_queries,
     ...                                  probe.qrels_og, probe.qrels_changed)  # doctest: +SKIP

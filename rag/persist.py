@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read JSON Lines (optionally .gz); a bad line raises DataError naming file and line."""
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` from JSON Lines (``.gz`` too); a bad line raises
+    :class:`DataError` naming file and line."""
     import gzip
 
     p = Path(path)
     if not p.exists():
         raise DataError(f"file {str(p)!r} does not exist")
     opener = gzip.open if p.suffix == ".gz" else open
-    rows = []
     with opener(p, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -47,8 +48,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 raise DataError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield lineno, row
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All objects of a JSON Lines file (see :func:`iter_jsonl`)."""
+    return [row for _, row in iter_jsonl(path)]
 
 
 def read_documents(path: str | os.PathLike[str]) -> list[Document]:

@@ -8,7 +8,8 @@ class then measures every text with a real tokenizer and writes, on every output
         "method", "tokens_in", "tokens_out", "ratio" (= tokens_out / tokens_in, 1.0 when empty),
         "budget" (tokens allowed, or None when the node sets no token budget),
         "ranking_tokens_in", "ranking_tokens_out", "ranking_ratio",   # the whole ranking,
-        ...node-specific keys (kept sentence indices, skipped reason, ...)  # dropped docs count in
+        ...node-specific keys (kept sentence indices, skipped reason, ...),  # dropped docs count in
+        "previous": the record of an earlier compressor, when the input already had one,
     }
 
 Inputs are never mutated: each output hit holds a new Document built with ``model_copy``. Scores
@@ -134,6 +135,8 @@ class BaseCompressor(Node):
                 "ranking_tokens_out": total_out,
                 "ranking_ratio": total_out / total_in if total_in else 1.0,
             }
+            if "compression" in doc.metadata:  # an earlier compressor's record stays traceable
+                info["previous"] = doc.metadata["compression"]
             new = doc.model_copy(
                 update={"text": k.text, "metadata": {**doc.metadata, "compression": info}}
             )
@@ -144,19 +147,21 @@ class BaseCompressor(Node):
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=1)
+def default_encoder() -> Any:
+    """One loaded MiniLM encoder shared by every compressor that was given none."""
+    from rag.encoders import TransformerEncoder
+
+    return TransformerEncoder().load()
+
+
 class EncoderMixin:
-    """Lazily loads a :class:`~rag.encoders.TransformerEncoder` (MiniLM unless one is given)."""
+    """Lazily loads a :class:`~rag.encoders.TransformerEncoder` (shared MiniLM unless given)."""
 
     encoder: Any
 
     def _load_encoder(self) -> Any:
-        if self.encoder is not None:
-            return self.encoder.load()
-        from rag.encoders import TransformerEncoder
-
-        if not hasattr(self, "_default_encoder"):
-            self._default_encoder = TransformerEncoder().load()
-        return self._default_encoder
+        return self.encoder.load() if self.encoder is not None else default_encoder()
 
 
 # -- sentence splitting -------------------------------------------------------------------------

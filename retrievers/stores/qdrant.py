@@ -44,6 +44,7 @@ class QdrantStore(Node):
 
     name: ClassVar[str] = "qdrant_store"
     kind: ClassVar[str] = "store"
+    upsert_batch: ClassVar[int] = 512
 
     def __init__(
         self,
@@ -67,8 +68,8 @@ class QdrantStore(Node):
         self._client: Any = None
 
     def _connect(self, path: str | None = None) -> Any:
-        qc = require("qdrant_client", feature="the Qdrant store")
-        if self.url:
+        qc = require("qdrant_client", feature="Qdrant stores")
+        if self.url and path is None:
             key = os.environ.get(self.api_key_env) if self.api_key_env else None
             return qc.QdrantClient(url=self.url, api_key=key)
         p = path or self.path
@@ -80,20 +81,45 @@ class QdrantStore(Node):
             self._client = self._connect()
         return self._client
 
-    def _ensure(self, dim: int) -> None:
+    def _vectors_config(self, dim: int) -> Any:
+        """Hook: the collection's vector parameters."""
         from qdrant_client import models
 
-        if self.client.collection_exists(self.collection):
-            return
         dist = {
             "dot": models.Distance.DOT,
             "cosine": models.Distance.COSINE,
             "euclid": models.Distance.EUCLID,
         }[self.distance]
-        self.client.create_collection(
-            self.collection,
-            vectors_config=models.VectorParams(size=dim, distance=dist, on_disk=self.on_disk),
-        )
+        return models.VectorParams(size=dim, distance=dist, on_disk=self.on_disk)
+
+    def _ensure(self, dim: int) -> None:
+        if not self.client.collection_exists(self.collection):
+            self.client.create_collection(self.collection, vectors_config=self._vectors_config(dim))
+
+    def _upsert(self, ids: Sequence[str], vectors: Sequence[Any], payloads: Sequence[dict]) -> None:
+        """Upsert ``vectors`` (one list or matrix per id) in batches of ``upsert_batch``."""
+        from qdrant_client import models
+
+        points = [
+            models.PointStruct(id=point_id(i), vector=v, payload={**p, "doc_id": i})
+            for i, v, p in zip(ids, vectors, payloads)
+        ]
+        for s in range(0, len(points), self.upsert_batch):
+            self.client.upsert(self.collection, points=points[s : s + self.upsert_batch], wait=True)
+
+    def _query(self, queries: Sequence[Any], k: int, filter: dict[str, Any] | None) -> list:
+        from qdrant_client import models
+
+        validate_filter(filter)
+        if not len(queries) or not self.client.collection_exists(self.collection):
+            return [[] for _ in queries]
+        flt = to_qdrant(filter)
+        reqs = [
+            models.QueryRequest(query=q, limit=k, filter=flt, with_payload=["doc_id"])
+            for q in queries
+        ]
+        res = self.client.query_batch_points(self.collection, requests=reqs)
+        return [[(p.payload["doc_id"], float(p.score)) for p in r.points] for r in res]
 
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):
@@ -103,20 +129,14 @@ class QdrantStore(Node):
     def add(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
-        from qdrant_client import models
-
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
             raise ConfigError(
                 f"add() needs N ids and an (N, D) matrix; got {len(ids)}, {vectors.shape}"
             )
-        self._ensure(vectors.shape[1])
-        points = [
-            models.PointStruct(id=point_id(i), vector=v.tolist(), payload={**p, "doc_id": i})
-            for i, v, p in zip(ids, vectors, payloads)
-        ]
-        for s in range(0, len(points), 512):
-            self.client.upsert(self.collection, points=points[s : s + 512], wait=True)
+        if len(ids):
+            self._ensure(vectors.shape[1])
+            self._upsert(ids, vectors.tolist(), payloads)
 
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
@@ -130,37 +150,28 @@ class QdrantStore(Node):
     def search(
         self, queries: np.ndarray, k: int, filter: dict[str, Any] | None = None
     ) -> list[list[tuple[str, float]]]:
-        from qdrant_client import models
-
-        validate_filter(filter)
-        if not self.client.collection_exists(self.collection):
-            return [[] for _ in range(len(queries))]
-        flt = to_qdrant(filter)
-        reqs = [
-            models.QueryRequest(query=q.tolist(), limit=k, filter=flt, with_payload=["doc_id"])
-            for q in np.asarray(queries, dtype=np.float32)
-        ]
-        res = self.client.query_batch_points(self.collection, requests=reqs)
-        return [[(p.payload["doc_id"], float(p.score)) for p in r.points] for r in res]
+        return self._query(np.asarray(queries, dtype=np.float32).tolist(), k, filter)
 
     def save(self, path: Path) -> None:
-        """Embedded in-memory collections are copied to ``path/qdrant``; path/url modes persist
+        """An in-memory collection is copied to ``path/qdrant``; ``path``/``url`` modes persist
         by themselves."""
         if self.url or self.path:
             return
-        target = self._connect(str(path / "qdrant"))
-        if target.collection_exists(self.collection):
-            target.delete_collection(self.collection)
-        info = self.client.get_collection(self.collection) if self.count() else None
-        if info is not None:
+        from qdrant_client import models
+
+        target = self._connect(str(Path(path) / "qdrant"))
+        try:
+            if target.collection_exists(self.collection):
+                target.delete_collection(self.collection)
+            if not self.client.collection_exists(self.collection):
+                return
+            info = self.client.get_collection(self.collection)
             target.create_collection(self.collection, vectors_config=info.config.params.vectors)
             offset = None
             while True:
                 pts, offset = self.client.scroll(
-                    self.collection, limit=1024, offset=offset, with_vectors=True, with_payload=True
+                    self.collection, limit=256, offset=offset, with_vectors=True, with_payload=True
                 )
-                from qdrant_client import models
-
                 target.upsert(
                     self.collection,
                     points=[
@@ -169,11 +180,16 @@ class QdrantStore(Node):
                 )
                 if offset is None:
                     break
-        target.close()
+        finally:
+            target.close()
 
     def restore(self, path: Path) -> None:
         if self.url or self.path:
             return
+        self.close()
+        self._client = self._connect(str(Path(path) / "qdrant"))
+
+    def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        self._client = self._connect(str(path / "qdrant"))
+            self._client = None
