@@ -1,17 +1,33 @@
-"""Retriever nodes: BM25, dense, hybrid fusion, and vector stores."""
+"""Retriever nodes: BM25, dense, hybrid fusion, multi-vector, think-before-retrieve; stores."""
 
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.fusion import rrf, score_fusion
 from retrievers.hybrid import HybridRetriever
+from retrievers.multivector import (
+    LateInteractionReranker,
+    MultiVectorRetriever,
+    MuveraFDE,
+    QdrantMultiVectorStore,
+    TokenEncoder,
+    TokenStore,
+)
 from retrievers.stores import ExactStore, QdrantStore
+from retrievers.think import ThinkRetriever
 
 __all__ = [
     "BM25Retriever",
     "DenseRetriever",
     "ExactStore",
     "HybridRetriever",
+    "LateInteractionReranker",
+    "MultiVectorRetriever",
+    "MuveraFDE",
+    "QdrantMultiVectorStore",
     "QdrantStore",
+    "ThinkRetriever",
+    "TokenEncoder",
+    "TokenStore",
     "rrf",
     "score_fusion",
 ]

@@ -22,8 +22,10 @@ def test_ranking_from_scored_orders_and_dedups():
     r = _ranking([("b", 1.0), ("a", 1.0), ("c", 2.0), ("b", 0.5)])
     assert r.ids == ["c", "a", "b"]  # score desc, id asc; duplicate keeps its best score
     assert r.scores == [2.0, 1.0, 1.0]
-    with pytest.raises(Exception):
-        r.hits[0].score = 3  # frozen
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
+        r.hits[0].score = 3
 
 
 def test_documents_accept_beir_dicts_and_keep_metadata():
@@ -56,7 +58,9 @@ def test_filters_agree_between_exact_and_qdrant():
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(40, 8)).astype(np.float32)
     ids = [f"d{i}" for i in range(40)]
-    meta = [{"metadata": {"year": 2000 + i % 10, "lang": "en" if i % 3 else "de"}} for i in range(40)]
+    meta = [
+        {"metadata": {"year": 2000 + i % 10, "lang": "en" if i % 3 else "de"}} for i in range(40)
+    ]
     flt = {"year": {"gte": 2003, "lt": 2007}, "lang": ["en"]}
     q = rng.normal(size=(3, 8)).astype(np.float32)
     results = []
