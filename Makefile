@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragnodes-installed
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test test-full setup lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
 
 lint: $(STAMP)
 	$(BIN)/ruff check rag retrievers rerankers prompts evals tests bench
