@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.errors import ConfigError
 from rag.extras import require
-from rag.models import offline_hint, resolve_model
+from rag.models import load_hf
 from rag.nodes import Node
 
 POOLINGS = ("mean", "cls", "last")
@@ -94,20 +94,10 @@ class TransformerEncoder(Node):
         self.device = device
 
     def _load(self) -> None:
-        torch = require("torch", feature="transformer encoders")
-        transformers = require("transformers", feature="transformer encoders")
-        path = resolve_model(self.model)
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.net = transformers.AutoModel.from_pretrained(path)
-        except OSError as e:
-            raise offline_hint(self.model, e) from e
-        dev = self.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        self._device = torch.device(dev)
-        self.net.to(self._device).eval()
-        self._torch = torch
+        self.tokenizer, self.net, self._device = load_hf(
+            self.model, "AutoModel", self.device, feature="transformer encoders"
+        )
+        self._torch = require("torch")
 
     @property
     def dim(self) -> int:

@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.errors import ModelNotFoundError
 from rag.extras import require
@@ -127,3 +128,22 @@ def offline_hint(name: str, err: BaseException) -> ModelNotFoundError:
         f"download it elsewhere (`huggingface-cli download {name} --local-dir DIR`) and pass DIR. "
         f"Models that work offline out of the box: {packaged}."
     )
+
+
+def load_hf(name: str, auto_class: str, device: str = "auto", feature: str = "", **kw: Any) -> Any:
+    """Load tokenizer and model of any transformers ``auto_class`` (``"AutoModel"``,
+    ``"AutoModelForCausalLM"``...) for a short name, HF id or path, in eval mode on ``device``
+    (``auto``: CUDA if present). Returns ``(tokenizer, model, torch.device)``; a model that cannot
+    be found raises :class:`ModelNotFoundError` saying what to do offline."""
+    torch = require("torch", feature=feature)
+    transformers = require("transformers", feature=feature)
+    path = resolve_model(name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = getattr(transformers, auto_class).from_pretrained(path, **kw)
+    except OSError as e:
+        raise offline_hint(name, e) from e
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    return tokenizer, model.to(dev).eval(), dev

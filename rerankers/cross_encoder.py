@@ -26,7 +26,7 @@ import numpy as np
 from rag.encoders import cpu_has_bf16
 from rag.errors import ConfigError
 from rag.extras import require
-from rag.models import offline_hint, resolve_model
+from rag.models import load_hf
 from rag.nodes import BaseReranker, check_k
 from rag.types import Document, Query, Ranking
 from rerankers._common import check_threshold, doc_text, drop_below
@@ -83,18 +83,13 @@ class CrossEncoderReranker(BaseReranker):
         self.device = device
 
     def _load(self) -> None:
-        torch = require("torch", feature="cross-encoder reranking")
-        transformers = require("transformers", feature="cross-encoder reranking")
-        path = resolve_model(self.model)
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.net = transformers.AutoModelForSequenceClassification.from_pretrained(path)
-        except OSError as e:
-            raise offline_hint(self.model, e) from e
-        dev = "cuda" if self.device == "auto" and torch.cuda.is_available() else self.device
-        self._device = torch.device("cpu" if dev == "auto" else dev)
-        self.net.to(self._device).eval()
-        self._torch = torch
+        self.tokenizer, self.net, self._device = load_hf(
+            self.model,
+            "AutoModelForSequenceClassification",
+            self.device,
+            feature="cross-encoder reranking",
+        )
+        self._torch = require("torch")
         limit = getattr(self.net.config, "max_position_embeddings", None) or self.max_length
         self._max_len = min(self.max_length, int(limit))
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from rag.errors import ConfigError
 from rag.extras import require
-from rag.models import offline_hint, resolve_model
+from rag.models import load_hf
 from rag.nodes import Node
 
 Messages = list[dict[str, str]]
@@ -70,18 +70,11 @@ class TransformersGenerator(Node):
         self.device = device
 
     def _load(self) -> None:
-        torch = require("torch", feature="local generation")
-        transformers = require("transformers", feature="local generation")
-        path = resolve_model(self.model)
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.lm = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        except OSError as e:
-            raise offline_hint(self.model, e) from e
-        dev = "cuda" if self.device == "auto" and torch.cuda.is_available() else self.device
-        self.lm.to("cpu" if dev == "auto" else dev).eval()
-        self._torch = torch
-        self._transformers = transformers
+        self._torch = require("torch", feature="local generation")
+        self._transformers = require("transformers", feature="local generation")
+        self.tokenizer, self.lm, _ = load_hf(
+            self.model, "AutoModelForCausalLM", self.device, dtype=self._torch.float32
+        )
 
     @property
     def model_id(self) -> str:
