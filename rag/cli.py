@@ -109,7 +109,10 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
 
     pipe = pipe if pipe is not None else _open(args.index)
     if pipe.generator is None:
-        pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
+        # the answer prompt asks for one sentence: stop when the model starts another source
+        pipe.generator = TransformersGenerator(
+            model=args.model, max_new_tokens=args.max_new_tokens, stop=["\n\n", "\n["]
+        )
     pipe.k = args.k
     answer = None
     for item in pipe.ask_stream(_query(args)):
@@ -187,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # model-loading progress bars would interleave with streamed answers on the terminal
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
         print(f"error: k must be >= 1, got {args.k}", file=sys.stderr)

@@ -231,3 +231,17 @@ def test_cli_index_search_ask_and_errors(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"_id": "a", "text": "x"}\nnot json\n')
     bad = _rag("index", str(tmp_path / "bad.jsonl"), "--out", str(idx))
     assert bad.returncode == 2 and "bad.jsonl:2" in bad.stderr
+
+
+def test_stop_strings_never_match_across_the_prompt_boundary(smollm):
+    import torch
+
+    from rag.generators.transformers import _StopOnGeneratedText
+
+    tok = smollm.tokenizer
+    prompt = tok("question\n", add_special_tokens=False)["input_ids"]
+    stop = _StopOnGeneratedText(tok, ["\n["], len(prompt))
+    gen = tok("[1] Venus", add_special_tokens=False)["input_ids"]
+    assert not bool(stop(torch.tensor([prompt + gen]), None)[0])
+    more = tok("[1] Venus.\n[2]", add_special_tokens=False)["input_ids"]
+    assert bool(stop(torch.tensor([prompt + more]), None)[0])

@@ -37,6 +37,23 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+class _StopOnGeneratedText:
+    """Stop when a stop string appears in the generated text. transformers' own ``stop_strings``
+    also matches across the prompt boundary (a prompt ending in "\n" plus a generated "[" matches
+    "\n["), so only the new tokens are decoded here."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int) -> None:
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, list(stops), prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        new = input_ids[:, self.prompt_len :]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        done = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(done, device=input_ids.device)
+
+
 class TransformersGenerator(Node):
     """A causal LM from transformers behind the Generator contract.
 
@@ -117,7 +134,9 @@ class TransformersGenerator(Node):
         stops = list(stop) if stop is not None else self.stop
         kwargs = {**inputs, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
         if stops:  # end decoding on the model side too, not only in what we yield
-            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
+            kwargs["stopping_criteria"] = self._transformers.StoppingCriteriaList(
+                [_StopOnGeneratedText(self.tokenizer, stops, inputs["input_ids"].shape[1])]
+            )
         err: list[BaseException] = []
 
         def run() -> None:
