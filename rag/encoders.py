@@ -59,6 +59,7 @@ class TransformerEncoder(Node):
 
     name: ClassVar[str] = "transformer_encoder"
     kind: ClassVar[str] = "encoder"
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
     # Sequence lengths are padded to a multiple of this: oneDNN's bf16/AMX kernels are built per
     # input shape, and length-sorted batches would otherwise build one for almost every batch.
     pad_multiple: ClassVar[int] = 32

@@ -65,7 +65,19 @@ class Node:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "node"
+    # importable modules this node needs; constructing it without them raises MissingExtraError
+    requires: ClassVar[tuple[str, ...]] = ()
     _loaded: bool = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Node:
+        import importlib.util
+
+        from rag.extras import require
+
+        for module in cls.requires:
+            if importlib.util.find_spec(module) is None:
+                require(module, feature=f"{cls.__name__}")  # raises, naming the install command
+        return super().__new__(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

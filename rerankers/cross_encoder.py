@@ -53,6 +53,7 @@ class CrossEncoderReranker(BaseReranker):
     """
 
     name: ClassVar[str] = "cross_encoder"
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
 
     def __init__(
         self,

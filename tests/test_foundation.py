@@ -245,3 +245,18 @@ def test_stop_strings_never_match_across_the_prompt_boundary(smollm):
     assert not bool(stop(torch.tensor([prompt + gen]), None)[0])
     more = tok("[1] Venus.\n[2]", add_special_tokens=False)["input_ids"]
     assert bool(stop(torch.tensor([prompt + more]), None)[0])
+
+
+def test_constructing_a_node_without_its_extra_names_the_install_command():
+    from typing import ClassVar
+
+    from rag.nodes import Node
+
+    class NeedsMissing(Node):  # unregistered (no name): the registry stays clean
+        requires: ClassVar[tuple[str, ...]] = ("qdrant_client", "no_such_module_xyz")
+
+        def __init__(self, x: int = 1) -> None:
+            self.x = x
+
+    with pytest.raises(MissingExtraError, match="no_such_module_xyz.*NeedsMissing.*pip install"):
+        NeedsMissing()

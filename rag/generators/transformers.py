@@ -67,6 +67,7 @@ class TransformersGenerator(Node):
 
     name: ClassVar[str] = "transformers_generator"
     kind: ClassVar[str] = "generator"
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
 
     def __init__(
         self,

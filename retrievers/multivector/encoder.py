@@ -66,6 +66,7 @@ class TokenEncoder(Node):
     """
 
     name: ClassVar[str] = "token_encoder"
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
     kind: ClassVar[str] = "encoder"
 
     def __init__(

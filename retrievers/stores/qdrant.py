@@ -44,6 +44,7 @@ class QdrantStore(Node):
 
     name: ClassVar[str] = "qdrant_store"
     kind: ClassVar[str] = "store"
+    requires: ClassVar[tuple[str, ...]] = ("qdrant_client",)
     upsert_batch: ClassVar[int] = 512
 
     def __init__(
