@@ -160,8 +160,9 @@ class EncoderMixin:
 
     encoder: Any
 
-    def _load_encoder(self) -> Any:
-        return self.encoder.load() if self.encoder is not None else default_encoder()
+    def _load(self) -> None:
+        super()._load()  # type: ignore[misc]  # the compressor's tokenizer
+        self._enc = self.encoder.load() if self.encoder is not None else default_encoder()
 
 
 # -- sentence splitting -------------------------------------------------------------------------

@@ -79,10 +79,6 @@ class ExtractiveCompressor(EncoderMixin, BaseCompressor):
         self.encoder = encoder
         self.tokenizer = tokenizer
 
-    def _load(self) -> None:
-        super()._load()
-        self._enc = self._load_encoder()
-
     def _plan(self, ranking: Ranking) -> list[Kept]:
         sents = [split_sentences(h.document.text) for h in ranking.hits]
         flat = [(d, j) for d, ss in enumerate(sents) for j in range(len(ss))]

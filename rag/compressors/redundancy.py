@@ -86,10 +86,6 @@ class RedundancyFilter(EncoderMixin, BaseCompressor):
         self.encoder = encoder
         self.tokenizer = tokenizer
 
-    def _load(self) -> None:
-        super()._load()
-        self._enc = self._load_encoder()
-
     def _plan(self, ranking: Ranking) -> list[Kept]:
         docs = [h.document for h in ranking.hits]
         vecs = self._enc.encode_documents([d.full_text for d in docs])  # (N, H), unit norm
