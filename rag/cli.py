@@ -109,10 +109,7 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
 
     pipe = pipe if pipe is not None else _open(args.index)
     if pipe.generator is None:
-        # the answer prompt asks for one sentence: stop when the model starts another source
-        pipe.generator = TransformersGenerator(
-            model=args.model, max_new_tokens=args.max_new_tokens, stop=["\n\n", "\n["]
-        )
+        pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
     pipe.k = args.k
     answer = None
     for item in pipe.ask_stream(_query(args)):

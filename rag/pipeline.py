@@ -23,6 +23,8 @@ from rag.errors import ConfigError
 from rag.nodes import Node, check_k, check_query
 from rag.types import Answer, Document, Hit, Query, Ranking
 
+ANSWER_STOPS = ("\n\n", "\n[")
+
 
 def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
     parts = []
@@ -177,7 +179,10 @@ class Pipeline(Node):
         t1 = time.perf_counter()
         hits = ranking.hits
         pieces = []
-        for piece in self.generator.stream(self._messages(q, hits)):
+        # the answer prompt asks for one sentence: an answer ends where the model starts a new
+        # paragraph or echoes the next numbered source
+        stops = [*getattr(self.generator, "stop", []), *ANSWER_STOPS]
+        for piece in self.generator.stream(self._messages(q, hits), stop=stops):
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
