@@ -42,6 +42,17 @@ def dense_index(name: str, ds, precision: str):
     return r, took
 
 
+def cached_hybrid(ds, precision: str = "auto"):
+    """(bm25, dense, hybrid) over ``ds``; the dense index is cached by :func:`dense_index`."""
+    from retrievers import BM25Retriever, HybridRetriever
+
+    bm25 = BM25Retriever().index(ds.corpus)
+    dense, _ = dense_index(ds.name, ds, precision)
+    hybrid = HybridRetriever([bm25, dense])
+    hybrid._docs = dict(bm25.documents)  # children are already indexed
+    return bm25, dense, hybrid
+
+
 def run_one(name: str, precision: str) -> dict:
     from evals import compare_systems, evaluate, load_beir
     from retrievers import BM25Retriever, HybridRetriever

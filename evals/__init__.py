@@ -30,9 +30,11 @@ from evals.pmrr import (
     InstructionPairs,
     changed_documents,
     evaluate_instruction_pairs,
+    evaluate_pairs,
     load_followir,
     p_mrr,
     p_mrr_pair,
+    write_followir,
 )
 from evals.runs import run_from_rankings
 from evals.stance import scifact_stance_probe
@@ -55,6 +57,7 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "evaluate_instruction_pairs",
+    "evaluate_pairs",
     "Hit",
     "holm",
     "InstructionEval",
@@ -62,6 +65,7 @@ __all__ = [
     "Judged",
     "load_beir",
     "load_followir",
+    "write_followir",
     "Measure",
     "MRR",
     "nDCG",

@@ -117,6 +117,8 @@ class InstructionPairs:
     qrels_og: dict[str, dict[str, int]]
     qrels_changed: dict[str, dict[str, int]]
     notes: list[str] = field(default_factory=list)
+    #: FollowIR's ``top_ranked``: per original query id, the candidates a reranker reorders
+    candidates: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         n_changed = sum(
@@ -148,8 +150,14 @@ def evaluate_instruction_pairs(
     qrels_og: Mapping[str, Mapping[str, int]],
     qrels_changed: Mapping[str, Mapping[str, int]],
     k: int = 100,
+    candidates: Mapping[str, Sequence[str]] | None = None,
+    corpus: Sequence[Document] | None = None,
 ) -> InstructionEval:
     """Run ``system.retrieve_batch`` on both query lists, ``k`` deep, and score nDCG@10 and p-MRR.
+
+    With ``candidates`` (FollowIR's ``top_ranked``, keyed by original query id) and the
+    ``corpus``, ``system`` is a reranker instead: ``system.rerank_batch`` reorders each query's
+    candidates under both instructions, as FollowIR evaluates rerankers.
 
     A changed document outside a run's top ``k`` gets rank ``len(run) + 1`` (``k + 1`` for a full
     run), so deeper ``k`` resolves more movement; FollowIR reranks 1000 candidates.
@@ -169,8 +177,12 @@ def evaluate_instruction_pairs(
     ids = [q.id for q in original_queries]
     if len(set(ids)) != len(ids):
         raise ConfigError("original query ids must be unique (they key both qrels)")
-    og = system.retrieve_batch(list(original_queries), k)
-    new = system.retrieve_batch(list(altered_queries), k)
+    if candidates is None:
+        og = system.retrieve_batch(list(original_queries), k)
+        new = system.retrieve_batch(list(altered_queries), k)
+    else:
+        og = _rerank_candidates(system, original_queries, original_queries, candidates, corpus, k)
+        new = _rerank_candidates(system, altered_queries, original_queries, candidates, corpus, k)
     # key the altered run by the original id, as both qrels are
     new = [r.model_copy(update={"query": q}) for r, q in zip(new, original_queries)]
     run_og, run_new = run_from_rankings(og), run_from_rankings(new)
@@ -196,20 +208,65 @@ def evaluate_instruction_pairs(
     )
 
 
+def _rerank_candidates(
+    reranker: Any,
+    queries: Sequence[Query],
+    keys: Sequence[Query],
+    candidates: Mapping[str, Sequence[str]],
+    corpus: Sequence[Document] | None,
+    k: int,
+) -> list[Any]:
+    """Rankings of each query's candidates (in the given order) reranked by ``reranker``."""
+    from rag.types import Hit, Ranking
+
+    if corpus is None:
+        raise ConfigError("reranking given candidates needs the corpus to read their text")
+    docs = {d.id: d for d in corpus}
+    rankings = []
+    for q, key in zip(queries, keys, strict=True):
+        cand = [d for d in candidates.get(key.id, []) if d in docs]
+        hits = tuple(Hit(document=docs[d], score=float(len(cand) - i)) for i, d in enumerate(cand))
+        rankings.append(Ranking(query=q, hits=hits, stage="candidates"))
+    return reranker.rerank_batch(rankings, k=k)
+
+
+def evaluate_pairs(system: Any, pairs: InstructionPairs, k: int = 100) -> InstructionEval:
+    """:func:`evaluate_instruction_pairs` on ``pairs``: a retriever retrieves ``k`` deep; a
+    reranker (no ``retrieve_batch``) reorders the pairs' ``candidates`` (FollowIR's protocol)."""
+    if hasattr(system, "retrieve_batch"):
+        return evaluate_instruction_pairs(
+            system, pairs.original_queries, pairs.altered_queries, pairs.qrels_og,
+            pairs.qrels_changed, k=k,
+        )
+    if not pairs.candidates:
+        raise ConfigError(
+            f"{type(system).__name__} has no retrieve_batch and {pairs.name} has no candidates "
+            "(top_ranked) to rerank"
+        )
+    return evaluate_instruction_pairs(
+        system, pairs.original_queries, pairs.altered_queries, pairs.qrels_og,
+        pairs.qrels_changed, k=k, candidates=pairs.candidates, corpus=pairs.corpus,
+    )
+
+
 # -- FollowIR data ------------------------------------------------------------------------------
-def load_followir(path: str | os.PathLike[str]) -> InstructionPairs:
+def load_followir(path: str | os.PathLike[str], split: str = "test") -> InstructionPairs:
     """Load a FollowIR set (Robust04 / News21 / Core17 instructions) exported to files.
 
-    Expected layout (the columns of the Hugging Face ``jhu-clsp/*-instructions`` sets)::
+    Expected layout (the configs of the Hugging Face ``jhu-clsp/*-instructions`` sets)::
 
         <root>/corpus.jsonl         {"_id", "title"?, "text"}
         <root>/queries.jsonl        {"_id", "text" (or "query"), "instruction_og",
                                      "instruction_changed"}
         <root>/qrels/og.tsv         "query-id<TAB>corpus-id<TAB>score", judged under instruction_og
         <root>/qrels/changed.tsv    the same, under instruction_changed
+        <root>/top_ranked.jsonl     optional: {"qid", "pid"} rows, the candidates to rerank
 
-    ``.jsonl.gz`` / ``.tsv.gz`` work too. The altered query keeps the id with ``-changed`` added.
-    Nothing is downloaded: fetch the set yourself (e.g. with ``datasets``) and write these files.
+    MTEB's local layout, ``qrels_og/<split>.tsv`` and ``qrels_changed/<split>.tsv``, is read too,
+    and ``.jsonl.gz`` / ``.tsv.gz`` work. The altered query keeps the id with ``-changed`` added.
+    Only queries judged under the original instruction are kept, as MTEB does. Nothing is
+    downloaded: fetch the set yourself (e.g. with ``datasets``) and write these files, or write
+    any :class:`InstructionPairs` with :func:`write_followir`.
     """
     from evals.datasets import _find, iter_jsonl, read_beir_qrels, read_corpus
 
@@ -220,6 +277,12 @@ def load_followir(path: str | os.PathLike[str]) -> InstructionPairs:
             "qrels/og.tsv and qrels/changed.tsv there (see evals.pmrr.load_followir)"
         )
     corpus = read_corpus(_find(root, "corpus.jsonl"))
+    if (root / "qrels").is_dir():
+        qrels_og = read_beir_qrels(_find(root / "qrels", "og.tsv"))
+        qrels_changed = read_beir_qrels(_find(root / "qrels", "changed.tsv"))
+    else:
+        qrels_og = read_beir_qrels(_find(root / "qrels_og", f"{split}.tsv"))
+        qrels_changed = read_beir_qrels(_find(root / "qrels_changed", f"{split}.tsv"))
     qpath = _find(root, "queries.jsonl")
     originals, altered = [], []
     for lineno, row in iter_jsonl(qpath):
@@ -233,10 +296,51 @@ def load_followir(path: str | os.PathLike[str]) -> InstructionPairs:
                 f"instruction_changed; missing {missing or ['text']}"
             )
         qid = str(row["_id"])
+        if qid not in qrels_og:
+            continue
         originals.append(Query(id=qid, text=text, instruction=row["instruction_og"]))
         altered.append(
             Query(id=f"{qid}-changed", text=text, instruction=row["instruction_changed"])
         )
-    qrels_og = read_beir_qrels(_find(root / "qrels", "og.tsv"))
-    qrels_changed = read_beir_qrels(_find(root / "qrels", "changed.tsv"))
-    return InstructionPairs(root.name, corpus, originals, altered, qrels_og, qrels_changed)
+    candidates: dict[str, list[str]] = {}
+    for top in (root / "top_ranked.jsonl", root / "top_ranked.jsonl.gz"):
+        if top.exists():
+            for lineno, row in iter_jsonl(top):
+                if "qid" not in row or "pid" not in row:
+                    raise DataError(f"{top}:{lineno}: needs qid and pid")
+                candidates.setdefault(str(row["qid"]), []).append(str(row["pid"]))
+            break
+    return InstructionPairs(
+        root.name, corpus, originals, altered, qrels_og, qrels_changed, candidates=candidates
+    )
+
+
+def write_followir(pairs: InstructionPairs, path: str | os.PathLike[str]) -> Path:
+    """Write ``pairs`` in the layout :func:`load_followir` reads (e.g. to run the SciFact stance
+    probe with another toolkit's FollowIR loader)."""
+    import json
+
+    from rag.persist import atomic_write_text
+
+    def lines(rows: Iterable[Any]) -> str:
+        return "".join(json.dumps(r) + "\n" for r in rows)
+
+    root = Path(path)
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        root / "corpus.jsonl",
+        lines({"_id": d.id, "title": d.title, "text": d.text} for d in pairs.corpus),
+    )
+    atomic_write_text(root / "queries.jsonl", lines(
+        {"_id": og.id, "text": og.text, "instruction_og": og.instruction,
+         "instruction_changed": new.instruction}
+        for og, new in zip(pairs.original_queries, pairs.altered_queries, strict=True)
+    ))
+    for name, qrels in (("og", pairs.qrels_og), ("changed", pairs.qrels_changed)):
+        rows = "".join(f"{q}\t{d}\t{g}\n" for q, docs in qrels.items() for d, g in docs.items())
+        atomic_write_text(root / "qrels" / f"{name}.tsv", "query-id\tcorpus-id\tscore\n" + rows)
+    if pairs.candidates:
+        atomic_write_text(root / "top_ranked.jsonl", lines(
+            {"qid": q, "pid": d} for q, ds in pairs.candidates.items() for d in ds
+        ))
+    return root

@@ -67,6 +67,22 @@ class EmbeddingReranker(BaseReranker):
             self._cache.popitem(last=False)
         return out
 
+    def cache_vectors(self, docs: Sequence[Document], vectors: np.ndarray) -> None:
+        """Seed the cache with ``vectors`` computed elsewhere by this same encoder (e.g. the
+        document vectors of a dense first-stage index), so reranking does not encode them again.
+        Vectors from another model would silently change the scores: that is the caller's call."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(docs), self.encoder.dim):
+            raise ConfigError(
+                f"vectors must be ({len(docs)}, {self.encoder.dim}), got {vectors.shape}"
+            )
+        unit = _unit(vectors)
+        for d, v in zip(docs, unit, strict=True):
+            t = doc_text(d)
+            self._cache[(d.id, hashlib.blake2b(t.encode(), digest_size=8).hexdigest())] = v
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         q = _unit(self.encoder.encode([query.text], kind="query"))  # (1, H)
         return (self.document_vectors(docs) @ q[0]).tolist()

@@ -13,8 +13,9 @@ answer. :class:`ThinkRetriever` wraps any retriever and any generator:
 
 The query's instruction goes into the generation prompt (template ``prompts/templates/think.txt``)
 and stays on the queries sent to the inner retriever. Thoughts are cached per
-``(query text, instruction)``; ``last_thoughts`` maps the ids of the last batch's queries to the
-thought used.
+``(query text, instruction)``, the ``cache_size`` most recently used kept, and saved with the
+index (``thoughts.jsonl``) so a reopened index does not generate them again; ``last_thoughts``
+maps the ids of the last batch's queries to the thought used.
 
 >>> from retrievers import BM25Retriever
 >>> from rag.generators import TransformersGenerator
@@ -24,11 +25,15 @@ thought used.
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any, ClassVar
 
 import prompts
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, Node, check_k
+from rag.persist import atomic_write_text, iter_jsonl
 from rag.types import Document, Query
 from rerankers._common import instruction_line
 from retrievers.fusion import rrf
@@ -47,6 +52,7 @@ class ThinkRetriever(BaseRetriever):
         max_new_tokens: thought length budget (``None``: the generator's own default).
         candidates: depth of each inner ranking fused in ``fusion`` mode (at least ``k``).
         rrf_k: the RRF constant.
+        cache_size: thoughts kept (least recently used dropped first); 0 disables the cache.
     """
 
     name: ClassVar[str] = "think"
@@ -60,6 +66,7 @@ class ThinkRetriever(BaseRetriever):
         max_new_tokens: int | None = None,
         candidates: int = 100,
         rrf_k: int = 60,
+        cache_size: int = 10000,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
@@ -70,13 +77,16 @@ class ThinkRetriever(BaseRetriever):
         if max_new_tokens is not None:
             check_k(max_new_tokens)
         check_k(candidates)
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigError(f"cache_size must be an int >= 0, got {cache_size!r}")
         self.retriever = retriever
         self.generator = generator
         self.mode = mode
         self.max_new_tokens = max_new_tokens
         self.candidates = candidates
         self.rrf_k = rrf_k
-        self._thoughts: dict[tuple[str, str | None], str] = {}
+        self.cache_size = cache_size
+        self._thoughts: OrderedDict[tuple[str, str | None], str] = OrderedDict()
         self.last_thoughts: dict[str, str] = {}
 
     def _load(self) -> None:
@@ -96,10 +106,33 @@ class ThinkRetriever(BaseRetriever):
     def thought(self, query: Query) -> str:
         """The (cached) thought for ``query``; generated on the first call."""
         key = (query.text, query.instruction)
-        if key not in self._thoughts:
-            out = self.generator.generate(self.prompt(query), max_new_tokens=self.max_new_tokens)
-            self._thoughts[key] = " ".join(out.split())
-        return self._thoughts[key]
+        if key in self._thoughts:
+            self._thoughts.move_to_end(key)
+            return self._thoughts[key]
+        out = self.generator.generate(self.prompt(query), max_new_tokens=self.max_new_tokens)
+        thought = " ".join(out.split())
+        if self.cache_size:
+            self._thoughts[key] = thought
+            while len(self._thoughts) > self.cache_size:
+                self._thoughts.popitem(last=False)
+        return thought
+
+    def _save_state(self, path: Path) -> None:
+        self.retriever.save(path / "inner")
+        rows = [
+            json.dumps({"query": q, "instruction": i, "thought": t})
+            for (q, i), t in self._thoughts.items()
+        ]
+        atomic_write_text(path / "thoughts.jsonl", "".join(r + "\n" for r in rows))
+
+    def _load_state(self, path: Path) -> None:
+        from rag.persist import load_retriever
+
+        self.retriever = load_retriever(path / "inner")
+        self._thoughts.clear()
+        if (path / "thoughts.jsonl").exists():
+            for _, row in iter_jsonl(path / "thoughts.jsonl"):
+                self._thoughts[(row["query"], row["instruction"])] = row["thought"]
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None

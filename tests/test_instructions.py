@@ -240,3 +240,68 @@ def test_think_config_round_trip():
     assert cfg["generator"]["type"] == "transformers_generator"
     rebuilt = Node.from_config(cfg)
     assert type(rebuilt) is ThinkRetriever and rebuilt.to_config() == cfg
+
+
+def test_think_cache_is_bounded_and_saved_with_the_index(think, demo_docs, tmp_path, monkeypatch):
+    from rag.persist import load_retriever
+    from retrievers import BM25Retriever
+    from retrievers.think import ThinkRetriever
+
+    qs = [Query(id=f"q{i}", text=t) for i, t in enumerate(["rings of Saturn", "red planet"])]
+    small = ThinkRetriever(BM25Retriever(), think.generator, max_new_tokens=24, cache_size=1)
+    small.index(demo_docs)
+    small.retrieve_batch(qs, k=3)
+    assert [key[0] for key in small._thoughts] == ["red planet"]  # the older one was dropped
+    think.retrieve_batch(qs, k=3)
+    before = {q.id: think.thought(q) for q in qs}
+    ranked = think.retrieve_batch(qs, k=3)
+    reopened = load_retriever(think.save(tmp_path / "idx"))
+
+    def no_generation(*a, **kw):
+        raise AssertionError("a saved thought was generated again")
+
+    monkeypatch.setattr(reopened.generator, "generate", no_generation)
+    assert {q.id: reopened.thought(q) for q in qs} == before
+    assert [r.ids for r in reopened.retrieve_batch(qs, k=3)] == [r.ids for r in ranked]
+    assert isinstance(reopened.retriever, BM25Retriever) and len(reopened.retriever) == len(demo_docs)
+
+
+def test_followir_folder_round_trip_runs_the_same_harness(probe, tmp_path, minilm):
+    """The stance probe written as a FollowIR folder (both our layout and MTEB's local one, with
+    top_ranked candidates) loads back to the same pairs and scores the same."""
+    from dataclasses import replace
+
+    from evals.pmrr import evaluate_pairs, write_followir
+    from rerankers import EmbeddingReranker
+    from retrievers import BM25Retriever
+
+    bm25 = BM25Retriever().index(probe.corpus)
+    n = 12
+    sub = replace(
+        probe,
+        original_queries=probe.original_queries[:n],
+        altered_queries=probe.altered_queries[:n],
+        candidates={r.query.id: r.ids for r in bm25.retrieve_batch(probe.original_queries[:n], 8)},
+    )
+    root = write_followir(sub, tmp_path / "stance")
+    mteb = tmp_path / "stance-mteb"
+    root.rename(mteb)
+    (mteb / "qrels_og").mkdir()
+    (mteb / "qrels_changed").mkdir()
+    (mteb / "qrels" / "og.tsv").rename(mteb / "qrels_og" / "test.tsv")
+    (mteb / "qrels" / "changed.tsv").rename(mteb / "qrels_changed" / "test.tsv")
+    (mteb / "qrels").rmdir()
+    loaded = load_followir(mteb)
+    assert [q.text for q in loaded.original_queries] == [q.text for q in sub.original_queries]
+    assert [q.instruction for q in loaded.altered_queries] == [
+        q.instruction for q in sub.altered_queries
+    ]
+    assert loaded.candidates == sub.candidates and len(loaded.corpus) == len(probe.corpus)
+    # qrels of all 188 claims were written; only the 12 queries are kept in the queries
+    assert evaluate_pairs(bm25, loaded).model_dump() == evaluate_pairs(bm25, sub).model_dump()
+    # a reranker reorders the candidates only; MiniLM rescoring ignores the instruction: p-MRR 0
+    emb = EmbeddingReranker(encoder=minilm)
+    res = evaluate_pairs(emb, loaded, k=8)
+    assert res.p_mrr.mean == 0.0 and res.n_queries == n
+    with pytest.raises(ConfigError, match="no candidates"):
+        evaluate_pairs(emb, replace(loaded, candidates={}))

@@ -72,6 +72,16 @@ class LateInteractionReranker(BaseReranker):
             self._cache.popitem(last=False)
         return out
 
+    def cache_vectors(self, docs: Sequence[Document], vectors: Sequence[np.ndarray]) -> None:
+        """Seed the cache with token matrices computed elsewhere by this same encoder (e.g. a
+        multi-vector index's ``TokenStore.get``), so reranking does not encode them again."""
+        if len(vectors) != len(docs):
+            raise ConfigError(f"need one matrix per document: {len(docs)} docs, {len(vectors)}")
+        for d, v in zip(docs, vectors, strict=True):
+            self._cache[self._key(d)] = np.asarray(v, dtype=np.float16)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         q = self.encoder.encode_queries([query.text])
         return maxsim_lists(q, self.document_vectors(docs))[0].tolist()
