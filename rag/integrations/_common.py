@@ -24,16 +24,21 @@ def check_searchable(node: Any) -> Any:
 
 
 def search(node: Any, query: Query | str, k: int, filter: dict | None = None) -> Ranking:
-    """``node.search(query, k)`` for a pipeline, ``node.retrieve(query, k, filter)`` otherwise."""
+    """``node.search(query, k)`` for a pipeline, ``node.retrieve(query, k, filter)`` otherwise.
+
+    A filter on a pipeline is applied by its retriever when the pipeline has no reranker or
+    compressor (then search is retrieval); with later stages it is an error, not ignored."""
     check_k(k)
-    if callable(getattr(node, "search", None)):
-        if filter is not None:
-            raise ConfigError(
-                "a metadata filter needs a retriever; this pipeline's search takes none "
-                "(pass the pipeline's .retriever instead)"
-            )
+    if not callable(getattr(node, "search", None)):
+        return node.retrieve(query, k=k, filter=filter)
+    if filter is None:
         return node.search(query, k=k)
-    return node.retrieve(query, k=k, filter=filter)
+    if getattr(node, "rerankers", None) or getattr(node, "compressors", None):
+        raise ConfigError(
+            "a metadata filter applies to the first-stage retriever; this pipeline has rerankers "
+            "or compressors after it, so search its .retriever or drop the filter"
+        )
+    return node.retriever.retrieve(query, k=k, filter=filter)
 
 
 def check_postprocessor(node: Any) -> Any:

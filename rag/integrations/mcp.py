@@ -13,7 +13,6 @@ generator) comes back as an MCP tool error with ragnodes' message. Works with th
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Annotated, Any
 
@@ -71,31 +70,12 @@ def build_mcp_server(pipeline: Any, name: str = "ragnodes") -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``rag mcp INDEX``: serve an index over stdio (stdout carries only the protocol)."""
+    """``python -m rag.integrations.mcp INDEX`` (the same as ``rag mcp INDEX``)."""
+    from rag.integrations.cli import add_mcp_args, cmd_mcp
+
     ap = argparse.ArgumentParser(prog="rag mcp", description="serve an index as MCP tools")
     add_mcp_args(ap)
     return cmd_mcp(ap.parse_args(argv))
-
-
-def add_mcp_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("index", help="an index folder written by `rag index`")
-    ap.add_argument("--model", default=None, help="generator for `ask` (e.g. smollm2-135m)")
-    ap.add_argument("--max-new-tokens", type=int, default=160)
-
-
-def cmd_mcp(args: argparse.Namespace) -> int:
-    from rag.pipeline import Pipeline
-
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # never stdout: the protocol
-    pipe = Pipeline.open(args.index)
-    if args.model and pipe.generator is None:
-        from rag.generators import TransformersGenerator
-
-        pipe.generator = TransformersGenerator(
-            model=args.model, max_new_tokens=args.max_new_tokens
-        )
-    build_mcp_server(pipe).run("stdio")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,412 @@
+"""The HTTP server (``rag serve``): search, answers streamed as server-sent events, documents.
+
+Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
+
+    GET    /health       liveness, no key needed        -> HealthResponse
+    POST   /search       SearchRequest                  -> rag.types.Ranking
+    POST   /ask          AskRequest                     -> rag.types.Answer, or with
+                         "stream": true, text/event-stream: `token` events {"text"}, then one
+                         `answer` event (the Answer), or one `error` event
+    POST   /documents    AddDocumentsRequest            -> DocumentsResponse
+    DELETE /documents    DeleteDocumentsRequest         -> DocumentsResponse
+
+Safety defaults: every endpoint but ``/health`` needs an API key (``Authorization: Bearer KEY``
+or ``X-API-Key: KEY``; keys come from the ``RAG_API_KEYS`` environment variable, comma
+separated, and are compared in constant time); request bodies over ``max_body_bytes`` get 413
+(checked on ``Content-Length`` and on the bytes actually received); invalid input gets 422 with
+a message naming each bad field; a ragnodes error (bad filter, no generator) gets 400 with its
+message; anything else gets a 500 whose body carries no stack trace; CORS is off unless origins
+are given.
+
+Another router (``/chat``, say) mounts on the same state and key check::
+
+    router = APIRouter()
+
+    @router.post("/chat")
+    def chat(req: ChatRequest, state: State) -> ChatResponse: ...
+
+    app = create_app(pipeline, routers=[router])        # or later: mount(app, router)
+
+Needs the ``serve`` extra (``pip install "ragnodes[serve]"``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from rag.api import (
+    AddDocumentsRequest,
+    AskRequest,
+    DeleteDocumentsRequest,
+    DocumentsResponse,
+    ErrorResponse,
+    HealthResponse,
+    SearchRequest,
+)
+from rag.errors import ConfigError, RagError
+from rag.extras import require
+from rag.integrations._common import search as run_search
+from rag.types import Answer, Query, Ranking
+
+try:
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Security
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError:
+    require("fastapi", extra="serve", feature="the HTTP server")
+    raise
+
+logger = logging.getLogger("ragnodes.server")
+
+API_KEYS_ENV = "RAG_API_KEYS"
+DEFAULT_MAX_BODY = 1_000_000  # bytes
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": what}
+    for code, what in {
+        400: "a ragnodes error (bad filter, no generator), with its message",
+        401: "missing or wrong API key",
+        413: "request body too large",
+        422: "invalid input: the message names each bad field",
+    }.items()
+}
+
+
+# -- state ----------------------------------------------------------------------------------------
+class ReadWriteLock:
+    """Many searches at once, or one index change. Not tied to threads: a streamed answer may
+    acquire in one worker thread and release in another."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and self._readers == 0)
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class ServerState:
+    """What the endpoints share: the pipeline, its lock, where to save after a change."""
+
+    def __init__(self, pipeline: Any, save_to: str | os.PathLike[str] | None = None) -> None:
+        from rag.pipeline import Pipeline
+
+        self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline(retriever=pipeline)
+        self.save_to = Path(save_to) if save_to is not None else None
+        self.lock = ReadWriteLock()
+
+    @property
+    def size(self) -> int:
+        return len(self.pipeline.retriever)
+
+
+def get_state(request: Request) -> ServerState:
+    """Dependency: the :class:`ServerState` of the app serving this request."""
+    return request.app.state.rag
+
+
+State = Annotated[ServerState, Depends(get_state)]  # an endpoint's ``state: State`` parameter
+
+
+def api_keys_from_env(env: str = API_KEYS_ENV) -> list[str]:
+    return [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
+
+
+def require_api_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> None:
+    """Dependency: 401 unless the request carries one of the app's keys (constant-time check).
+    An app built with ``auth=False`` lets every request through."""
+    keys: list[bytes] = request.app.state.api_keys
+    if keys is None:
+        return
+    given = (bearer.credentials if bearer is not None else header) or ""
+    ok = False
+    for key in keys:  # no early exit: the time taken does not depend on which key matched
+        ok |= hmac.compare_digest(given.encode("utf-8"), key)
+    if not ok:
+        raise HTTPException(
+            401,
+            "missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+# -- body size limit ------------------------------------------------------------------------------
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: on ``Content-Length`` before reading, and while reading
+    (a chunked body has no length)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = _error_response(
+                413, "payload_too_large", BodyTooLarge(self.max_bytes).detail
+            )
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)  # FastAPI turns it into the 413 response
+            return message
+
+        await self.app(scope, limited, send)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "validation_error",
+    500: "internal_error",
+}
+
+
+def _error_response(
+    status: int, code: str, message: str, details: list | None = None, headers: dict | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=code, message=message, details=details or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _validation_message(errors: Sequence[dict]) -> tuple[str, list[dict]]:
+    details = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        if e.get("type") == "json_invalid":  # loc holds a character position, not a field
+            loc = "body"
+        details.append({"field": loc, "message": e.get("msg", ""), "type": e.get("type", "")})
+    return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = _validation_message(exc.errors())
+        return _error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, 404s, 405s
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "error")
+        return _error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return _error_response(400, "bad_request", str(exc))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(500, "internal_error", "internal server error (see the server log)")
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+def _sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+def _answer_events(state: ServerState, query: Query) -> Iterator[str]:
+    """SSE of one answer. The read lock covers retrieval only (the first item of
+    ``ask_stream`` comes after the search), so a long generation never blocks index changes."""
+    try:
+        with state.lock.reading():
+            stream = state.pipeline.ask_stream(query)
+            first = next(stream, None)
+        for item in [first, *stream] if first is not None else []:
+            if isinstance(item, Answer):
+                yield _sse("answer", item.model_dump_json())
+            else:
+                yield _sse("token", json.dumps({"text": item}))
+    except RagError as e:
+        yield _sse("error", json.dumps({"error": "bad_request", "message": str(e)}))
+    except Exception:
+        logger.exception("unhandled error while streaming an answer")
+        yield _sse("error", json.dumps({"error": "internal_error", "message": "internal error"}))
+
+
+def core_router() -> APIRouter:
+    """``/search``, ``/ask``, ``/documents``; every route needs the API key."""
+    router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
+
+    @router.post("/search", response_model=Ranking, summary="search the index")
+    def search(req: SearchRequest, state: State) -> Ranking:
+        query = Query(text=req.query, instruction=req.instruction)
+        with state.lock.reading():
+            return run_search(state.pipeline, query, req.k, req.filter)
+
+    @router.post(
+        "/ask",
+        response_model=Answer,
+        summary="answer a question with citations",
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
+    def ask(req: AskRequest, state: State) -> Any:
+        if state.pipeline.generator is None:
+            raise ConfigError("this server has no generator: start it with --model to answer")
+        query = Query(text=req.question, instruction=req.instruction)
+        if req.stream:
+            return StreamingResponse(
+                _answer_events(state, query),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        with state.lock.reading():
+            return state.pipeline.ask(query)
+
+    @router.post("/documents", response_model=DocumentsResponse, summary="add or replace")
+    def add(req: AddDocumentsRequest, state: State) -> Any:
+        with state.lock.writing():
+            state.pipeline.index(req.documents)
+            _save(state)
+            return DocumentsResponse(changed=len(req.documents), total=state.size)
+
+    @router.delete("/documents", response_model=DocumentsResponse, summary="delete by id")
+    def delete(req: DeleteDocumentsRequest, state: State) -> Any:
+        with state.lock.writing():
+            n = state.pipeline.retriever.delete(req.ids)
+            if n:
+                _save(state)
+            return DocumentsResponse(changed=n, total=state.size)
+
+    return router
+
+
+def _save(state: ServerState) -> None:
+    if state.save_to is not None:
+        state.pipeline.retriever.save(state.save_to)
+
+
+def create_app(
+    pipeline: Any,
+    *,
+    api_keys: Sequence[str] | None = None,
+    auth: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    cors_origins: Sequence[str] = (),
+    save_to: str | os.PathLike[str] | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The FastAPI app over ``pipeline`` (a Pipeline, or a retriever for search only).
+
+    Args:
+        api_keys: accepted keys (default: ``$RAG_API_KEYS``, comma separated). With ``auth``
+            on and no key at all the app refuses to build.
+        auth: ``False`` serves without keys (for a loopback-only server).
+        max_body_bytes: larger request bodies get 413.
+        cors_origins: origins allowed by CORS; empty (the default) adds no CORS headers.
+        save_to: re-save the index there after every change through ``/documents``.
+        routers: more routers (e.g. ``/chat``), mounted with the same key check.
+    """
+    if (
+        isinstance(max_body_bytes, bool)
+        or not isinstance(max_body_bytes, int)
+        or max_body_bytes < 1
+    ):
+        raise ConfigError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
+    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    if auth and not keys:
+        raise ConfigError(
+            f"no API key: set {API_KEYS_ENV}=key1,key2 (or pass api_keys=), "
+            "or serve without auth on 127.0.0.1 only (--no-auth)"
+        )
+    app = FastAPI(
+        title="ragnodes",
+        version=_version(),
+        description="Search and grounded question answering over a ragnodes index.",
+    )
+    app.state.rag = ServerState(pipeline, save_to)
+    app.state.api_keys = [k.encode("utf-8") for k in keys] if auth else None
+    _install_error_handlers(app)
+
+    @app.get("/health", response_model=HealthResponse, summary="liveness (no key needed)")
+    def health(state: State) -> HealthResponse:
+        return HealthResponse(
+            status="ok",
+            documents=state.size,
+            retriever=state.pipeline.retriever.name,
+            generator=state.pipeline.generator is not None,
+        )
+
+    for router in [core_router(), *routers]:
+        mount(app, router)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    return app
+
+
+def mount(app: FastAPI, router: APIRouter) -> None:
+    """Mount another router behind the API-key check, with the shared error responses."""
+    app.include_router(router, dependencies=[Depends(require_api_key)], responses=ERRORS)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragnodes")
+    except PackageNotFoundError:
+        return "0"
