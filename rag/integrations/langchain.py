@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from rag.extras import require
 from rag.integrations._common import (
@@ -51,10 +51,6 @@ try:
 except ImportError:
     require("langchain_core", extra="langchain", feature="the LangChain adapters")
     raise
-
-if TYPE_CHECKING:
-    from rag.nodes import BaseRetriever as RagRetriever
-
 
 def to_documents(ranking: Ranking) -> list[LCDocument]:
     """LangChain Documents of a ranking, best first; ``metadata`` holds id, title and score."""
@@ -98,10 +94,9 @@ class LangChainRetriever(BaseRetriever):
     k: int = Field(4, ge=1)
     filter: dict[str, Any] | None = None
 
-    @field_validator("retriever")
-    @classmethod
-    def _searchable(cls, v: Any) -> RagRetriever:
-        return check_searchable(v)
+    def __init__(self, **data: Any) -> None:
+        check_searchable(data.get("retriever"))  # a ConfigError here, not a ValidationError
+        super().__init__(**data)
 
     def _search(self, query: str, k: int | None) -> list[LCDocument]:
         n = k if k is not None else self.k
@@ -131,10 +126,9 @@ class LangChainCompressor(BaseDocumentCompressor):
     node: Any = Field(description="a ragnodes reranker or compressor")
     top_n: int | None = Field(None, ge=1)
 
-    @field_validator("node")
-    @classmethod
-    def _postprocessor(cls, v: Any) -> Any:
-        return check_postprocessor(v)
+    def __init__(self, **data: Any) -> None:
+        check_postprocessor(data.get("node"))
+        super().__init__(**data)
 
     def compress_documents(
         self, documents: Sequence[LCDocument], query: str, callbacks: Callbacks | None = None

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from rag.errors import ConfigError
 from rag.extras import require
@@ -130,10 +130,9 @@ class LlamaIndexPostprocessor(BaseNodePostprocessor):
     node: Any = Field(description="a ragnodes reranker or compressor", exclude=True)
     top_n: int | None = Field(None, ge=1)
 
-    @field_validator("node")
-    @classmethod
-    def _postprocessor(cls, v: Any) -> Any:
-        return check_postprocessor(v)
+    def __init__(self, **data: Any) -> None:
+        check_postprocessor(data.get("node"))  # a ConfigError here, not a ValidationError
+        super().__init__(**data)
 
     @classmethod
     def class_name(cls) -> str:
