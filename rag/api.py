@@ -15,18 +15,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from rag.types import Answer, Document, Ranking
 
-_STRICT = ConfigDict(frozen=True, extra="forbid")
+# requests take JSON types as declared: "5" is not an int, 0 is not a bool
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 MAX_K = 100
 MAX_TEXT = 4096  # characters of a query, question or instruction
 MAX_BATCH = 1000  # documents per add request, ids per delete request
 
 # a query or question: non-blank, bounded; shared by the models below and the MCP tool signatures
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
-TopK = Annotated[int, Field(ge=1, le=MAX_K)]
+TopK = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(lambda v: _whole(v))]
+
+
+def _whole(v: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer; strict pydantic does not. Accept whole floats."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 class SearchArgs(BaseModel):
@@ -44,17 +57,49 @@ class AskArgs(BaseModel):
     question: Text = Field(description="the question to answer")
 
 
+Scalar = str | int | float | bool | None
+
+
+class Range(BaseModel):
+    """A range condition of a metadata filter: at least one of gt, gte, lt, lte."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
+    )
+    # an unset bound is left out (not null): the schema then says exactly what is accepted
+    gt: float | str = None  # type: ignore[assignment]
+    gte: float | str = None  # type: ignore[assignment]
+    lt: float | str = None  # type: ignore[assignment]
+    lte: float | str = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Range:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("a range needs at least one of gt, gte, lt, lte")
+        return self
+
+
 class SearchRequest(SearchArgs):
     """``POST /search``: the tool's arguments plus an instruction and a metadata filter."""
 
     instruction: str | None = Field(
         None, max_length=MAX_TEXT, description="what counts as relevant (optional)"
     )
-    filter: dict[str, Any] | None = Field(
+    filter: dict[str, Scalar | list[Scalar] | Range] | None = Field(
         None,
-        description='metadata filter: {"year": 2020}, {"lang": ["en", "de"]}, '
-        '{"year": {"gte": 2018}}; retrievers only, not pipelines with rerankers',
+        description='metadata filter, all conditions must hold: {"year": 2020} (equality), '
+        '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '
+        "the first-stage retriever (a pipeline with rerankers takes none)",
     )
+
+    def filter_dict(self) -> dict[str, Any] | None:
+        """The filter in the retrievers' syntax (``retrievers.stores.filters``)."""
+        if self.filter is None:
+            return None
+        return {
+            k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v
+            for k, v in self.filter.items()
+        }
 
 
 class AskRequest(AskArgs):
@@ -66,11 +111,23 @@ class AskRequest(AskArgs):
     )
 
 
+class DocumentIn(Document):
+    """A :class:`~rag.types.Document` as the API accepts it: strict JSON types (the library's
+    ``Document`` also takes an int id; over HTTP an id is a string, as the schema says)."""
+
+    model_config = _STRICT
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_to_str(cls, v: Any) -> Any:  # overrides Document's coercion
+        return v
+
+
 class AddDocumentsRequest(BaseModel):
     """``POST /documents``: documents to index; an existing id is replaced."""
 
     model_config = _STRICT
-    documents: list[Document] = Field(min_length=1, max_length=MAX_BATCH)
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class DeleteDocumentsRequest(BaseModel):

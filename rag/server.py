@@ -70,11 +70,13 @@ logger = logging.getLogger("ragnodes.server")
 
 API_KEYS_ENV = "RAG_API_KEYS"
 DEFAULT_MAX_BODY = 1_000_000  # bytes
+WARM_QUERY = "warm up"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in {
         400: "a ragnodes error (bad filter, no generator), with its message",
+        409: "conflicting input (the same document id twice in one request)",
         401: "missing or wrong API key",
         413: "request body too large",
         422: "invalid input: the message names each bad field",
@@ -130,6 +132,12 @@ class ServerState:
     @property
     def size(self) -> int:
         return len(self.pipeline.retriever)
+
+    def warm(self) -> None:
+        """Run one search so that lazy state (models, an index rebuilt after a change) is built
+        now, under the write lock or before serving, and never by concurrent readers."""
+        if self.size:
+            self.pipeline.search(WARM_QUERY, k=1)
 
 
 def get_state(request: Request) -> ServerState:
@@ -212,6 +220,7 @@ _CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "payload_too_large",
     422: "validation_error",
     500: "internal_error",
@@ -235,6 +244,16 @@ def _validation_message(errors: Sequence[dict]) -> tuple[str, list[dict]]:
     return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -244,7 +263,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, 404s, 405s
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODES.get(exc.status_code, "error")
-        return _error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return _error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
@@ -254,6 +276,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error_response(500, "internal_error", "internal server error (see the server log)")
+
+
+# one server-sent event of /ask with "stream": true (the schema applies to each event)
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["token", "answer", "error"]},
+        "data": {
+            "type": "string",
+            "description": 'JSON: {"text": piece} for token, the Answer for answer, an '
+            "ErrorResponse for error. Tokens joined equal the answer's text (before strip).",
+        },
+    },
+}
 
 
 # -- endpoints ------------------------------------------------------------------------------------
@@ -288,13 +325,13 @@ def core_router() -> APIRouter:
     def search(req: SearchRequest, state: State) -> Ranking:
         query = Query(text=req.query, instruction=req.instruction)
         with state.lock.reading():
-            return run_search(state.pipeline, query, req.k, req.filter)
+            return run_search(state.pipeline, query, req.k, req.filter_dict())
 
     @router.post(
         "/ask",
         response_model=Answer,
         summary="answer a question with citations",
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
     )
     def ask(req: AskRequest, state: State) -> Any:
         if state.pipeline.generator is None:
@@ -311,8 +348,13 @@ def core_router() -> APIRouter:
 
     @router.post("/documents", response_model=DocumentsResponse, summary="add or replace")
     def add(req: AddDocumentsRequest, state: State) -> Any:
+        ids = [d.id for d in req.documents]
+        if len(set(ids)) < len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise HTTPException(409, f"document id {dup!r} occurs twice in one request")
         with state.lock.writing():
             state.pipeline.index(req.documents)
+            state.warm()
             _save(state)
             return DocumentsResponse(changed=len(req.documents), total=state.size)
 
@@ -321,6 +363,7 @@ def core_router() -> APIRouter:
         with state.lock.writing():
             n = state.pipeline.retriever.delete(req.ids)
             if n:
+                state.warm()
                 _save(state)
             return DocumentsResponse(changed=n, total=state.size)
 
@@ -371,6 +414,7 @@ def create_app(
         description="Search and grounded question answering over a ragnodes index.",
     )
     app.state.rag = ServerState(pipeline, save_to)
+    app.state.rag.warm()  # load models and build lazy indexes before the first request
     app.state.api_keys = [k.encode("utf-8") for k in keys] if auth else None
     _install_error_handlers(app)
 
