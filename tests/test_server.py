@@ -282,6 +282,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", FUZZ_APP)
 
 
 @schema.parametrize()
+@pytest.mark.filterwarnings("ignore:query .* has an instruction but no stage uses it")
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzz(case):
     case.call_and_validate(headers=AUTH)
