@@ -33,6 +33,7 @@ Needs the ``serve`` extra (``pip install "ragnodes[serve]"``).
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -304,8 +305,8 @@ def _answer_events(state: ServerState, query: Query) -> Iterator[str]:
     try:
         with state.lock.reading():
             stream = state.pipeline.ask_stream(query)
-            first = next(stream, None)
-        for item in [first, *stream] if first is not None else []:
+            first = next(stream)
+        for item in itertools.chain([first], stream):  # lazily: each piece is sent as made
             if isinstance(item, Answer):
                 yield _sse("answer", item.model_dump_json())
             else:

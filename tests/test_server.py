@@ -4,6 +4,7 @@ of our own OpenAPI schema. The answers come from a scripted generator: the serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -160,6 +161,28 @@ def test_ask_json_and_sse_stream(client, pipe):
     assert streamed.strip() == events[-1][1]["text"] == answer["text"]
 
 
+def test_sse_with_the_real_generator(smollm, pipe):
+    """SmolLM2 behind /ask: transformers' threaded streamer, iterated by the server's threadpool."""
+    real = Pipeline(retriever=pipe.retriever, generator=smollm, k=2)
+    client = TestClient(create_app(real, api_keys=[KEY]))
+    body = {"question": QUERY, "stream": True}
+    with client.stream("POST", "/ask", json=body, headers=AUTH) as r:
+        blocks = r.read().decode().strip().split("\n\n")
+    events = [(b.split("\n")[0][7:], json.loads(b.split("data: ", 1)[1])) for b in blocks]
+    assert events[-1][0] == "answer" and {k for k, _ in events[:-1]} == {"token"}
+    answer = events[-1][1]
+    assert "".join(d["text"] for _, d in events[:-1]).strip() == answer["text"] != ""
+    assert [h["document"]["id"] for h in answer["contexts"]] == real.search(QUERY).ids
+
+
+def test_serve_command_refuses_open_auth_off_loopback(tmp_path, capsys):
+    from rag.cli import main
+
+    Pipeline(retriever=BM25Retriever().index(read_documents(demo_corpus_path()))).save(tmp_path)
+    assert main(["serve", str(tmp_path), "--no-auth", "--host", "0.0.0.0", "--model", "none"]) == 2
+    assert "loopback" in capsys.readouterr().err
+
+
 def test_documents_add_delete(client, pipe):
     n = len(pipe.retriever)
     docs = [
@@ -249,13 +272,13 @@ def test_concurrent_searches_and_writes_stay_consistent(client, pipe):
     assert errors == [] and len(pipe.retriever) == 24
 
 
-def test_bounded_load_on_loopback(pipe):
-    """A small load run against a real uvicorn server on 127.0.0.1 (fixed count and time)."""
+@contextlib.contextmanager
+def serving(app):
+    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), stopped afterwards."""
     uvicorn = pytest.importorskip("uvicorn")
-    from bench.bench_server import free_port, run_load
+    from bench.bench_server import free_port
 
     port = free_port()
-    app = create_app(pipe, api_keys=[KEY])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -264,13 +287,52 @@ def test_bounded_load_on_loopback(pipe):
         while not server.started and time.time() < deadline:
             time.sleep(0.05)
         assert server.started
-        bodies = [{"query": d.text[:60], "k": 5} for d in pipe.retriever.documents.values()]
-        out = run_load(f"http://127.0.0.1:{port}/search", bodies, 200, 4, 60.0, AUTH)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_bounded_load_on_loopback(pipe):
+    """A small load run against a real uvicorn server on 127.0.0.1 (fixed count and time)."""
+    from bench.bench_server import run_load
+
+    bodies = [{"query": d.text[:60], "k": 5} for d in pipe.retriever.documents.values()]
+    with serving(create_app(pipe, api_keys=[KEY])) as base:
+        out = run_load(f"{base}/search", bodies, 200, 4, 60.0, AUTH)
     assert out["errors"] == 0 and out["requests"] == 200, out
     assert 0 < out["p50_ms"] <= out["p95_ms"] <= out["p99_ms"]
+
+
+class _GatedGenerator(ScriptedGenerator):
+    """Yields one piece, then waits until the client says it has received it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_got_first = threading.Event()
+        self.waited = None
+
+    def stream(self, messages, **kwargs):
+        yield "First "
+        self.waited = self.client_got_first.wait(timeout=10)
+        yield "then the rest [1]."
+
+
+def test_sse_pieces_reach_the_client_while_generating(pipe):
+    import httpx
+
+    gen = _GatedGenerator()
+    app = create_app(Pipeline(retriever=pipe.retriever, generator=gen), api_keys=[KEY])
+    with serving(app) as base, httpx.Client(headers=AUTH, timeout=30) as client:
+        body = {"question": QUERY, "stream": True}
+        with client.stream("POST", f"{base}/ask", json=body) as r:
+            lines = r.iter_lines()
+            assert next(lines) == "event: token"
+            assert json.loads(next(lines)[6:]) == {"text": "First "}
+            gen.client_got_first.set()  # only now may the generator go on
+            rest = list(lines)
+    assert gen.waited is True  # the first piece arrived before generation finished
+    assert "event: answer" in rest
 
 
 # -- schemathesis: our own OpenAPI schema, fuzzed ------------------------------------------------
