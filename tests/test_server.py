@@ -161,6 +161,7 @@ def test_ask_json_and_sse_stream(client, pipe):
     assert streamed.strip() == events[-1][1]["text"] == answer["text"]
 
 
+@pytest.mark.slow  # ~6 s of generation on 2 cores; the scripted generator covers SSE by default
 def test_sse_with_the_real_generator(smollm, pipe):
     """SmolLM2 behind /ask: transformers' threaded streamer, iterated by the server's threadpool."""
     real = Pipeline(retriever=pipe.retriever, generator=smollm, k=2)
@@ -345,6 +346,6 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", FUZZ_APP)
 
 @schema.parametrize()
 @pytest.mark.filterwarnings("ignore:query .* has an instruction but no stage uses it")
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzz(case):
     case.call_and_validate(headers=AUTH)
