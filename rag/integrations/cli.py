@@ -61,8 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.no_auth and args.host not in LOOPBACK:
         raise ConfigError(f"--no-auth is only allowed on a loopback host, got --host {args.host}")
+    pipe = _open(args)
+    if pipe.generator is not None:  # load once now, not by the first concurrent /ask requests
+        pipe.generator.load()
     app = create_app(
-        _open(args),
+        pipe,
         auth=not args.no_auth,
         max_body_bytes=args.max_body_bytes,
         cors_origins=args.cors_origin,

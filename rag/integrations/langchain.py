@@ -52,6 +52,7 @@ except ImportError:
     require("langchain_core", extra="langchain", feature="the LangChain adapters")
     raise
 
+
 def to_documents(ranking: Ranking) -> list[LCDocument]:
     """LangChain Documents of a ranking, best first; ``metadata`` holds id, title and score."""
     return [
