@@ -157,6 +157,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_message(exc.errors())
+        ctype = request.headers.get("content-type", "")
+        if "json" not in ctype and any(d["field"] == "body" for d in details):
+            message = f"send JSON with 'Content-Type: application/json' (got {ctype!r}); {message}"
         return error_response(422, "validation_error", message, details)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, 404s, 405s

@@ -90,6 +90,8 @@ def test_validation_errors_are_422_with_field_messages(client):
         "/search", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "body"
+    r = client.post("/search", content=b"query=x", headers=AUTH)  # a form post, as curl -d sends
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["message"]
     r = client.post("/documents", json={"documents": [{"id": "a"}]}, headers=AUTH)
     assert r.status_code == 422 and "documents.0.text" in r.json()["message"]
 
