@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_args(p, 3)
     _add_gen_args(p)
     p.set_defaults(func=cmd_demo)
+    from rag.integrations.cli import add_serving_parsers
+
+    add_serving_parsers(sub)  # `rag serve` (HTTP) and `rag mcp` (MCP over stdio)
     try:
         from evals.cli import add_eval_parser
     except ImportError:

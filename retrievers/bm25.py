@@ -99,11 +99,13 @@ class BM25Retriever(BaseRetriever):
     def _build(self) -> None:
         import bm25s
 
-        self._order = list(self.documents)
-        self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        tokens = self.tokenize([self._text(self.documents[i]) for i in self._order])
+        # built aside and published at the end: a concurrent search never sees a half-built index
+        order = list(self.documents)
+        bm25 = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        tokens = self.tokenize([self._text(self.documents[i]) for i in order])
         # bm25s needs at least one token per corpus; an all-stopword corpus scores zero
-        self._bm25.index(tokens if any(tokens) else [["\x00"]] * len(tokens), show_progress=False)
+        bm25.index(tokens if any(tokens) else [["\x00"]] * len(tokens), show_progress=False)
+        self._order, self._bm25 = order, bm25
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every indexed document for ``query``, in ``documents`` order ``(N,)``."""

@@ -1,0 +1,206 @@
+"""Request and response models shared by the HTTP server, the agent tools and the MCP server.
+
+The HTTP API answers with the library's own value types (:class:`~rag.types.Ranking` for
+``/search``, :class:`~rag.types.Answer` for ``/ask``); the agent tools answer with the compact
+:class:`ToolHit` / :class:`ToolAnswer`, which a language model reads more easily. The argument
+models double as the tools' JSON schemas (``SearchArgs.model_json_schema()``).
+
+>>> SearchRequest(query="largest planet", k=3).k
+3
+>>> SearchRequest(query="   ")            # doctest: +SKIP
+ValidationError: query ... String should match pattern '\\S'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from rag.types import Answer, Document, Ranking
+
+# requests take JSON types as declared: "5" is not an int, 0 is not a bool
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+MAX_K = 100
+MAX_TEXT = 4096  # characters of a query, question or instruction
+MAX_BATCH = 1000  # documents per add request, ids per delete request
+
+# a query or question: non-blank, bounded; shared by the models below and the MCP tool signatures
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+TopK = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(lambda v: _whole(v))]
+
+
+def _whole(v: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer; strict pydantic does not. Accept whole floats."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+class SearchArgs(BaseModel):
+    """Arguments of the ``search`` tool: a query and how many passages to return."""
+
+    model_config = _STRICT
+    query: Text = Field(description="what to search for")
+    k: TopK = Field(5, description="number of passages to return")
+
+
+class AskArgs(BaseModel):
+    """Arguments of the ``ask`` tool: a question answered from the indexed documents."""
+
+    model_config = _STRICT
+    question: Text = Field(description="the question to answer")
+
+
+Scalar = str | int | float | bool | None
+
+
+class Range(BaseModel):
+    """A range condition of a metadata filter: at least one of gt, gte, lt, lte."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
+    )
+    # an unset bound is left out (not null): the schema then says exactly what is accepted
+    gt: float | str = None  # type: ignore[assignment]
+    gte: float | str = None  # type: ignore[assignment]
+    lt: float | str = None  # type: ignore[assignment]
+    lte: float | str = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Range:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("a range needs at least one of gt, gte, lt, lte")
+        return self
+
+
+class SearchRequest(SearchArgs):
+    """``POST /search``: the tool's arguments plus an instruction and a metadata filter."""
+
+    instruction: str | None = Field(
+        None, max_length=MAX_TEXT, description="what counts as relevant (optional)"
+    )
+    filter: dict[str, Scalar | list[Scalar] | Range] | None = Field(
+        None,
+        description='metadata filter, all conditions must hold: {"year": 2020} (equality), '
+        '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '
+        "the first-stage retriever (a pipeline with rerankers takes none)",
+    )
+
+    def filter_dict(self) -> dict[str, Any] | None:
+        """The filter in the retrievers' syntax (``retrievers.stores.filters``)."""
+        if self.filter is None:
+            return None
+        return {
+            k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v
+            for k, v in self.filter.items()
+        }
+
+
+class AskRequest(AskArgs):
+    """``POST /ask``: a question; ``stream`` answers with server-sent events."""
+
+    instruction: str | None = Field(None, max_length=MAX_TEXT)
+    stream: bool = Field(
+        False, description="stream `token` events, then one `answer` event (text/event-stream)"
+    )
+
+
+class DocumentIn(Document):
+    """A :class:`~rag.types.Document` as the API accepts it: strict JSON types (the library's
+    ``Document`` also takes an int id; over HTTP an id is a string, as the schema says)."""
+
+    model_config = _STRICT
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_to_str(cls, v: Any) -> Any:  # overrides Document's coercion
+        return v
+
+
+class AddDocumentsRequest(BaseModel):
+    """``POST /documents``: documents to index; an existing id is replaced."""
+
+    model_config = _STRICT
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DeleteDocumentsRequest(BaseModel):
+    """``DELETE /documents``: ids to remove; unknown ids are counted, not an error."""
+
+    model_config = _STRICT
+    ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DocumentsResponse(BaseModel):
+    model_config = _STRICT
+    changed: int = Field(description="documents added, or deleted ids that were present")
+    total: int = Field(description="documents in the index after the change")
+
+
+class HealthResponse(BaseModel):
+    model_config = _STRICT
+    status: str
+    documents: int
+    retriever: str
+    generator: bool
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body: a short code, a message that states the fix, optional details."""
+
+    model_config = _STRICT
+    error: str
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ToolHit(BaseModel):
+    """One passage as a tool returns it to a language model."""
+
+    model_config = _STRICT
+    id: str
+    title: str = ""
+    text: str
+    score: float
+
+
+class SearchResult(BaseModel):
+    model_config = _STRICT
+    hits: list[ToolHit]
+
+
+class ToolCitation(BaseModel):
+    model_config = _STRICT
+    marker: int
+    id: str
+    title: str = ""
+
+
+class ToolAnswer(BaseModel):
+    model_config = _STRICT
+    answer: str
+    citations: list[ToolCitation] = Field(default_factory=list)
+
+
+def tool_hits(ranking: Ranking) -> SearchResult:
+    return SearchResult(
+        hits=[
+            ToolHit(id=h.id, title=h.document.title, text=h.document.text, score=h.score)
+            for h in ranking.hits
+        ]
+    )
+
+
+def tool_answer(answer: Answer) -> ToolAnswer:
+    titles = {h.id: h.document.title for h in answer.contexts}
+    cites = [
+        ToolCitation(marker=c.marker, id=c.document_id, title=titles.get(c.document_id, ""))
+        for c in answer.citations
+    ]
+    return ToolAnswer(answer=answer.text, citations=cites)

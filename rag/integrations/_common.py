@@ -1,0 +1,98 @@
+"""What every adapter needs: run a ragnodes retriever or pipeline, and turn metadata around."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from rag.errors import ConfigError
+from rag.nodes import check_k
+from rag.types import Document, Hit, Query, Ranking
+
+# metadata keys the adapters write next to a document's own metadata
+ID_KEY, TITLE_KEY, SCORE_KEY = "id", "title", "score"
+
+
+def check_searchable(node: Any) -> Any:
+    """A ragnodes retriever (``retrieve``) or pipeline (``search``); anything else is an error."""
+    if not (callable(getattr(node, "search", None)) or callable(getattr(node, "retrieve", None))):
+        raise ConfigError(
+            f"expected a ragnodes retriever or Pipeline, got {type(node).__name__}; "
+            "wrap an index with rag.pipeline.Pipeline(retriever=...) or Pipeline.open(path)"
+        )
+    return node
+
+
+def search(node: Any, query: Query | str, k: int, filter: dict | None = None) -> Ranking:
+    """``node.search(query, k)`` for a pipeline, ``node.retrieve(query, k, filter)`` otherwise.
+
+    A filter on a pipeline is applied by its retriever when the pipeline has no reranker or
+    compressor (then search is retrieval); with later stages it is an error, not ignored."""
+    check_k(k)
+    if not callable(getattr(node, "search", None)):
+        return node.retrieve(query, k=k, filter=filter)
+    if filter is None:
+        return node.search(query, k=k)
+    if getattr(node, "rerankers", None) or getattr(node, "compressors", None):
+        raise ConfigError(
+            "a metadata filter applies to the first-stage retriever; this pipeline has rerankers "
+            "or compressors after it, so search its .retriever or drop the filter"
+        )
+    return node.retriever.retrieve(query, k=k, filter=filter)
+
+
+def check_postprocessor(node: Any) -> Any:
+    if not (callable(getattr(node, "rerank", None)) or callable(getattr(node, "compress", None))):
+        raise ConfigError(
+            f"expected a ragnodes reranker (rerank) or compressor (compress), "
+            f"got {type(node).__name__}"
+        )
+    return node
+
+
+def postprocess(node: Any, ranking: Ranking, top_n: int | None) -> Ranking:
+    """Rerank (keeping ``top_n``) or compress a ranking, whichever the node does."""
+    if top_n is not None:
+        check_k(top_n)
+    if callable(getattr(node, "rerank", None)):
+        return node.rerank(ranking, k=top_n)
+    out = node.compress(ranking)
+    return out.top(top_n) if top_n is not None else out
+
+
+def ranking_in_order(query: str, docs_scores: list[tuple[Document, float]]) -> Ranking:
+    """A ranking that keeps the caller's order (a framework's list is not always score-sorted);
+    a repeated id keeps its first occurrence."""
+    seen: set[str] = set()
+    hits = []
+    for d, s in docs_scores:
+        if d.id not in seen:
+            seen.add(d.id)
+            hits.append(Hit(document=d, score=float(s)))
+    return Ranking(query=Query(text=query), hits=tuple(hits), stage="external")
+
+
+def content_id(text: str, metadata: dict[str, Any]) -> str:
+    """A stable id for a document that arrives without one (same content -> same id)."""
+    h = hashlib.sha1(text.encode("utf-8"))
+    h.update(repr(sorted(metadata.items(), key=lambda kv: kv[0])).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def split_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(title, the rest) from adapter metadata; the id and score keys we wrote are dropped."""
+    meta = dict(metadata)
+    title = meta.pop(TITLE_KEY, "") or ""
+    meta.pop(SCORE_KEY, None)
+    meta.pop(ID_KEY, None)
+    return str(title), meta
+
+
+def out_metadata(doc: Document, score: float | None = None) -> dict[str, Any]:
+    """A document's metadata plus its id, title and (when known) score, for a framework object."""
+    meta: dict[str, Any] = {**doc.metadata, ID_KEY: doc.id}
+    if doc.title:
+        meta[TITLE_KEY] = doc.title
+    if score is not None:
+        meta[SCORE_KEY] = score
+    return meta
