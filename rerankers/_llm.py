@@ -11,6 +11,7 @@ Both take chat prompts (one user message each) and offer the two operations rera
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,10 @@ class TransformersLM:
         self._torch = self.gen._torch
         self._allowed: dict[str, Any] = {}
         self.provenance = provenance("transformers", model, self.lm)
+        # only the last position's logits are read: skip the LM head elsewhere where supported
+        params = inspect.signature(self.lm.forward).parameters
+        keep = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None)
+        self._last_logits_only = {keep: 1} if keep else {}
 
     def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Cut each text to at most ``max_tokens`` tokens of this model's tokenizer."""
@@ -92,7 +97,8 @@ class TransformersLM:
         mask = batch["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.lm(**batch, position_ids=positions).logits[:, -1, :].float()
+            out = self.lm(**batch, position_ids=positions, **self._last_logits_only)
+            logits = out.logits[:, -1, :].float()
         logp = torch.log_softmax(logits, dim=-1)[:, list(token_ids)]
         return logp.cpu().numpy()
 
