@@ -33,6 +33,20 @@ def _dense_qdrant():
     return DenseRetriever(store=QdrantStore(collection="contract"))
 
 
+def _dense_binary():
+    from retrievers import DenseRetriever
+    from retrievers.stores import ExactStore
+
+    return DenseRetriever(store=ExactStore(quantization="binary", dims=256))
+
+
+def _dense_qdrant_edge():
+    from retrievers import DenseRetriever
+    from retrievers.stores import QdrantEdgeStore
+
+    return DenseRetriever(store=QdrantEdgeStore(quantization="binary"))
+
+
 def _hybrid():
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
@@ -49,6 +63,8 @@ RETRIEVERS = {
     "bm25": _bm25,
     "dense": _dense,
     "dense+qdrant": _dense_qdrant,
+    "dense+binary": _dense_binary,
+    "dense+qdrant-edge": _dense_qdrant_edge,
     "hybrid": _hybrid,
     "hybrid-score": _hybrid_score,
 }
