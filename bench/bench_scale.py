@@ -14,6 +14,7 @@ time, k=10, query encoding excluded), with ratios to float32 side by side:
   Intrinsic Dimensionality on Recall in Hierarchical Navigable Small Worlds", ICTIR 2024).
 
     OMP_NUM_THREADS=1 python bench/bench_scale.py [--datasets scifact,cranfield,cisi,med,adi]
+    OMP_NUM_THREADS=1 python bench/bench_scale.py --datasets '' --matryoshka-2d adi,med
 
 All five collections are small (82 to 5,183 documents): latency and HNSW figures at this size are
 lower bounds of what large collections show; bytes per document do not depend on size.
@@ -190,6 +191,35 @@ def ann_rows(ids, vecs, qids, q, exact_run10) -> dict[str, Any]:
     return out
 
 
+def matryoshka_2d(name: str, layers: tuple[int, ...] = (2, 4, 6)) -> dict[str, Any]:
+    """nDCG@10 per (layer, dims) cell: MiniLM embeddings pooled after ``layer`` of its 6
+    transformer layers (the 2D Matryoshka layer axis), searched on the first ``dims`` dims
+    (re-encodes the corpus once per layer, so only for the small collections)."""
+    from evals import load_beir
+    from evals.measures.compute import score_run
+    from rag.encoders import TransformerEncoder
+    from retrievers import DenseRetriever
+    from retrievers.stores import ExactStore
+
+    ds = load_beir(SHARED / name)
+    out: dict[str, Any] = {}
+    for layer in layers:
+        enc = TransformerEncoder(precision="auto", layer=layer)
+        t = time.perf_counter()
+        dvecs = enc.encode([d.full_text for d in ds.corpus], kind="document")
+        took = time.perf_counter() - t
+        q = enc.encode([DenseRetriever(encoder=enc).query_text(x) for x in ds.queries], "query")
+        row: dict[str, Any] = {"corpus_encode_s": round(took, 1)}
+        for dims in (384, 128, 64):
+            s = ExactStore(dims=dims if dims < 384 else None, rescore=False)
+            s.add([d.id for d in ds.corpus], dvecs, [{} for _ in ds.corpus])
+            run = {x.id: dict(h) for x, h in zip(ds.queries, s.search(q, 10))}
+            ndcg = score_run(run, ds.qrels, ["nDCG@10"]).mean["nDCG@10"]
+            row[f"nDCG@10_dims{dims}"] = round(ndcg, 4)
+        out[f"layer{layer}"] = row
+    return out
+
+
 def run_one(name: str, ann: bool) -> dict[str, Any]:
     from evals import load_beir
 
@@ -217,12 +247,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="scifact,cranfield,cisi,med,adi")
     ap.add_argument("--no-ann", action="store_true")
+    ap.add_argument("--matryoshka-2d", default="", help="collections for the layer x dims grid")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     report: dict[str, Any] = {"datasets": {}}
-    for name in args.datasets.split(","):
+    if args.matryoshka_2d:
+        report["matryoshka_2d"] = {n: matryoshka_2d(n) for n in args.matryoshka_2d.split(",")}
+    for name in filter(None, args.datasets.split(",")):
         t = time.perf_counter()
         report["datasets"][name] = run_one(name, not args.no_ann)
         print(f"done {name} in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)

@@ -174,3 +174,22 @@ def test_qdrant_edge_exact_quantized_and_hnsw(tmp_path):
     assert back.count() == len(ids) - 10 and back.search(q, 5, filter={"g": [1, 2]}) == flt
     s.close()
     back.close()
+
+
+def test_layer_embeddings_2d_matryoshka(minilm):
+    from rag.encoders import TransformerEncoder
+
+    texts = ["binary quantization of embeddings", "hnsw graphs and insertion order"]
+    full = minilm.encode(texts)
+    enc = TransformerEncoder(precision=minilm.precision, layer=6).load()
+    last = enc.encode(texts)
+    enc.layer = 2  # the same loaded network, an earlier layer
+    early = enc.encode(texts)
+    np.testing.assert_allclose(last, full, atol=1e-5)  # layer 6 of 6 is the usual output
+    assert early.shape == full.shape and np.abs(early - full).max() > 0.05
+    np.testing.assert_allclose(np.linalg.norm(early, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ConfigError, match="layer must be <= 6"):
+        enc.layer = 7
+        enc._load()
+    with pytest.raises(ConfigError, match="layer must be an int"):
+        TransformerEncoder(layer=0)
