@@ -5,6 +5,7 @@ Every registered retriever/reranker must have a factory here: a new node cannot 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -64,10 +65,11 @@ RETRIEVERS = {
     "dense": _dense,
     "dense+qdrant": _dense_qdrant,
     "dense+binary": _dense_binary,
-    "dense+qdrant-edge": _dense_qdrant_edge,
     "hybrid": _hybrid,
     "hybrid-score": _hybrid_score,
 }
+if importlib.util.find_spec("qdrant_edge") is not None:  # the qdrant-edge extra
+    RETRIEVERS["dense+qdrant-edge"] = _dense_qdrant_edge
 try:  # multi-vector retrievers (retrievers.multivector)
     from contract_factories import EXTRA_RERANKERS, EXTRA_RETRIEVERS
 except ImportError:  # pragma: no cover

@@ -146,6 +146,7 @@ def test_server_mode_maps_the_same_config_to_qdrant_client_models(kind):
 
 
 def test_qdrant_edge_exact_quantized_and_hnsw(tmp_path):
+    pytest.importorskip("qdrant_edge", reason="the qdrant-edge extra is not installed")
     ids, x, q = data(n=1500, d=32, clusters=20)
     payloads = [{"metadata": {"g": i % 3}} for i in range(len(ids))]
     truth = store(ids, x).search(q, 10)

@@ -16,7 +16,8 @@ encodings and BEBR's asymmetric recall stage do).
 * ``int8``: uniform 256 levels between the 0.5% and 99.5% quantiles per dimension, values clipped
   (Qdrant's scalar quantization with ``quantile=0.99``).
 
-Codes are packed: binary 8 dims per byte, 2-bit 4 per byte, int8 one byte, so a 384-d float32
+Codes are packed bit planes (binary: one plane, 8 dims per byte; 2-bit: a high-bit and a low-bit
+plane side by side), int8 one byte per dim, so a 384-d float32
 vector (1536 B) becomes 48 B, 96 B or 384 B.
 
 >>> rng = np.random.default_rng(0); x = rng.normal(size=(200, 16)).astype(np.float32)
@@ -116,11 +117,9 @@ def encode(cb: Codebook, x: np.ndarray) -> np.ndarray:
         return np.clip(np.rint((x - lo) / step), 0, 255).astype(np.uint8)
     if cb.kind == "binary":
         return np.packbits(x > cb.thresholds[0], axis=1)
-    lv = (x[None, :, :] > cb.thresholds[:, None, :]).sum(0).astype(np.uint8)  # (N, D) in 0..3
-    pad = (-lv.shape[1]) % 4
-    lv = np.pad(lv, ((0, 0), (0, pad)))
-    q = lv.reshape(len(lv), -1, 4)
-    return (q[:, :, 0] << 6 | q[:, :, 1] << 4 | q[:, :, 2] << 2 | q[:, :, 3]).astype(np.uint8)
+    lv = (x[None, :, :] > cb.thresholds[:, None, :]).sum(0)  # (N, D) in 0..3
+    # two packed bit planes side by side: the high bits, then the low bits
+    return np.hstack([np.packbits(lv >= 2, axis=1), np.packbits(lv % 2 == 1, axis=1)])
 
 
 def unpack(cb: Codebook, codes: np.ndarray) -> np.ndarray:
@@ -130,8 +129,9 @@ def unpack(cb: Codebook, codes: np.ndarray) -> np.ndarray:
         return codes
     if cb.kind == "binary":
         return np.unpackbits(codes, axis=1, count=d)
-    shifts = np.array([6, 4, 2, 0], dtype=np.uint8)
-    return ((codes[:, :, None] >> shifts) & 3).reshape(len(codes), -1)[:, :d]
+    half = codes.shape[1] // 2
+    hi = np.unpackbits(codes[:, :half], axis=1, count=d)
+    return hi * 2 + np.unpackbits(codes[:, half:], axis=1, count=d)
 
 
 def decode(cb: Codebook, codes: np.ndarray) -> np.ndarray:
@@ -139,11 +139,30 @@ def decode(cb: Codebook, codes: np.ndarray) -> np.ndarray:
     return cb.levels[unpack(cb, codes), np.arange(cb.dim)]
 
 
+def _chunk_scores(cb: Codebook, codes: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``q · decode(codes)`` without materialising the decoded floats: int8 is affine
+    (``lo + code * step``); binary and 2-bit decode to ``L0 + sum_l [level >= l] (L_l - L_{l-1})``
+    (thermometer bit-planes), so each is one or three 0/1 matrix products."""
+    if cb.kind == "int8":
+        lo, step = cb.thresholds
+        return (q @ lo)[:, None] + (q * step) @ codes.astype(np.float32).T
+    if cb.kind == "binary":
+        planes = [codes]
+    else:  # level >= 1, >= 2, >= 3 from the high (h) and low (l) bit planes
+        h, lo = codes[:, : codes.shape[1] // 2], codes[:, codes.shape[1] // 2 :]
+        planes = [h | lo, h, h & lo]
+    out = (q @ cb.levels[0])[:, None] + np.zeros((1, len(codes)), dtype=np.float32)
+    for level, plane in enumerate(planes, 1):
+        bits = np.unpackbits(plane, axis=1, count=cb.dim).astype(np.float32)
+        out += (q * (cb.levels[level] - cb.levels[level - 1])) @ bits.T
+    return out
+
+
 def approx_scores(cb: Codebook, codes: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Asymmetric inner products ``(B, N)`` of float queries ``q (B, D)`` with coded vectors,
-    decoding ``_CHUNK`` rows at a time so memory stays bounded."""
+    ``_CHUNK`` rows at a time so memory stays bounded."""
     q = np.asarray(q, dtype=np.float32)
     out = np.empty((len(q), len(codes)), dtype=np.float32)
     for s in range(0, len(codes), _CHUNK):
-        out[:, s : s + _CHUNK] = q @ decode(cb, codes[s : s + _CHUNK]).T
+        out[:, s : s + _CHUNK] = _chunk_scores(cb, np.asarray(codes[s : s + _CHUNK]), q)
     return out
