@@ -9,9 +9,10 @@ time, k=10, query encoding excluded), with ratios to float32 side by side:
   (oversampling 4), and Matryoshka truncation ``dims`` 64/128/256 with and without rescoring.
 * QdrantEdgeStore (Qdrant's engine in-process): the same quantizations, Qdrant's own codes.
 * ANN: Qdrant HNSW recall@10 against exact search, strong (m=16, ef_construct=100, ef=64) and weak
-  (m=4, ef_construct=16, ef=10) graphs, documents inserted in random order versus clustered order
-  (k-means clusters one after another; Elliott & Clark, "The Impacts of Data, Ordering, and
-  Intrinsic Dimensionality on Recall in Hierarchical Navigable Small Worlds", ICTIR 2024).
+  (m=4, ef_construct=16, ef=10) graphs, documents inserted in random order, clustered order
+  (k-means clusters one after another) and by local intrinsic dimensionality, descending and
+  ascending (Elliott & Clark, "The Impacts of Data, Ordering, and Intrinsic Dimensionality on Recall
+  in Hierarchical Navigable Small Worlds", ICTIR 2024); 3 seeds for random and clustered.
 
     OMP_NUM_THREADS=1 python bench/bench_scale.py [--datasets scifact,cranfield,cisi,med,adi]
     OMP_NUM_THREADS=1 python bench/bench_scale.py --datasets '' --matryoshka-2d adi,med
@@ -60,6 +61,7 @@ EDGE_CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("qdrant-binary", {"quantization": "binary", "rescore": False}),
     ("qdrant-binary+rescore", {"quantization": "binary"}),
 ]
+ORDERS = ("random", "clustered", "lid_desc", "lid_asc")
 HNSW = {"strong": {"hnsw_m": 16, "hnsw_ef_construct": 100, "hnsw_ef": 64},
         "weak": {"hnsw_m": 4, "hnsw_ef_construct": 16, "hnsw_ef": 10}}
 
@@ -163,20 +165,34 @@ def cluster_order(vecs: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     return np.lexsort((np.arange(len(vecs)), rank[lab]))
 
 
+def lid_mle(vecs: np.ndarray, k: int = 20) -> np.ndarray:
+    """Local intrinsic dimensionality per point, the MLE of Levina & Bickel over the ``k``
+    nearest neighbours' Euclidean distances (as in the HNSW ordering study)."""
+    sq = np.maximum(2.0 - 2.0 * (vecs @ vecs.T), 0.0)  # unit vectors: |a-b|^2 = 2 - 2 a.b
+    np.fill_diagonal(sq, np.inf)
+    d = np.sqrt(np.sort(np.partition(sq, k, axis=1)[:, :k], axis=1))
+    d = np.maximum(d, 1e-12)
+    return -1.0 / np.mean(np.log(d / d[:, -1:]), axis=1).clip(max=-1e-12)
+
+
 def ann_rows(ids, vecs, qids, q, exact_run10) -> dict[str, Any]:
     from evals.ann import ann_recall
     from retrievers.stores import QdrantEdgeStore
 
     exact = {i: dict(h) for i, h in zip(qids, exact_run10)}
     n_clusters = max(2, int(np.sqrt(len(ids))))
-    out: dict[str, Any] = {"n_clusters": n_clusters}
+    lid = lid_mle(vecs, k=min(20, len(ids) - 1))
+    out: dict[str, Any] = {"n_clusters": n_clusters, "lid_mean": round(float(lid.mean()), 2)}
     for gname, kw in HNSW.items():
-        res: dict[str, list[float]] = {"random": [], "clustered": []}  # + "p50" (mean, s)
+        res: dict[str, list[float]] = {o: [] for o in ORDERS}  # + "p50" (mean, s)
         for seed in (0, 1, 2):
             orders = {
                 "random": np.random.default_rng(seed).permutation(len(ids)),
                 "clustered": cluster_order(vecs, n_clusters, seed),
             }
+            if seed == 0:  # LID orders are deterministic: one run each
+                orders["lid_desc"] = np.argsort(-lid, kind="stable")
+                orders["lid_asc"] = np.argsort(lid, kind="stable")
             for oname, order in orders.items():
                 s = QdrantEdgeStore(**kw)
                 for b in range(0, len(order), 256):  # insertion in order, batch by batch
