@@ -130,8 +130,10 @@ def test_server_mode_maps_the_same_config_to_qdrant_client_models(kind):
     from qdrant_client import models
 
     s = QdrantStore(url="http://localhost:6333", quantization=kind, oversampling=3.0, hnsw_m=32,
-                    hnsw_ef=128)
+                    hnsw_ef=128, on_disk=True, shard_number=6, replication_factor=2)
     cfg = s._collection_config(384)
+    assert cfg["vectors_config"].on_disk is True
+    assert cfg["shard_number"] == 6 and cfg["replication_factor"] == 2
     quant = cfg["quantization_config"]
     if kind == "int8":
         assert quant.scalar.type == models.ScalarType.INT8 and quant.scalar.quantile == 0.99

@@ -49,6 +49,8 @@ class QdrantStore(Node):
         hnsw_m: HNSW edges per node (``None``: the server's default, 16).
         hnsw_ef_construct: HNSW build beam width.
         hnsw_ef: HNSW search beam width (``None``: the server's default).
+        shard_number / replication_factor: how a cluster splits and copies the collection
+            (server mode; ``None``: the server's defaults). See docs/scaling.md.
     """
 
     name: ClassVar[str] = "qdrant_store"
@@ -71,6 +73,8 @@ class QdrantStore(Node):
         hnsw_m: int | None = None,
         hnsw_ef_construct: int = 100,
         hnsw_ef: int | None = None,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
     ) -> None:
         from retrievers.stores.quantize import check_kind
 
@@ -97,6 +101,8 @@ class QdrantStore(Node):
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construct = hnsw_ef_construct
         self.hnsw_ef = hnsw_ef
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
         self._client: Any = None
 
     def _connect(self, path: str | None = None) -> Any:
@@ -133,6 +139,10 @@ class QdrantStore(Node):
             cfg["quantization_config"] = client_quantization(self.quantization)
         if self.hnsw_m is not None:
             cfg["hnsw_config"] = client_hnsw(self.hnsw_m, self.hnsw_ef_construct)
+        if self.shard_number is not None:
+            cfg["shard_number"] = self.shard_number
+        if self.replication_factor is not None:
+            cfg["replication_factor"] = self.replication_factor
         return cfg
 
     def _search_params(self) -> Any:
