@@ -55,6 +55,10 @@ class TransformerEncoder(Node):
         query_prefix / document_prefix: prepended to queries / documents (asymmetric models).
         precision: ``auto`` | ``fp32`` | ``bf16``.
         device: ``auto`` (CUDA if present) | ``cpu`` | ``cuda``.
+        layer: pool the output of transformer layer ``layer`` (1-based) instead of the last one:
+            the layer axis of 2D Matryoshka embeddings (Li et al., "2D Matryoshka Sentence
+            Embeddings", 2024); combine with a store's ``dims`` for the other axis. Models not
+            trained for it lose quality at early layers (measured in bench/bench_scale.py).
     """
 
     name: ClassVar[str] = "transformer_encoder"
@@ -75,7 +79,10 @@ class TransformerEncoder(Node):
         document_prefix: str = "",
         precision: str = "auto",
         device: str = "auto",
+        layer: int | None = None,
     ) -> None:
+        if layer is not None and (type(layer) is not int or layer < 1):
+            raise ConfigError(f"layer must be an int >= 1 or None, got {layer!r}")
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if precision not in PRECISIONS:
@@ -93,12 +100,16 @@ class TransformerEncoder(Node):
         self.document_prefix = document_prefix
         self.precision = precision
         self.device = device
+        self.layer = layer
 
     def _load(self) -> None:
         self.tokenizer, self.net, self._device = load_hf(
             self.model, "AutoModel", self.device, feature="transformer encoders"
         )
         self._torch = require("torch")
+        n_layers = getattr(self.net.config, "num_hidden_layers", None)
+        if self.layer is not None and n_layers is not None and self.layer > n_layers:
+            raise ConfigError(f"layer must be <= {n_layers} for {self.model!r}, got {self.layer}")
 
     @property
     def dim(self) -> int:
@@ -137,8 +148,11 @@ class TransformerEncoder(Node):
                 feats, return_tensors="pt", pad_to_multiple_of=self.pad_multiple
             ).to(self._device)
             with torch.inference_mode(), self._autocast():
-                out = self.net(**batch)
-            yield pos, out.last_hidden_state.float(), batch["attention_mask"], batch["input_ids"]
+                if self.layer is None:
+                    hidden = self.net(**batch).last_hidden_state
+                else:
+                    hidden = self.net(**batch, output_hidden_states=True).hidden_states[self.layer]
+            yield pos, hidden.float(), batch["attention_mask"], batch["input_ids"]
 
     def _pool(self, hidden: Any, mask: Any) -> Any:
         torch = self._torch

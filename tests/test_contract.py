@@ -5,6 +5,7 @@ Every registered retriever/reranker must have a factory here: a new node cannot 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -33,6 +34,20 @@ def _dense_qdrant():
     return DenseRetriever(store=QdrantStore(collection="contract"))
 
 
+def _dense_binary():
+    from retrievers import DenseRetriever
+    from retrievers.stores import ExactStore
+
+    return DenseRetriever(store=ExactStore(quantization="binary", dims=256))
+
+
+def _dense_qdrant_edge():
+    from retrievers import DenseRetriever
+    from retrievers.stores import QdrantEdgeStore
+
+    return DenseRetriever(store=QdrantEdgeStore(quantization="binary"))
+
+
 def _hybrid():
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
@@ -49,9 +64,12 @@ RETRIEVERS = {
     "bm25": _bm25,
     "dense": _dense,
     "dense+qdrant": _dense_qdrant,
+    "dense+binary": _dense_binary,
     "hybrid": _hybrid,
     "hybrid-score": _hybrid_score,
 }
+if importlib.util.find_spec("qdrant_edge") is not None:  # the qdrant-edge extra
+    RETRIEVERS["dense+qdrant-edge"] = _dense_qdrant_edge
 try:  # multi-vector retrievers (retrievers.multivector)
     from contract_factories import EXTRA_RERANKERS, EXTRA_RETRIEVERS
 except ImportError:  # pragma: no cover

@@ -1,8 +1,10 @@
-"""Vector stores: exact numpy search and Qdrant (embedded, server or cluster)."""
+"""Vector stores: exact numpy search (optionally quantized), Qdrant in-process (qdrant-edge) and
+Qdrant through qdrant-client (embedded, server or cluster)."""
 
 from retrievers.stores.base import VectorStore
 from retrievers.stores.exact import ExactStore
 from retrievers.stores.filters import matches
 from retrievers.stores.qdrant import QdrantStore
+from retrievers.stores.qdrant_edge import QdrantEdgeStore
 
-__all__ = ["ExactStore", "QdrantStore", "VectorStore", "matches"]
+__all__ = ["ExactStore", "QdrantEdgeStore", "QdrantStore", "VectorStore", "matches"]

@@ -40,6 +40,17 @@ class QdrantStore(Node):
         api_key_env: environment variable holding the server API key.
         distance: ``dot`` (default; vectors are normalised upstream), ``cosine`` or ``euclid``.
         on_disk: keep vectors on disk (server mode).
+        quantization: ``None``, ``"binary"``, ``"2bit"`` or ``"int8"``, mapped to the server's
+            binary (one/two bits) or scalar quantization, kept in RAM while originals may sit
+            on disk. Server mode only: qdrant-client's local mode would ignore it silently, so
+            it is refused there (use :class:`~retrievers.stores.qdrant_edge.QdrantEdgeStore`).
+        rescore: re-score the quantized shortlist with the original vectors.
+        oversampling: shortlist size as a multiple of ``k`` when rescoring.
+        hnsw_m: HNSW edges per node (``None``: the server's default, 16).
+        hnsw_ef_construct: HNSW build beam width.
+        hnsw_ef: HNSW search beam width (``None``: the server's default).
+        shard_number / replication_factor: how a cluster splits and copies the collection
+            (server mode; ``None``: the server's defaults). See docs/scaling.md.
     """
 
     name: ClassVar[str] = "qdrant_store"
@@ -56,9 +67,27 @@ class QdrantStore(Node):
         api_key_env: str | None = None,
         distance: str = "dot",
         on_disk: bool = False,
+        quantization: str | None = None,
+        rescore: bool = True,
+        oversampling: float = 4.0,
+        hnsw_m: int | None = None,
+        hnsw_ef_construct: int = 100,
+        hnsw_ef: int | None = None,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
     ) -> None:
+        from retrievers.stores.quantize import check_kind
+
         if distance not in DISTANCES:
             raise ConfigError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        if check_kind(quantization) is not None and not url:
+            raise ConfigError(
+                "quantization needs a Qdrant server (url=...): qdrant-client's local mode "
+                "ignores it; use QdrantEdgeStore (qdrant-edge-py) to run Qdrant's quantization "
+                "in-process"
+            )
+        if not oversampling >= 1:
+            raise ConfigError(f"oversampling must be >= 1, got {oversampling!r}")
         self.collection = collection
         self.location = location
         self.path = path
@@ -66,6 +95,14 @@ class QdrantStore(Node):
         self.api_key_env = api_key_env
         self.distance = distance
         self.on_disk = on_disk
+        self.quantization = quantization
+        self.rescore = rescore
+        self.oversampling = oversampling
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_construct = hnsw_ef_construct
+        self.hnsw_ef = hnsw_ef
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
         self._client: Any = None
 
     def _connect(self, path: str | None = None) -> Any:
@@ -93,9 +130,33 @@ class QdrantStore(Node):
         }[self.distance]
         return models.VectorParams(size=dim, distance=dist, on_disk=self.on_disk)
 
+    def _collection_config(self, dim: int) -> dict[str, Any]:
+        """Keyword arguments of ``create_collection``: vectors, quantization and HNSW."""
+        from retrievers.stores.qdrant_edge import client_hnsw, client_quantization
+
+        cfg: dict[str, Any] = {"vectors_config": self._vectors_config(dim)}
+        if self.quantization is not None:
+            cfg["quantization_config"] = client_quantization(self.quantization)
+        if self.hnsw_m is not None:
+            cfg["hnsw_config"] = client_hnsw(self.hnsw_m, self.hnsw_ef_construct)
+        if self.shard_number is not None:
+            cfg["shard_number"] = self.shard_number
+        if self.replication_factor is not None:
+            cfg["replication_factor"] = self.replication_factor
+        return cfg
+
+    def _search_params(self) -> Any:
+        if self.quantization is None and self.hnsw_ef is None:
+            return None
+        from retrievers.stores.qdrant_edge import client_search_params
+
+        return client_search_params(
+            self.quantization, self.rescore, self.oversampling, self.hnsw_ef
+        )
+
     def _ensure(self, dim: int) -> None:
         if not self.client.collection_exists(self.collection):
-            self.client.create_collection(self.collection, vectors_config=self._vectors_config(dim))
+            self.client.create_collection(self.collection, **self._collection_config(dim))
 
     def _upsert(self, ids: Sequence[str], vectors: Sequence[Any], payloads: Sequence[dict]) -> None:
         """Upsert ``vectors`` (one list or matrix per id) in batches of ``upsert_batch``."""
@@ -116,7 +177,9 @@ class QdrantStore(Node):
             return [[] for _ in queries]
         flt = to_qdrant(filter)
         reqs = [
-            models.QueryRequest(query=q, limit=k, filter=flt, with_payload=["doc_id"])
+            models.QueryRequest(
+                query=q, limit=k, filter=flt, with_payload=["doc_id"], params=self._search_params()
+            )
             for q in queries
         ]
         res = self.client.query_batch_points(self.collection, requests=reqs)
