@@ -1,4 +1,4 @@
-"""The ``rag`` command: index, search, ask, demo, eval.
+"""The ``rag`` command: index, search, ask, demo, chat, eval.
 
 Errors raised on purpose (:class:`rag.errors.RagError`) print one line to stderr and exit 2;
 anything else is a bug and keeps its traceback.
@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_args(p, 3)
     _add_gen_args(p)
     p.set_defaults(func=cmd_demo)
+    from rag.chat_cli import add_chat_parser
+
+    add_chat_parser(sub)
     try:
         from evals.cli import add_eval_parser
     except ImportError:
