@@ -76,7 +76,7 @@ def test_parser_explains_bad_calls(text, message):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from('{}[]"\':,\\ abtoolqueryanswer0123'), max_size=80))
+@given(st.text(alphabet=st.sampled_from("{}[]\"':,\\ abtoolqueryanswer0123"), max_size=80))
 def test_parser_never_crashes(text):
     try:
         out = parse_reply(text, TOOLS)
