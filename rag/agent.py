@@ -44,6 +44,17 @@ def _check_positive(**values: int) -> None:
             raise ConfigError(f"{name} must be >= 1, got {v}")
 
 
+def example_messages() -> list[dict[str, str]]:
+    """The worked exchange of ``agent_example.txt`` as chat messages."""
+    out: list[dict[str, str]] = []
+    for line in prompts.load("agent_example").splitlines():
+        if line in ("[user]", "[assistant]"):
+            out.append({"role": line[1:-1], "content": ""})
+        elif out:
+            out[-1]["content"] += ("\n" if out[-1]["content"] else "") + line
+    return out
+
+
 def _model_tag(generator: Any) -> str:
     return str(getattr(generator, "model", ""))
 
@@ -86,6 +97,9 @@ class Agent:
         step_tokens: generated tokens at most per step.
         k: sources per search.
         max_source_chars: characters of each source shown to the model.
+        example: open the prompt-format conversation with the worked exchange of
+            ``agent_example.txt`` (SmolLM2-135M wrote no JSON at all without it, and valid
+            tool calls with it). Native tool calling never gets it.
     """
 
     def __init__(
@@ -97,6 +111,7 @@ class Agent:
         step_tokens: int = 96,
         k: int = 3,
         max_source_chars: int = 400,
+        example: bool = True,
     ) -> None:
         _check_positive(max_steps=max_steps, max_tokens=max_tokens, step_tokens=step_tokens, k=k)
         self.pipeline = pipeline
@@ -106,7 +121,7 @@ class Agent:
                 "an agent needs a generator: pass generator= or set pipeline.generator"
             )
         self.max_steps, self.max_tokens, self.step_tokens = max_steps, max_tokens, step_tokens
-        self.k, self.max_source_chars = k, max_source_chars
+        self.k, self.max_source_chars, self.example = k, max_source_chars, example
         self.tools: dict[str, Tool] = {t.name: t for t in (SEARCH, FETCH)}
 
     @property
@@ -156,6 +171,7 @@ class Agent:
         system = prompts.render("agent_system", tools=tools, max_steps=self.max_steps)
         return [
             {"role": "system", "content": system},
+            *(example_messages() if self.example and not self.native else []),
             *history_messages(history),
             {"role": "user", "content": f"Question: {question}"},
         ]

@@ -248,6 +248,9 @@ class ChatEngine:
         history_tokens: budget for the kept history plus the current question (oldest turns go
             first; the question is never cut).
         conversation: a conversation to continue (e.g. :meth:`Conversation.load`).
+        condense_turns: the most recent turns shown to the rewrite (``condense``/``concat``/
+            ``fusion``); a follow-up mostly refers to the last exchange, and older questions
+            pulled SmolLM2-135M towards earlier topics.
         agent: an :class:`~rag.agent.Agent` or :class:`~rag.agent.MultiHop`; when set, it
             answers the standalone question (its own trace follows the condense step).
     """
@@ -260,6 +263,7 @@ class ChatEngine:
         history_tokens: int = 768,
         conversation: Conversation | None = None,
         condense_tokens: int = 48,
+        condense_turns: int = 2,
         agent: Any = None,
     ) -> None:
         if mode not in MODES:
@@ -274,6 +278,9 @@ class ChatEngine:
         self.history_tokens = history_tokens
         self.conversation = conversation if conversation is not None else Conversation()
         self.condense_tokens = condense_tokens
+        if condense_turns < 1:
+            raise ConfigError(f"condense_turns must be >= 1, got {condense_turns}")
+        self.condense_turns = condense_turns
         self.agent = agent
         self._count: TokenCounter | None = None
 
@@ -287,6 +294,7 @@ class ChatEngine:
         """The query to retrieve with for ``question`` under this engine's mode."""
         if not history or self.mode == "none":
             return question, TraceStep(action="condense", query=question, detail="as asked")
+        history = history[-self.condense_turns :]
         if self.mode == "condense":
             q = condense_question(self.generator, history, question, self.condense_tokens)
             if q:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scripted_generators import NativeScripted, Scripted
 
-from rag.agent import Agent, MultiHop
+from rag.agent import Agent, MultiHop, example_messages
 from rag.errors import ConfigError
 from rag.pipeline import Pipeline
 from rag.toolcalls import FETCH, SEARCH, FinalAnswer, ToolCall, ToolCallError, parse_reply
@@ -94,7 +94,12 @@ def test_agent_searches_then_cites_what_it_retrieved(pipe):
     retrieved = pipe.search("largest moon of Saturn", k=2).ids
     assert list(a.trace[0].document_ids) == retrieved == [h.id for h in a.contexts]
     assert a.cited_ids == [retrieved[0]]
-    # the model saw the numbered results with ids, after its own call
+    # the prompt format opens with the worked example; then the numbered results with ids
+    assert gen.calls[0]["messages"][1:5] == example_messages()
+    assert gen.calls[0]["messages"][5] == {
+        "role": "user",
+        "content": "Question: What is Saturn's largest moon?",
+    }
     assert gen.calls[1]["messages"][-2] == {"role": "assistant", "content": gen.replies[0]}
     assert f"[1] (id {retrieved[0]})" in gen.calls[1]["messages"][-1]["content"]
 
@@ -172,6 +177,7 @@ def test_native_tool_calls_use_the_openai_shape(pipe):
     gen = NativeScripted(reply)
     a = Agent(pipe, gen, k=2).run("What is Saturn's largest moon?")
     assert [t["function"]["name"] for t in gen.calls[0]["tools"]] == ["search", "fetch"]
+    assert [m["role"] for m in gen.calls[0]["messages"]] == ["system", "user"]  # no example
     tool_msg = gen.calls[1]["messages"][-1]
     assert tool_msg["role"] == "tool" and tool_msg["tool_call_id"] == "c7"
     assert gen.calls[1]["messages"][-2]["tool_calls"][0]["id"] == "c7"

@@ -170,3 +170,15 @@ def test_smollm2_condenses_a_follow_up(smollm):
 
     out = condense_question(smollm, [_turn("Tell me about Saturn.")], "What is its biggest moon?")
     assert "saturn" in out.lower() and "moon" in out.lower()
+
+
+def test_the_rewrite_sees_only_the_latest_turns(pipe):
+    gen = Scripted(rule_replies)
+    engine = ChatEngine(pipe, gen, mode="condense", condense_turns=1)
+    for q in ["Tell me about Jupiter.", "Tell me about Saturn.", "What is its biggest moon?"]:
+        engine.ask(q)
+    rewrite_prompt = gen.calls[-2]["messages"][-1]["content"]
+    assert rewrite_prompt.startswith("Earlier: Tell me about Saturn.\n")
+    assert engine.conversation.turns[-1].query == "What is Saturn's biggest moon?"
+    with pytest.raises(ConfigError, match="condense_turns must be >= 1"):
+        ChatEngine(pipe, gen, condense_turns=0)
