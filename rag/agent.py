@@ -218,13 +218,15 @@ class Agent:
                         a = ToolCallError("the answer is empty")
                     else:
                         return self._finish(question, a.text, sources, trace, t0)
-                reply = self._step(a, sources, trace)
+                reply = self._step(a, sources, trace, text)
                 messages += self._turn(text, a, reply)
         else:
             trace.append(TraceStep(action="budget", detail=f"{self.max_steps} steps taken"))
         return self._fallback(question, sources, trace, history, t0)
 
-    def _step(self, a: ToolCall | ToolCallError, sources: _Sources, trace: list[TraceStep]) -> str:
+    def _step(
+        self, a: ToolCall | ToolCallError, sources: _Sources, trace: list[TraceStep], text: str
+    ) -> str:
         if isinstance(a, ToolCall):
             try:
                 reply, step = self.run_tool(a, sources)
@@ -232,7 +234,7 @@ class Agent:
                 return reply
             except RagError as e:  # a bad filter, an unknown id: the model hears about it
                 a = e if isinstance(e, ToolCallError) else ToolCallError(f"{a.name} failed: {e}")
-        trace.append(TraceStep(action="error", detail=str(a)))
+        trace.append(TraceStep(action="error", detail=f"{a} (reply: {text[:100]!r})"))
         return prompts.render("agent_error", error=str(a))
 
     def _turn(self, text: str, a: Any, reply: str) -> list[dict[str, Any]]:
