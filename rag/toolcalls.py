@@ -7,8 +7,9 @@ Language Models", ICLR 2023)::
     {"tool": "search", "args": {"query": "largest moon of Saturn"}}
     {"answer": "Titan is Saturn's largest moon [2]."}
 
-Small models wrap that object in prose or code fences, use single quotes, leave trailing commas, or
-write OpenAI's ``{"name": ..., "arguments": "..."}`` shape; all of these parse. Anything else raises
+Small models wrap that object in prose or code fences, use single quotes, leave trailing commas,
+run out of tokens before the closing braces, or write OpenAI's ``{"name": ..., "arguments": "..."}``
+shape; all of these parse. Anything else raises
 :class:`ToolCallError` whose message is written for the model, which the agent loop sends back.
 
 >>> parse_reply('Sure! {"tool": "search", "args": {"query": "rings"},}', {"search": SEARCH})
@@ -112,6 +113,8 @@ def _balanced_objects(text: str) -> list[str]:
             depth -= 1
             if depth == 0:
                 out.append(text[start : i + 1])
+    if depth > 0:  # cut off by the token limit: close the open string and objects
+        out.append(text[start:] + quote + "}" * depth)
     return out
 
 
@@ -123,7 +126,7 @@ def _loads(chunk: str) -> Any:
             pass
         try:  # single quotes, True/False/None: a Python literal
             return ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             pass
     return None
 
@@ -160,6 +163,8 @@ def to_action(obj: Mapping[str, Any], tools: Mapping[str, Tool]) -> ToolCall | F
     name = obj.get("tool", obj.get("name", obj.get("action")))
     if name is None:
         raise ToolCallError('the object has no "tool" and no "answer" key')
+    if not isinstance(name, str):
+        raise ToolCallError(f'"tool" must be a tool name, got {name!r}')
     raw = obj.get("args", obj.get("arguments", obj.get("parameters", obj.get("action_input"))))
     if name in ("answer", "final_answer", "finish"):
         args = raw if isinstance(raw, dict) else {"text": raw}
