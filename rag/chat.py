@@ -320,15 +320,10 @@ class ChatEngine:
         t0 = time.perf_counter()
         history = self.history(question)
         text, step = self.standalone(question, history)
-        q, trace = Query(text=text), [step]
-        t1 = time.perf_counter()
-        hits = self._search(question, q, history)
-        trace.append(
-            TraceStep(action="search", query=q.text, document_ids=tuple(h.id for h in hits))
-        )
-        timings = {"condense_s": t1 - t0, "retrieve_s": time.perf_counter() - t1}
+        q = Query(text=text)
+        timings = {"condense_s": time.perf_counter() - t0}
         answer: Answer | None = None
-        for item in answer_stream(self.pipeline, self.generator, q, hits, history, trace, timings):
+        for item in self._answer(question, q, history, step, timings):
             if isinstance(item, Answer):
                 answer = item
             yield item
@@ -339,9 +334,30 @@ class ChatEngine:
                     answer=answer.text,
                     query=q.text,
                     citations=answer.citations,
-                    sources=tuple(h.document for h in hits),
+                    sources=tuple(h.document for h in answer.contexts),
                 )
             )
+
+    def _answer(
+        self,
+        question: str,
+        q: Query,
+        history: Sequence[Turn],
+        step: TraceStep,
+        timings: dict[str, float],
+    ) -> Iterator[str | Answer]:
+        if self.agent is not None:  # the agent searches by itself, from the standalone question
+            a = self.agent.run(q.text, history)
+            yield a.text
+            yield a.model_copy(update={"trace": (step, *a.trace)})
+            return
+        t1 = time.perf_counter()
+        hits = self._search(question, q, history)
+        found = TraceStep(action="search", query=q.text, document_ids=tuple(h.id for h in hits))
+        timings = {**timings, "retrieve_s": time.perf_counter() - t1}
+        yield from answer_stream(
+            self.pipeline, self.generator, q, hits, history, [step, found], timings
+        )
 
     def ask(self, question: str) -> Answer:
         return final(self.stream(question))

@@ -218,3 +218,25 @@ def test_multihop_stops_on_done(pipe):
     gen = Scripted(["DONE", "Saturn [1]."])
     a = MultiHop(pipe, gen, max_hops=3, k=2).run("Which planet has rings?")
     assert [s.action for s in a.trace] == ["search", "stop", "answer"]
+
+
+def test_chat_engine_hands_the_standalone_question_to_the_agent(pipe):
+    from rag.chat import ChatEngine
+
+    def reply(messages):
+        if messages[0]["content"].startswith("Rewrite"):
+            return "What is Saturn's biggest moon?"
+        if messages[-1]["content"].startswith("Question:"):
+            return search("largest moon of Saturn")
+        return '{"answer": "Titan [2]."}'
+
+    gen = Scripted(reply)
+    engine = ChatEngine(pipe, gen, agent=Agent(pipe, gen, k=2))
+    engine.ask("Tell me about Saturn.")
+    a = engine.ask("What is its biggest moon?")
+    assert [s.action for s in a.trace] == ["condense", "search", "answer"]
+    assert a.trace[0].query == "What is Saturn's biggest moon?"
+    assert gen.calls[-2]["messages"][-1]["content"] == "Question: What is Saturn's biggest moon?"
+    turn = engine.conversation.turns[-1]
+    assert [d.id for d in turn.sources] == [h.id for h in a.contexts]
+    assert turn.cited == [a.contexts[1].document]

@@ -162,6 +162,9 @@ def test_sessions_keep_conversations_apart(pipe):
     events = list(sessions.stream("And its rings?", cid))
     assert {e["type"] for e in events[:-1]} == {"delta"} and events[-1]["type"] == "answer"
     assert "".join(e["text"] for e in events[:-1]).strip() == events[-1]["answer"]
+    agentic = sessions.chat("Which moon has lakes?", cid, agent=True)  # the model writes no JSON
+    actions = [s["action"] for s in agentic["trace"]]
+    assert actions[0] == "condense" and "error" in actions and actions[-2:] == ["search", "answer"]
 
 
 def test_smollm2_condenses_a_follow_up(smollm):
