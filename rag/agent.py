@@ -31,7 +31,7 @@ from typing import Any
 
 import prompts
 from rag.chat import Turn, answer_stream, approx_tokens, clean_rewrite, final, history_messages
-from rag.citations import resolve
+from rag.citations import attribute, resolve
 from rag.errors import ConfigError, RagError
 from rag.pipeline import format_sources
 from rag.toolcalls import FETCH, SEARCH, FinalAnswer, Tool, ToolCall, ToolCallError, parse_reply
@@ -254,6 +254,8 @@ class Agent:
         self, question: str, text: str, sources: _Sources, trace: list[TraceStep], t0: float
     ) -> Answer:
         cites, bad = resolve(text, sources.hits)
+        if not cites and getattr(self.pipeline, "attribute_uncited", False):
+            cites = attribute(text, sources.hits)  # labelled source="attributed"
         trace.append(TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)))
         return Answer(
             query=Query(text=question),

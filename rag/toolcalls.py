@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,8 +125,10 @@ def _loads(chunk: str) -> Any:
             return json.loads(candidate)
         except json.JSONDecodeError:
             pass
-        try:  # single quotes, True/False/None: a Python literal
-            return ast.literal_eval(candidate)
+        try:  # single quotes, True/False/None: a Python literal (its escape warnings muted)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ast.literal_eval(candidate)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             pass
     return None

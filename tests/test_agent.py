@@ -172,6 +172,15 @@ def test_citations_only_point_at_retrieved_sources(pipe):
     assert a.invalid_markers == (9,) and a.cited_ids == [a.contexts[0].id]
 
 
+def test_an_uncited_answer_is_attributed_to_retrieved_sources_only(pipe):
+    text = "Titan is the largest moon of Saturn and has lakes of liquid methane."
+    gen = Scripted([search("Titan methane lakes"), json.dumps({"answer": text})])
+    a = Agent(pipe, gen, k=2).run("Which moon has lakes?")
+    assert a.cited_ids == ["titan"] and a.citations[0].source == "attributed"
+    gen = Scripted([json.dumps({"answer": text})])  # nothing retrieved: nothing to attribute to
+    assert Agent(pipe, gen).run("Which moon has lakes?").citations == ()
+
+
 def test_native_tool_calls_use_the_openai_shape(pipe):
     def reply(messages):
         if messages[-1]["role"] == "tool":
