@@ -1,4 +1,4 @@
-"""The ``rag`` command: index, search, ask, demo, eval.
+"""The ``rag`` command: index, search, ask, demo, chat, eval.
 
 Errors raised on purpose (:class:`rag.errors.RagError`) print one line to stderr and exit 2;
 anything else is a bug and keeps its traceback.
@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rag.integrations.cli import add_serving_parsers
 
     add_serving_parsers(sub)  # `rag serve` (HTTP) and `rag mcp` (MCP over stdio)
+    from rag.chat_cli import add_chat_parser
+
+    add_chat_parser(sub)
     try:
         from evals.cli import add_eval_parser
     except ImportError:

@@ -123,8 +123,24 @@ class Citation(BaseModel):
     source: str = "generated"  # "generated" by the model, or "attributed" after the fact
 
 
+class TraceStep(BaseModel):
+    """One step of a conversational or agentic answer: a query rewrite, a tool call, an error.
+
+    ``action`` is ``condense`` | ``search`` | ``fetch`` | ``error`` | ``stop`` | ``budget`` |
+    ``answer``;
+    ``query`` the query issued (or the standalone question), ``document_ids`` what it returned.
+    """
+
+    model_config = _FROZEN
+    action: str
+    query: str = ""
+    document_ids: tuple[str, ...] = ()
+    detail: str = ""
+
+
 class Answer(BaseModel):
-    """The generator's answer with the contexts it was given and the citations it made."""
+    """The generator's answer with the contexts it was given and the citations it made.
+    ``trace`` lists the steps that led to it (empty for a single-shot answer)."""
 
     model_config = _FROZEN
     query: Query
@@ -134,6 +150,7 @@ class Answer(BaseModel):
     contexts: tuple[Hit, ...] = ()
     timings: dict[str, float] = Field(default_factory=dict)
     model: str = ""
+    trace: tuple[TraceStep, ...] = ()
 
     @property
     def cited_ids(self) -> list[str]:
