@@ -204,3 +204,16 @@ def tool_answer(answer: Answer) -> ToolAnswer:
         for c in answer.citations
     ]
     return ToolAnswer(answer=answer.text, citations=cites)
+
+
+class ChatRequest(BaseModel):
+    """``POST /chat``: one user message; send back the ``conversation_id`` of the last reply to
+    continue that conversation (none starts a new one)."""
+
+    model_config = _STRICT
+    message: Text
+    conversation_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.-]+$")
+    agent: bool = Field(False, description="let the model call search/fetch tools (bounded)")
+    stream: bool = Field(
+        False, description="stream `token` events, then one `answer` event (text/event-stream)"
+    )

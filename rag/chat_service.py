@@ -130,3 +130,4 @@ class ChatSessions:
     def delete(self, conversation_id: str) -> bool:
         with self._lock:
             return self._engines.pop(conversation_id, None) is not None
+

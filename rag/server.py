@@ -44,8 +44,10 @@ from typing import Annotated, Any
 from rag.api import (
     AddDocumentsRequest,
     AskRequest,
+    ChatRequest,
     DeleteDocumentsRequest,
     DocumentsResponse,
+    ErrorResponse,
     HealthResponse,
     SearchRequest,
 )
@@ -231,6 +233,52 @@ def core_router() -> APIRouter:
     return router
 
 
+def chat_router(sessions: Any) -> APIRouter:
+    """``POST /chat`` (JSON, or server-sent ``token`` events then one ``answer`` event),
+    ``GET`` / ``DELETE /chat/{conversation_id}``, for :func:`rag.server.create_app`. A turn holds
+    the index's read lock, so ``/documents`` changes wait for running turns."""
+    router = APIRouter()
+
+    @router.post(
+        "/chat",
+        summary="one chat turn (multi-turn by conversation_id)",
+        responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
+    )
+    def chat(req: ChatRequest, state: State) -> Any:
+        if not req.stream:
+            with state.lock.reading():
+                return sessions.chat(req.message, req.conversation_id, agent=req.agent)
+
+        def events() -> Iterator[str]:
+            with state.lock.reading():
+                for ev in sessions.stream(req.message, req.conversation_id, agent=req.agent):
+                    if ev["type"] == "delta":
+                        yield _sse("token", json.dumps({"text": ev["text"]}))
+                    else:
+                        body = {k: v for k, v in ev.items() if k != "type"}
+                        yield _sse("answer", json.dumps(body))
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    missing = {404: {"model": ErrorResponse, "description": "no such conversation"}}
+
+    @router.get("/chat/{conversation_id}", summary="a conversation's turns", responses=missing)
+    def get(conversation_id: str) -> Any:
+        try:
+            return sessions.get(conversation_id).model_dump(mode="json")
+        except ConfigError as e:
+            raise HTTPException(404, str(e)) from e
+
+    @router.delete("/chat/{conversation_id}", summary="forget a conversation", responses=missing)
+    def delete(conversation_id: str) -> Any:
+        if not sessions.delete(conversation_id):
+            raise HTTPException(404, f"no conversation with id {conversation_id!r}")
+        return {"deleted": conversation_id}
+
+    return router
+
+
 def _save(state: ServerState) -> None:
     if state.save_to is not None:
         state.pipeline.retriever.save(state.save_to)
@@ -288,6 +336,10 @@ def create_app(
             generator=state.pipeline.generator is not None,
         )
 
+    if getattr(pipeline, "generator", None) is not None:  # multi-turn chat needs a generator
+        from rag.chat_service import ChatSessions
+
+        routers = [chat_router(ChatSessions(pipeline)), *routers]
     for router in [core_router(), *routers]:
         mount(app, router)
     if cors_origins:

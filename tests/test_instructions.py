@@ -263,7 +263,8 @@ def test_think_cache_is_bounded_and_saved_with_the_index(think, demo_docs, tmp_p
     monkeypatch.setattr(reopened.generator, "generate", no_generation)
     assert {q.id: reopened.thought(q) for q in qs} == before
     assert [r.ids for r in reopened.retrieve_batch(qs, k=3)] == [r.ids for r in ranked]
-    assert isinstance(reopened.retriever, BM25Retriever) and len(reopened.retriever) == len(demo_docs)
+    assert isinstance(reopened.retriever, BM25Retriever)
+    assert len(reopened.retriever) == len(demo_docs)
 
 
 def test_followir_folder_round_trip_runs_the_same_harness(probe, tmp_path, minilm):

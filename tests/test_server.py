@@ -237,18 +237,18 @@ def test_cors_off_by_default_and_opt_in(pipe):
 def test_openapi_and_extra_router(pipe):
     router = APIRouter()
 
-    @router.post("/chat")
-    def chat(state: State) -> dict:
+    @router.post("/extra")
+    def extra(state: State) -> dict:
         return {"documents": len(state.pipeline.retriever)}
 
     client = TestClient(create_app(pipe, api_keys=[KEY], routers=[router]))
     spec = client.get("/openapi.json").json()
-    assert {"/search", "/ask", "/documents", "/health", "/chat"} <= set(spec["paths"])
+    assert {"/search", "/ask", "/documents", "/health", "/chat", "/extra"} <= set(spec["paths"])
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     ok = spec["paths"]["/search"]["post"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"]["$ref"].endswith("/Ranking")
-    assert client.post("/chat").status_code == 401  # mounted behind the same key check
-    assert client.post("/chat", headers=AUTH).json() == {"documents": len(pipe.retriever)}
+    assert client.post("/extra").status_code == 401  # mounted behind the same key check
+    assert client.post("/extra", headers=AUTH).json() == {"documents": len(pipe.retriever)}
 
 
 def test_concurrent_searches_and_writes_stay_consistent(client, pipe):
@@ -351,3 +351,26 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", FUZZ_APP)
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzz(case):
     case.call_and_validate(headers=AUTH)
+
+
+def test_chat_keeps_a_conversation_by_id(client):
+    first = client.post("/chat", json={"message": "Tell me about Saturn."}, headers=AUTH)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    cid = body["conversation_id"]
+    assert body["answer"] and body["sources"]
+    assert body["citations"][0]["id"] == body["sources"][0]["id"]
+    follow = {"message": "What is its largest moon?", "conversation_id": cid, "stream": True}
+    with client.stream("POST", "/chat", json=follow, headers=AUTH) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line.startswith("event:")]
+    assert events[-1] == "event: answer" and events.count("event: token") >= 2
+    conv = client.get(f"/chat/{cid}", headers=AUTH).json()
+    assert [t["question"] for t in conv["turns"]] == [
+        "Tell me about Saturn.", "What is its largest moon?"
+    ]
+    assert client.post("/chat", json={"message": "hi"}).status_code == 401
+    bad = client.post("/chat", json={"message": "hi", "conversation_id": "../x"}, headers=AUTH)
+    assert bad.status_code == 422
+    assert client.delete(f"/chat/{cid}", headers=AUTH).status_code == 200
+    assert client.get(f"/chat/{cid}", headers=AUTH).status_code == 404
