@@ -69,7 +69,7 @@ class LexicalJudge:
     @staticmethod
     def _coverage(sources: Sequence[str], targets: Sequence[str]) -> np.ndarray:
         if len(sources) != len(targets):
-            raise ConfigError(f"need as many sources as targets, got {len(sources)}, {len(targets)}")
+            raise ConfigError(f"{len(sources)} sources for {len(targets)} targets; they must align")
         out = []
         for s, t in zip(sources, targets, strict=True):
             want = set(content_tokens(t))
