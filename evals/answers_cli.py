@@ -43,7 +43,9 @@ def add_answer_parsers(subparsers: Any) -> None:
 def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     from evals.cli import DEFAULT_MEASURES
 
-    p.add_argument("--dataset", required=True, help="BEIR-layout folder (its corpus is used)")
+    p.add_argument(
+        "--dataset", required=True, help="BEIR folder (its corpus is used) or a .jsonl corpus"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--n-docs", type=int, default=100, help="documents to write questions for")
     p.add_argument("--seed", type=int, default=0)
@@ -74,18 +76,18 @@ def add_answers_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from evals.cli import evaluate_configs, resolve_dataset, write_outputs
+    from evals.cli import evaluate_configs, write_outputs
     from evals.synthetic import SynthConfig, generate_synthetic
     from rerankers._llm import make_lm
     from retrievers import BM25Retriever
 
     try:
-        ds = resolve_dataset(args.dataset, "test", "")
+        corpus = read_corpus_any(args.dataset)
         cfg = SynthConfig(n_docs=args.n_docs, seed=args.seed, roundtrip_k=args.roundtrip_k,
                           dedup_threshold=args.dedup, graded=args.graded)
-        bm25 = BM25Retriever().index(ds.corpus) if cfg.roundtrip_k else None
+        bm25 = BM25Retriever().index(corpus) if cfg.roundtrip_k else None
         lm = make_lm(args.backend, args.model, args.device)
-        rep = generate_synthetic(ds.corpus, lm, args.out, cfg, retriever=bm25,
+        rep = generate_synthetic(corpus, lm, args.out, cfg, retriever=bm25,
                                  generator_name=args.model, progress=not args.no_progress)
         print(f"synthetic set: {rep.kept} questions kept of {rep.sampled} sampled "
               f"(invalid {rep.invalid}, round-trip failed {rep.roundtrip_failed}, "
@@ -104,6 +106,19 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"rag eval-synth: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def read_corpus_any(spec: str) -> list[Any]:
+    """Documents of a BEIR folder (``corpus.jsonl[.gz]``, qrels not needed) or a JSONL file."""
+    from evals.datasets import _find, read_corpus
+    from rag.persist import read_documents
+
+    path = Path(spec)
+    if path.is_dir():
+        return read_corpus(_find(path, "corpus.jsonl"))
+    if path.is_file():
+        return read_documents(path)
+    raise ConfigError(f"--dataset {spec!r} is neither a folder nor a file")
 
 
 def read_answers(path: str) -> list[Any]:
