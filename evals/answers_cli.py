@@ -92,6 +92,8 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"synthetic set: {rep.kept} questions kept of {rep.sampled} sampled "
               f"(invalid {rep.invalid}, round-trip failed {rep.roundtrip_failed}, "
               f"duplicates {rep.duplicates}) -> {args.out}")
+        if args.config and rep.kept == 0:
+            raise ConfigError("no synthetic question survived the filters; nothing to evaluate")
         if args.config:
             ns = argparse.Namespace(
                 dataset=args.out, split="test", data_dir="", content_units="none",

@@ -147,3 +147,19 @@ def test_similarity_split_and_scores():
     assert "a" not in split2.similarity
     with pytest.raises(ConfigError, match="fraction"):
         similarity_split(["a"], q[:1], ref, fraction=0.9)
+
+
+@pytest.mark.slow
+def test_cli_eval_synth_with_smollm2_then_rag_eval(tmp_path):
+    from rag.cli import main
+    from tests.conftest import dataset_dir
+
+    cfg = tmp_path / "bm25.json"
+    cfg.write_text(json.dumps(BM25Retriever().to_config()))
+    out = tmp_path / "synth"
+    args = ["eval-synth", "--dataset", str(dataset_dir("adi")), "--out", str(out), "--n-docs",
+            "3", "--roundtrip-k", "0", "--device", "cpu", "--config", str(cfg), "--no-progress"]
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["report"]["sampled"] == 3 and manifest["generator"] == "smollm2-135m"
+    assert (out / "report" / "results.json").exists() and (out / "report" / "report.html").exists()
