@@ -103,8 +103,8 @@ def clean_question(
     end with "?", have ``min_words..max_words`` words and at least ``min_content_tokens``
     content words (this drops generic replies such as "What is the answer to this question?").
 
-    >>> clean_question("Question: What does aspirin inhibit?\\nIt inhibits COX.")
-    'What does aspirin inhibit?'
+    >>> clean_question("Question: Which enzyme does aspirin inhibit?\\nIt is COX.")
+    'Which enzyme does aspirin inhibit?'
     """
     for line in text.strip().splitlines():
         line = _PREFIX.sub("", line.strip()).strip().strip('"').strip()
