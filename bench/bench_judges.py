@@ -149,11 +149,29 @@ def ppi_block(y: np.ndarray, f: np.ndarray, n_labelled: int, trials: int = 500) 
     return one
 
 
+def stance_yesno(pairs, sentences) -> int:
+    from evals.judges import LLMJudge
+
+    judge = LLMJudge("smollm2-135m", device="cpu")
+    evidence = [" ".join(sentences[p["doc"]][i] for i in p["rationale"]) for p in pairs]
+    t = time.perf_counter()
+    p_yes = judge.p_support(evidence, [p["claim"] for p in pairs])
+    y = np.array([p["label"] == "SUPPORT" for p in pairs], dtype=np.float64)
+    out = {"task": "stance as P(Yes) of judge_faithfulness(context=rationale, statement=claim)",
+           "n_pairs": len(pairs), "stance_yesno": summarise(p_yes, y),
+           "seconds": round(time.perf_counter() - t, 1), "provenance": judge.provenance()}
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="first N test pairs only (0 = all)")
     ap.add_argument("--n-labelled", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stance-yesno", action="store_true",
+                    help="only the stance task, framed as the faithfulness judge: P(Yes) to "
+                    "'is the claim supported by the evidence?' (SUPPORT = 1, CONTRADICT = 0)")
     args = ap.parse_args()
     import torch
 
@@ -161,6 +179,8 @@ def main() -> int:
     from evals.judges import LexicalJudge, LLMJudge
 
     pairs, sentences = load_pairs(args.limit)
+    if args.stance_yesno:
+        return stance_yesno(pairs, sentences)
     items = faithfulness_items(pairs, sentences, args.seed)
     report: dict = {"dataset": "scifact evidence.jsonl, test split", "n_pairs": len(pairs),
                     "n_faithfulness_items": 2 * len(items), "judges": {}}
