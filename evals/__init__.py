@@ -1,12 +1,16 @@
 """Evaluation: trec_eval-exact measures, BEIR/TREC I/O, the per-stage harness, statistics,
-ANN-vs-exact recall and reports. See ``docs/evaluation.md``."""
+ANN-vs-exact recall, reports, synthetic test sets, answer-level judges with PPI calibration and
+interpolation/extrapolation splits. See ``docs/evaluation.md``."""
 
 from evals.ann import AnnRecall, ann_recall
+from evals.answer_report import AnswerReport, build_report
+from evals.answers import answer_metrics, exact_match, judge_agreement, split_claims, token_f1
 from evals.compare import Comparison, compare_systems
 from evals.compression import Survival, content_survival, scifact_rationale_units, sentence_units
 from evals.datasets import Dataset, load_beir
 from evals.download import BEIR_MD5, download_beir
 from evals.harness import EvalResult, RetrievalSystem, StagedSystem, StageResult, evaluate
+from evals.judges import LexicalJudge, LLMJudge
 from evals.measures import (
     AP,
     MRR,
@@ -36,19 +40,33 @@ from evals.pmrr import (
     p_mrr_pair,
     write_followir,
 )
+from evals.ppi import MeanCI, classical_mean_ci, ppi_experiment, ppi_mean_ci
 from evals.runs import run_from_rankings
+from evals.splits import QuerySplit, score_split, similarity_split
 from evals.stance import scifact_stance_probe
-from evals.stats import bonferroni, bootstrap_ci, holm, paired_t_test, randomization_test
+from evals.stats import (
+    bonferroni,
+    bootstrap_ci,
+    holm,
+    paired_t_test,
+    randomization_test,
+    wilson_ci,
+)
+from evals.synthetic import SynthConfig, SynthReport, generate_synthetic
 from evals.trec import read_qrels, read_run, read_run_config, write_qrels, write_run
 
 __all__ = [
     "ann_recall",
     "AnnRecall",
+    "answer_metrics",
+    "AnswerReport",
     "AP",
     "BEIR_MD5",
     "bonferroni",
     "bootstrap_ci",
+    "build_report",
     "changed_documents",
+    "classical_mean_ci",
     "compare_systems",
     "Comparison",
     "content_survival",
@@ -58,14 +76,20 @@ __all__ = [
     "evaluate",
     "evaluate_instruction_pairs",
     "evaluate_pairs",
+    "exact_match",
+    "generate_synthetic",
     "Hit",
     "holm",
     "InstructionEval",
     "InstructionPairs",
+    "judge_agreement",
     "Judged",
+    "LexicalJudge",
+    "LLMJudge",
     "load_beir",
     "load_followir",
     "write_followir",
+    "MeanCI",
     "Measure",
     "MRR",
     "nDCG",
@@ -76,6 +100,9 @@ __all__ = [
     "parse_measure",
     "parse_measures",
     "PMRR",
+    "ppi_experiment",
+    "ppi_mean_ci",
+    "QuerySplit",
     "R",
     "randomization_test",
     "read_qrels",
@@ -89,11 +116,18 @@ __all__ = [
     "scifact_rationale_units",
     "scifact_stance_probe",
     "score_run",
+    "score_split",
     "sentence_units",
+    "similarity_split",
+    "split_claims",
     "StagedSystem",
     "StageResult",
     "Success",
     "Survival",
+    "SynthConfig",
+    "SynthReport",
+    "token_f1",
+    "wilson_ci",
     "write_qrels",
     "write_run",
 ]

@@ -129,3 +129,25 @@ def bootstrap_ci(
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927):
+
+        (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n),   p = successes / n.
+
+    >>> [round(x, 4) for x in wilson_ci(8, 10)]
+    [0.4902, 0.9433]
+    """
+    from scipy import stats
+
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
+    if n < 1 or not 0 <= successes <= n:
+        raise ConfigError(f"need 0 <= successes <= n and n >= 1, got {successes}, {n}")
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    den = 1 + z * z / n
+    return float((centre - half) / den), float((centre + half) / den)
