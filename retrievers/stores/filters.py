@@ -70,13 +70,19 @@ def to_qdrant(flt: dict[str, Any] | None, prefix: str = "metadata.") -> Any:
         return None
     from qdrant_client import models
 
+    return translate(flt, prefix, models, models.Range)
+
+
+def translate(flt: dict[str, Any], prefix: str, api: Any, range_cls: Any) -> Any:
+    """``flt`` as a Qdrant ``Filter`` built from ``api``'s classes (qdrant-client's ``models``
+    or ``qdrant_edge``, which share the names but for the range class)."""
     must = []
     for key, cond in validate_filter(flt).items():  # type: ignore[union-attr]
         field = prefix + key
         if isinstance(cond, dict):
-            must.append(models.FieldCondition(key=field, range=models.Range(**cond)))
+            must.append(api.FieldCondition(key=field, range=range_cls(**cond)))
         elif isinstance(cond, (list, tuple, set)):
-            must.append(models.FieldCondition(key=field, match=models.MatchAny(any=list(cond))))
+            must.append(api.FieldCondition(key=field, match=api.MatchAny(any=list(cond))))
         else:
-            must.append(models.FieldCondition(key=field, match=models.MatchValue(value=cond)))
-    return models.Filter(must=must)
+            must.append(api.FieldCondition(key=field, match=api.MatchValue(value=cond)))
+    return api.Filter(must=must)

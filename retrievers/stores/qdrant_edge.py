@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError
 from rag.nodes import Node
-from retrievers.stores.filters import validate_filter
+from retrievers.stores.filters import translate, validate_filter
 from retrievers.stores.qdrant import DISTANCES, point_id
 from retrievers.stores.quantize import check_kind
 
@@ -90,16 +90,7 @@ def to_edge(flt: dict[str, Any] | None, prefix: str = "metadata.") -> Any:
         return None
     import qdrant_edge as qe
 
-    must = []
-    for key, cond in validate_filter(flt).items():  # type: ignore[union-attr]
-        field = prefix + key
-        if isinstance(cond, dict):
-            must.append(qe.FieldCondition(key=field, range=qe.RangeFloat(**cond)))
-        elif isinstance(cond, (list, tuple, set)):
-            must.append(qe.FieldCondition(key=field, match=qe.MatchAny(any=list(cond))))
-        else:
-            must.append(qe.FieldCondition(key=field, match=qe.MatchValue(value=cond)))
-    return qe.Filter(must=must)
+    return translate(flt, prefix, qe, qe.RangeFloat)
 
 
 class QdrantEdgeStore(Node):
