@@ -51,19 +51,38 @@ def server():
 
     port = free_port()
     cmd = [
-        sys.executable, "-c", "import sys; from transformers.cli.transformers import main; "
+        sys.executable,
+        "-c",
+        "import sys; from transformers.cli.transformers import main; "
         "sys.argv[0] = 'transformers'; sys.exit(main())",
-        "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-        "--dtype", "float32",
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        "serve",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
         while True:
             if proc.poll() is not None:
-                pytest.skip(f"`transformers serve` exited ({proc.returncode}): {proc.stdout.read()[-800:]}")
+                pytest.skip(
+                    f"`transformers serve` exited ({proc.returncode}): {proc.stdout.read()[-800:]}"
+                )
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break
@@ -155,7 +174,9 @@ class Canned:
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 n = int(self.headers.get("content-length", 0))
                 outer.requests.append((dict(self.headers), json.loads(self.rfile.read(n))))
-                status, headers, body = outer.replies[min(len(outer.requests), len(outer.replies)) - 1]
+                status, headers, body = outer.replies[
+                    min(len(outer.requests), len(outer.replies)) - 1
+                ]
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -180,7 +201,9 @@ def chat_body(content="", tool_calls=None, finish="stop"):
     msg = {"role": "assistant", "content": content}
     if tool_calls:
         msg["tool_calls"] = tool_calls
-    return json.dumps({"choices": [{"index": 0, "message": msg, "finish_reason": finish}], "model": "m"})
+    return json.dumps(
+        {"choices": [{"index": 0, "message": msg, "finish_reason": finish}], "model": "m"}
+    )
 
 
 def sse(*chunks):
@@ -234,9 +257,12 @@ def test_request_body_and_api_key_from_env(canned, monkeypatch):
     srv = canned((200, {}, chat_body("ok")))
     monkeypatch.setenv("RAGNODES_TEST_KEY", "sk-secret")
     gen = OpenAICompatibleGenerator(
-        base_url=srv.base_url, model="m", api_key_env="RAGNODES_TEST_KEY", stop=["\n"],
+        base_url=srv.base_url,
+        model="m",
+        api_key_env="RAGNODES_TEST_KEY",
+        stop=["\n"],
         extra_body={"seed": 3},
-    )  # fmt: skip
+    )
     assert "sk-secret" not in json.dumps(gen.to_config())
     assert OpenAICompatibleGenerator.from_config(gen.to_config()) == gen
     gen.generate("hi", max_new_tokens=7, temperature=0.5)
@@ -263,9 +289,13 @@ TOOLS = [
 
 def test_tool_calls_are_parsed(canned):
     calls = [
-        {"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"query": "bm25"}'}},
+        {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "search", "arguments": '{"query": "bm25"}'},
+        },
         {"id": "c2", "type": "function", "function": {"name": "search", "arguments": "{not json"}},
-    ]  # fmt: skip
+    ]
     srv = canned((200, {}, chat_body("", calls, finish="tool_calls")))
     gen = OpenAICompatibleGenerator(base_url=srv.base_url)
     out = gen.complete("find bm25", tools=TOOLS, tool_choice="auto")
@@ -284,10 +314,15 @@ def test_streamed_tool_call_deltas_are_accumulated(canned):
 
     body = sse(
         delta(role="assistant", content="Let me look. "),
-        delta(tool_calls=[{"index": 0, "id": "c1", "function": {"name": "sea", "arguments": '{"qu'}}]),
+        delta(
+            tool_calls=[{"index": 0, "id": "c1", "function": {"name": "sea", "arguments": '{"qu'}}]
+        ),
         delta(tool_calls=[{"index": 0, "function": {"name": "rch", "arguments": 'ery": "x"}'}}]),
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": {"total_tokens": 9}},
-    )  # fmt: skip
+        {
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+            "usage": {"total_tokens": 9},
+        },
+    )
     srv = canned((200, {"content-type": "text/event-stream"}, body))
     gen = OpenAICompatibleGenerator(base_url=srv.base_url)
     *pieces, final = gen.stream_events("find x", tools=TOOLS)
@@ -300,7 +335,9 @@ def test_stream_honours_stops_split_across_chunks(canned):
     def delta(content):
         return {"choices": [{"index": 0, "delta": {"content": content}}]}
 
-    srv = canned((200, {}, sse(delta("Jupiter [1"), delta("]."), delta("\n"), delta("\nMore text"))))
+    srv = canned(
+        (200, {}, sse(delta("Jupiter [1"), delta("]."), delta("\n"), delta("\nMore text")))
+    )
     gen = OpenAICompatibleGenerator(base_url=srv.base_url)
     assert "".join(gen.stream("q", stop=["\n\n"])) == "Jupiter [1]."
     srv2 = canned((200, {}, sse(delta("a"), {"error": {"message": "engine died"}})))

@@ -245,7 +245,9 @@ class OpenAICompatibleGenerator(Node):
         for attempt in range(1, attempts + 1):
             delay = self.backoff * 2 ** (attempt - 1)
             try:
-                req = self._client.build_request("POST", self.url, json=body, headers=self._headers())
+                req = self._client.build_request(
+                    "POST", self.url, json=body, headers=self._headers()
+                )
                 resp = self._client.send(req, stream=True)
             except httpx.TimeoutException as e:
                 err = HTTPGeneratorError(
@@ -415,7 +417,9 @@ def _sse_json(resp: Any, url: str, httpx: Any) -> Iterator[dict[str, Any]]:
             try:
                 data = json.loads(payload)
             except json.JSONDecodeError as e:
-                raise HTTPGeneratorError(f"{url} sent a malformed stream event: {payload[:200]}") from e
+                raise HTTPGeneratorError(
+                    f"{url} sent a malformed stream event: {payload[:200]}"
+                ) from e
             if isinstance(data, dict) and "error" in data:
                 raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
             yield data
