@@ -20,10 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from test_grounding import CANARY, PROBES, QUESTION  # noqa: E402
+
 import rag.pipeline as pipeline_module  # noqa: E402
 from rag.cli import demo_corpus_path  # noqa: E402
 from rag.persist import read_documents  # noqa: E402
-from test_grounding import CANARY, PROBES, QUESTION  # noqa: E402
 
 
 def raw_sources(hits, max_chars):
