@@ -299,8 +299,12 @@ class OpenAICompatibleGenerator(Node):
         try:
             resp.read()
             data = resp.json()
+        except self._httpx.TimeoutException as e:
+            raise HTTPGeneratorError(
+                f"{self.url} timed out while sending its answer (timeout={self.timeout}s): {e!r}"
+            ) from e
         except (ValueError, self._httpx.HTTPError) as e:
-            raise HTTPGeneratorError(f"{self.url} sent a response that is not JSON: {e}") from e
+            raise HTTPGeneratorError(f"{self.url} sent a response that is not JSON: {e!r}") from e
         finally:
             resp.close()
         try:
