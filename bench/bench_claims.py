@@ -118,7 +118,7 @@ def run_condition(gen, name, items, gold_docs, gen_n, selector=None) -> dict:
             marks += len(cites) + len(bad)
             precise += sum(c.document_id in gold_docs[q.id] for c in cites)
             citing += bool(cites or bad)
-        if (i + 1) % 20 == 0:
+        if (i + 1) % 10 == 0:
             print(f"{name}: {i + 1}/{len(items)}", file=sys.stderr, flush=True)
     row = {
         "condition": name,
@@ -138,6 +138,7 @@ def run_condition(gen, name, items, gold_docs, gen_n, selector=None) -> dict:
             "answers_with_a_marker": citing,
             "citation_precision": round(precise / marks, 4) if marks else None,
         }
+    print(json.dumps(row), file=sys.stderr, flush=True)  # partial results survive a long run
     return row
 
 
