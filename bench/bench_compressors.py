@@ -106,11 +106,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--lm-queries", type=int, default=50, help="token pruning queries (0: skip)")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args()
 
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     from retrievers import BM25Retriever
 
     ds = load_beir(DATA)

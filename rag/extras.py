@@ -17,6 +17,7 @@ _EXTRA_OF = {
     "langchain_core": "langchain",
     "llama_index": "llamaindex",
     "vllm": "vllm",
+    "httpx": "http",
     "matplotlib": "report",
 }
 

@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 import prompts
 from rag.citations import attribute, resolve
+from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
+from rag.grounding import escape_source_text
 from rag.nodes import Node, check_k, check_query
 from rag.types import Answer, Document, Hit, Query, Ranking
 
@@ -27,16 +29,34 @@ ANSWER_STOPS = ("\n\n", "\n[")
 
 
 def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
+    """One line per context, ``[n] title: text``. Titles and texts are escaped
+    (:func:`rag.grounding.escape_source_text`): retrieved text is data and can neither end its
+    line (the delimiter), open a chat role, nor show the model a citation marker."""
     parts = []
     for n, h in enumerate(hits, 1):
-        title = f"{h.document.title}: " if h.document.title else ""
+        title = escape_source_text(h.document.title)
         text = (
             h.document.text
             if len(h.document.text) <= max_chars
             else h.document.text[:max_chars] + "..."
         )
-        parts.append(prompts.render("answer_source", n=n, title=title, text=text))
+        parts.append(
+            prompts.render(
+                "answer_source",
+                n=n,
+                title=f"{title}: " if title else "",
+                text=escape_source_text(text),
+            )
+        )
     return "\n".join(parts)
+
+
+def context_hits(demo: Demonstration) -> list[Hit]:
+    """A demonstration's context texts as hits, so they are numbered and escaped like sources."""
+    return [
+        Hit(document=Document(id=f"{demo.id}:{i}", text=t), score=0.0)
+        for i, t in enumerate(demo.context)
+    ]
 
 
 class Pipeline(Node):
@@ -52,6 +72,8 @@ class Pipeline(Node):
         max_source_chars: characters of each source shown to the generator.
         attribute_uncited: when the model cites nothing, attribute sentences to sources by word
             overlap; such citations are labelled ``source="attributed"``.
+        demonstrations: a :class:`~rag.demonstrations.DemonstrationSelector`; its top-k solved
+            examples for the question go before it as few-shot user/assistant turns.
     """
 
     name: ClassVar[str] = "pipeline"
@@ -67,6 +89,7 @@ class Pipeline(Node):
         candidates: int | None = None,
         max_source_chars: int = 1000,
         attribute_uncited: bool = True,
+        demonstrations: Any = None,
     ) -> None:
         check_k(k)
         if candidates is not None:
@@ -79,6 +102,7 @@ class Pipeline(Node):
         self.candidates = candidates
         self.max_source_chars = max_source_chars
         self.attribute_uncited = attribute_uncited
+        self.demonstrations = demonstrations
 
     def _load(self) -> None:
         for n in [self.retriever, *self.rerankers, *self.compressors]:
@@ -159,14 +183,21 @@ class Pipeline(Node):
     def search(self, query: Query | str, k: int | None = None) -> Ranking:
         return self.search_batch([query], k)[0]
 
-    def _messages(self, q: Query, hits: Sequence[Hit]) -> list[dict[str, str]]:
-        question = q.text if not q.instruction else f"{q.text}\n({q.instruction})"
-        user = prompts.render(
+    def _user_turn(self, question: str, hits: Sequence[Hit]) -> str:
+        return prompts.render(
             "answer_user", question=question, sources=format_sources(hits, self.max_source_chars)
         )
+
+    def _messages(self, q: Query, hits: Sequence[Hit]) -> list[dict[str, str]]:
+        question = q.text if not q.instruction else f"{q.text}\n({q.instruction})"
+        shots: list[dict[str, str]] = []
+        if self.demonstrations is not None:
+            demos = self.demonstrations.select(q)
+            shots = demo_turns(demos, lambda d: self._user_turn(d.input, context_hits(d)))
         return [
             {"role": "system", "content": prompts.load("answer_system")},
-            {"role": "user", "content": user},
+            *shots,
+            {"role": "user", "content": self._user_turn(question, hits)},
         ]
 
     def ask_stream(self, query: Query | str) -> Iterator[str | Answer]:

@@ -1,0 +1,433 @@
+"""A client for any OpenAI-compatible ``/v1/chat/completions`` server (vLLM's server, llama.cpp's
+``llama-server``, Ollama, ``transformers serve``) behind the Generator contract.
+
+Same interface as :class:`~rag.generators.TransformersGenerator`: ``generate``/``stream`` over chat
+messages, with ``max_new_tokens``, ``temperature`` and ``stop`` overridable per call. Stop strings
+are sent to the server *and* applied to the returned text, because servers differ in whether the
+stop string is included in the output (``transformers serve`` keeps it).
+
+Transport: connect/read timeouts; bounded retries with exponential backoff on connect errors,
+429 and 5xx (never on other 4xx, never once a stream has started yielding); SSE streaming; the API
+key is read from the environment variable named by ``api_key_env`` (the config stores the name,
+never the key). Every failure is a :class:`HTTPGeneratorError` naming the URL and the status.
+
+Native tool calling: ``complete(messages, tools=[...])`` returns a :class:`Completion` whose
+``tool_calls`` are parsed :class:`ToolCall` objects (arguments decoded from JSON).
+
+>>> gen = OpenAICompatibleGenerator(base_url="http://127.0.0.1:8000/v1", model="smollm2")
+>>> gen.generate([{"role": "user", "content": "Say hi."}])      # doctest: +SKIP
+'Hello!'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag.errors import ConfigError, RagError
+from rag.generators.transformers import Messages, check_messages, cut_at_stop
+from rag.nodes import Node
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class HTTPGeneratorError(RagError, RuntimeError):
+    """The server could not be reached, timed out, or answered with an error status."""
+
+    def __init__(self, message: str, status: int | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+
+
+class ToolCall(BaseModel):
+    """One tool call the model asked for (OpenAI ``tool_calls[i]``), arguments JSON-decoded.
+
+    ``arguments`` is ``{}`` when the model sent none; ``raw_arguments`` keeps the text as sent, and
+    ``arguments_error`` says why it could not be decoded (then ``arguments`` is ``{}``)."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    raw_arguments: str = ""
+    arguments_error: str | None = None
+
+
+class Completion(BaseModel):
+    """A full assistant turn: text (stop strings applied), tool calls, why it ended, usage."""
+
+    model_config = ConfigDict(frozen=True)
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    usage: dict[str, Any] = Field(default_factory=dict)
+    model: str = ""
+
+
+def parse_tool_calls(raw: Sequence[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    """OpenAI ``message.tool_calls`` (or accumulated stream deltas) -> :class:`ToolCall` s."""
+    out = []
+    for i, tc in enumerate(raw or ()):
+        fn = tc.get("function") or {}
+        args = fn.get("arguments")
+        text = args if isinstance(args, str) else json.dumps(args or {})
+        parsed: dict[str, Any] = {}
+        error = None
+        if isinstance(args, dict):
+            parsed = args
+        elif text.strip():
+            try:
+                value = json.loads(text)
+                parsed = value if isinstance(value, dict) else {"value": value}
+            except json.JSONDecodeError as e:
+                error = f"arguments are not valid JSON: {e}"
+        out.append(
+            ToolCall(
+                id=str(tc.get("id") or f"call_{i}"),
+                name=str(fn.get("name") or ""),
+                arguments=parsed,
+                raw_arguments=text,
+                arguments_error=error,
+            )
+        )
+    return tuple(out)
+
+
+def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: Sequence[dict[str, Any]]) -> None:
+    """Streamed tool calls arrive in pieces keyed by ``index``; concatenate name/argument text."""
+    for d in deltas:
+        slot = acc.setdefault(
+            int(d.get("index", len(acc))), {"id": "", "function": {"name": "", "arguments": ""}}
+        )
+        if d.get("id"):
+            slot["id"] = d["id"]
+        fn = d.get("function") or {}
+        if fn.get("name"):
+            slot["function"]["name"] += fn["name"]
+        args = fn.get("arguments")
+        if isinstance(args, dict):  # some servers send decoded arguments in one piece
+            slot["function"]["arguments"] = args
+        elif args:
+            slot["function"]["arguments"] += args
+
+
+class OpenAICompatibleGenerator(Node):
+    """Chat completions over HTTP from an OpenAI-compatible server.
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/chat/completions`` is added).
+        model: model name sent with each request (``None``: omitted; servers serving one model
+            accept that).
+        max_new_tokens: default ``max_tokens`` (override per call).
+        temperature: 0 means greedy decoding.
+        stop: stop strings (not included in the output).
+        api_key_env: name of the environment variable holding the API key (``None``: no key).
+        timeout: seconds to wait for the server's response (and between stream chunks).
+        connect_timeout: seconds to wait for a connection.
+        max_retries: retries after the first attempt on connect errors, timeouts, 408/429/5xx.
+        backoff: first retry delay in seconds, doubled each retry (a server's ``Retry-After``
+            header wins, capped at 30 s).
+        extra_body: extra JSON fields merged into every request (``top_p``, ``seed``, ...).
+    """
+
+    name: ClassVar[str] = "openai_http_generator"
+    kind: ClassVar[str] = "generator"
+    requires: ClassVar[tuple[str, ...]] = ("httpx",)
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        model: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        api_key_env: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ConfigError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if backoff < 0:
+            raise ConfigError(f"backoff must be >= 0, got {backoff}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.stop = list(stop) if stop is not None else []
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.extra_body = dict(extra_body or {})
+        self.transport: Any = None  # an httpx transport to use instead of the network (tests)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _load(self) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            transport=self.transport,
+        )
+
+    def close(self) -> None:
+        if self._loaded:
+            self._client.close()
+            self._loaded = False
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"api_key_env={self.api_key_env!r} but that environment variable is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _body(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None,
+        temperature: float | None,
+        stops: Sequence[str],
+        tools: Sequence[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any] | None,
+        stream: bool,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **self.extra_body,
+            "messages": check_messages(messages),
+            "max_tokens": max_new_tokens if max_new_tokens is not None else self.max_new_tokens,
+            "temperature": temperature if temperature is not None else self.temperature,
+            "stream": stream,
+        }
+        if self.model is not None:
+            body["model"] = self.model
+        if stops:
+            body["stop"] = list(stops)[:4]  # OpenAI accepts at most 4; all are applied locally
+        if tools:
+            body["tools"] = list(tools)
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
+        return body
+
+    # -- transport ------------------------------------------------------------------------------
+    def _send(self, body: dict[str, Any]) -> Any:
+        """POST with retries; returns an open ``httpx.Response`` with a 2xx status (the caller
+        closes it). Streaming requests are only retried before their first byte is read."""
+        self.load()
+        httpx = self._httpx
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            delay = self.backoff * 2 ** (attempt - 1)
+            try:
+                req = self._client.build_request(
+                    "POST", self.url, json=body, headers=self._headers()
+                )
+                resp = self._client.send(req, stream=True)
+            except httpx.TimeoutException as e:
+                err = HTTPGeneratorError(
+                    f"{self.url} timed out after {attempt} attempt(s) "
+                    f"(timeout={self.timeout}s, connect_timeout={self.connect_timeout}s): {e!r}",
+                    attempts=attempt,
+                )
+            except httpx.TransportError as e:
+                err = HTTPGeneratorError(
+                    f"cannot reach {self.url} after {attempt} attempt(s): {e!r}; is the server "
+                    "running and is base_url right?",
+                    attempts=attempt,
+                )
+            else:
+                if resp.status_code < 400:
+                    return resp
+                detail = _error_detail(resp)
+                err = HTTPGeneratorError(
+                    f"{self.url} answered HTTP {resp.status_code} after {attempt} attempt(s): "
+                    f"{detail}",
+                    status=resp.status_code,
+                    attempts=attempt,
+                )
+                retry_after = resp.headers.get("retry-after", "")
+                if retry_after.replace(".", "", 1).isdigit():
+                    delay = min(float(retry_after), 30.0)
+                if resp.status_code not in RETRY_STATUS:
+                    raise err
+            if attempt == attempts:
+                raise err
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the Generator contract -----------------------------------------------------------------
+    def complete(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Completion:
+        """One non-streamed assistant turn, with the tool calls it makes (``tools`` in OpenAI's
+        schema: ``[{"type": "function", "function": {"name", "description", "parameters"}}]``)."""
+        stops = list(stop) if stop is not None else self.stop
+        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, False)
+        resp = self._send(body)
+        try:
+            resp.read()
+            data = resp.json()
+        except self._httpx.TimeoutException as e:
+            raise HTTPGeneratorError(
+                f"{self.url} timed out while sending its answer (timeout={self.timeout}s): {e!r}"
+            ) from e
+        except (ValueError, self._httpx.HTTPError) as e:
+            raise HTTPGeneratorError(f"{self.url} sent a response that is not JSON: {e!r}") from e
+        finally:
+            resp.close()
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+        except (KeyError, IndexError, TypeError) as e:
+            raise HTTPGeneratorError(f"{self.url} sent no choices: {str(data)[:200]}") from e
+        text, stopped = cut_at_stop(message.get("content") or "", stops)
+        return Completion(
+            text=text,
+            tool_calls=parse_tool_calls(message.get("tool_calls")),
+            finish_reason="stop" if stopped else choice.get("finish_reason"),
+            usage=data.get("usage") or {},
+            model=str(data.get("model") or self.model or ""),
+        )
+
+    def generate(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> str:
+        return self.complete(messages, max_new_tokens, temperature, stop).text
+
+    def stream(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces from the server's SSE stream; stops are honoured across pieces."""
+        for event in self.stream_events(messages, max_new_tokens, temperature, stop):
+            if isinstance(event, str):
+                yield event
+
+    def stream_events(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Iterator[str | Completion]:
+        """Yield text pieces as they arrive, then one final :class:`Completion` (full text, tool
+        calls accumulated from the stream's deltas, finish reason, usage)."""
+        stops = list(stop) if stop is not None else self.stop
+        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, True)
+        hold = max((len(s) for s in stops), default=0)
+        text, emitted, finish, usage, model = "", 0, None, {}, ""
+        calls: dict[int, dict[str, Any]] = {}
+        resp = self._send(body)
+        try:
+            for chunk in _sse_json(resp, self.url, self._httpx):
+                usage = chunk.get("usage") or usage
+                model = chunk.get("model") or model
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    finish = choice.get("finish_reason") or finish
+                    _merge_tool_deltas(calls, delta.get("tool_calls") or ())
+                    text += delta.get("content") or ""
+                cut, stopped = cut_at_stop(text, stops)
+                safe = len(cut) if stopped else max(emitted, len(text) - hold)
+                if safe > emitted:
+                    yield text[emitted:safe]
+                    emitted = safe
+                if stopped:
+                    text, finish = cut, "stop"
+                    break
+            else:
+                if len(text) > emitted:
+                    yield text[emitted:]
+        finally:
+            resp.close()
+        yield Completion(
+            text=text,
+            tool_calls=parse_tool_calls([calls[i] for i in sorted(calls)]),
+            finish_reason=finish,
+            usage=usage,
+            model=str(model or self.model or ""),
+        )
+
+
+def _error_detail(resp: Any) -> str:
+    try:
+        resp.read()
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+    except Exception:  # the body is not JSON (or cannot be read): show its start
+        try:
+            text = resp.text
+        except Exception:
+            text = ""
+    finally:
+        resp.close()
+    return text[:300] or "(empty body)"
+
+
+def _sse_json(resp: Any, url: str, httpx: Any) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent-event stream, until ``data: [DONE]``."""
+    try:
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments (": ping"), "event:" lines
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            if not payload:
+                continue
+            try:
+                data = json.loads(payload)
+            except json.JSONDecodeError as e:
+                raise HTTPGeneratorError(
+                    f"{url} sent a malformed stream event: {payload[:200]}"
+                ) from e
+            if isinstance(data, dict) and "error" in data:
+                raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
+            yield data
+    except httpx.TimeoutException as e:
+        raise HTTPGeneratorError(f"{url} stream stalled for over the read timeout: {e!r}") from e
+    except httpx.TransportError as e:
+        raise HTTPGeneratorError(f"{url} stream broke off: {e!r}") from e
