@@ -35,9 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
-from rag.citations import attribute, resolve
 from rag.errors import ConfigError, DataError
-from rag.pipeline import ANSWER_STOPS
 from rag.types import Answer, Citation, Document, Hit, Query, TraceStep
 
 MODES = ("condense", "concat", "fusion", "none")
@@ -201,31 +199,11 @@ def answer_stream(
     timings: dict[str, float] | None = None,
     max_new_tokens: int | None = None,
 ) -> Iterator[str | Answer]:
-    """Stream an answer over ``hits`` (text pieces, then the :class:`Answer`); markers resolve
-    against ``hits`` only, so an answer can cite nothing that was not retrieved."""
-    t0 = time.perf_counter()
-    stops = [*getattr(generator, "stop", []), *ANSWER_STOPS]
-    pieces: list[str] = []
-    kw = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
-    for piece in generator.stream(answer_messages(pipeline, q, hits, history), stop=stops, **kw):
-        pieces.append(piece)
-        yield piece
-    text = "".join(pieces).strip()
-    cites, bad = resolve(text, hits)
-    if not cites and pipeline.attribute_uncited:
-        cites = attribute(text, hits)
-    yield Answer(
-        query=q,
-        text=text,
-        citations=tuple(cites),
-        invalid_markers=tuple(bad),
-        contexts=tuple(hits),
-        timings={**(timings or {}), "generate_s": time.perf_counter() - t0},
-        model=f"{getattr(generator, 'model', '')}|prompt={prompts.version('answer_user')}",
-        trace=(
-            *trace,
-            TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)),
-        ),
+    """Stream an answer over ``hits`` with the chat history (text pieces, then the
+    :class:`Answer`, its trace ending in the answer step); see :meth:`Pipeline.stream_answer`."""
+    messages = answer_messages(pipeline, q, hits, history)
+    yield from pipeline.stream_answer(
+        q, hits, messages, generator, timings, tuple(trace), max_new_tokens
     )
 
 

@@ -23,7 +23,7 @@ from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
 from rag.grounding import escape_source_text
 from rag.nodes import Node, check_k, check_query
-from rag.types import Answer, Document, Hit, Query, Ranking
+from rag.types import Answer, Document, Hit, Query, Ranking, TraceStep
 
 ANSWER_STOPS = ("\n\n", "\n[")
 
@@ -206,29 +206,49 @@ class Pipeline(Node):
             raise ConfigError("this pipeline has no generator; set generator= to answer questions")
         q = check_query(query)
         t0 = time.perf_counter()
-        ranking = self.search(q)
-        t1 = time.perf_counter()
-        hits = ranking.hits
-        pieces = []
+        hits = self.search(q).hits
+        timings = {"retrieve_s": time.perf_counter() - t0}
+        yield from self.stream_answer(q, hits, self._messages(q, hits), timings=timings)
+
+    def stream_answer(
+        self,
+        q: Query,
+        hits: Sequence[Hit],
+        messages: list[dict[str, str]],
+        generator: Any = None,
+        timings: dict[str, float] | None = None,
+        trace: Sequence[TraceStep] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Generate over ``messages`` (text pieces, then the :class:`Answer`); markers resolve
+        against ``hits`` only, so an answer can cite nothing that was not given. With ``trace``,
+        the answer step is appended to it on the Answer."""
+        gen = generator if generator is not None else self.generator
+        t0 = time.perf_counter()
         # the answer prompt asks for one sentence: an answer ends where the model starts a new
         # paragraph or echoes the next numbered source
-        stops = [*getattr(self.generator, "stop", []), *ANSWER_STOPS]
-        for piece in self.generator.stream(self._messages(q, hits), stop=stops):
+        stops = [*getattr(gen, "stop", []), *ANSWER_STOPS]
+        kw = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
+        pieces = []
+        for piece in gen.stream(messages, stop=stops, **kw):
             pieces.append(piece)
             yield piece
-        t2 = time.perf_counter()
         text = "".join(pieces).strip()
         cites, bad = resolve(text, hits)
         if not cites and self.attribute_uncited:
             cites = attribute(text, hits)
+        steps = () if trace is None else (
+            *trace, TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites))
+        )
         yield Answer(
             query=q,
             text=text,
             citations=tuple(cites),
             invalid_markers=tuple(bad),
-            contexts=hits,
-            timings={"retrieve_s": t1 - t0, "generate_s": t2 - t1},
-            model=f"{getattr(self.generator, 'model', '')}|prompt={prompts.version('answer_user')}",
+            contexts=tuple(hits),
+            timings={**(timings or {}), "generate_s": time.perf_counter() - t0},
+            model=f"{getattr(gen, 'model', '')}|prompt={prompts.version('answer_user')}",
+            trace=steps,
         )
 
     def ask(self, query: Query | str) -> Answer:
