@@ -3,8 +3,8 @@ and, for the failure paths a real model server cannot be made to produce on dema
 Retry-After, tool calls from a 135M model), against a small stdlib HTTP server that answers with
 canned OpenAI-shaped bodies. The client code under test is never mocked.
 
-The real-server tests are in the ``slow`` tier (``make test-full``): starting the server subprocess
-costs ~20 s of CPU on a quiet machine and ~2 minutes on the shared 2-core box."""
+Starting the server subprocess costs ~20 s of CPU on a quiet machine (~2 minutes on a loaded
+one): the greedy-parity and stop-string tests run by default, the rest in the ``slow`` tier."""
 
 from __future__ import annotations
 
@@ -101,7 +101,6 @@ def server():
             proc.wait()
 
 
-@pytest.mark.slow  # a server subprocess: 20 s to start on a quiet CPU, 2 min under load
 def test_generate_matches_local_greedy_and_stream_concatenates(server, smollm):
     gen = OpenAICompatibleGenerator(**server, max_new_tokens=12)
     text = gen.generate(MSGS)
@@ -116,7 +115,6 @@ def test_generate_matches_local_greedy_and_stream_concatenates(server, smollm):
     assert final.finish_reason == "length" and final.usage["completion_tokens"] == 12
 
 
-@pytest.mark.slow  # a server subprocess: 20 s to start on a quiet CPU, 2 min under load
 def test_stop_strings_cut_generate_and_stream(server):
     gen = OpenAICompatibleGenerator(**server, max_new_tokens=12)
     full = gen.generate(MSGS)
