@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import ConfigError, RagError
-from rag.generators.transformers import Messages, check_messages, cut_at_stop
+from rag.generators.transformers import Messages, check_messages, check_sampling, cut_at_stop
 from rag.nodes import Node
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -156,10 +156,7 @@ class OpenAICompatibleGenerator(Node):
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        check_sampling(max_new_tokens, temperature)
         if timeout <= 0 or connect_timeout <= 0:
             raise ConfigError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:

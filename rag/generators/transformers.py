@@ -31,6 +31,14 @@ def check_messages(messages: Any) -> Messages:
     return list(messages)
 
 
+def check_sampling(max_new_tokens: int, temperature: float) -> None:
+    """The sampling settings every generator backend validates the same way."""
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest stop string; return (text, stopped)."""
     cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
@@ -77,10 +85,7 @@ class TransformersGenerator(Node):
         stop: list[str] | None = None,
         device: str = "auto",
     ) -> None:
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        check_sampling(max_new_tokens, temperature)
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from rag.errors import ConfigError
 from rag.extras import require
-from rag.generators.transformers import Messages, check_messages, cut_at_stop
+from rag.generators.transformers import Messages, check_messages, check_sampling, cut_at_stop
 from rag.models import offline_hint, resolve_model
 from rag.nodes import Node
 
@@ -55,10 +55,7 @@ class VLLMGenerator(Node):
         gpu_memory_utilization: float = 0.5,
         max_model_len: int | None = None,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        check_sampling(max_new_tokens, temperature)
         if not 0 < gpu_memory_utilization <= 1:
             raise ConfigError(
                 f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}"
