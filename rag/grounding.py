@@ -12,8 +12,9 @@ generator goes through :func:`escape_source_text`, which
   ``<`` followed by ``/``, ``|``, ``<`` or a letter becomes ``‹`` (U+2039), so a chat template's
   special tokens cannot be spelled inside a source (the tokenizer never sees ``<|im_start|>`` and
   never emits the special token, so no role can be opened);
-* rewrites bracketed numbers ``[3]`` / ``[1, 2]`` to ``(3)`` / ``(1, 2)``: citation markers belong
-  to the model's answer, so a document cannot show the model a marker to copy;
+* rewrites bracketed numbers ``[3]`` / ``[1, 2]`` to ``(3)`` / ``(1, 2)``, and any other ``[``
+  before a digit to ``(``: citation markers belong to the model's answer, so a document cannot
+  show the model a marker (or the start of one) to copy;
 * collapses every run of whitespace (newlines included) to one space: a source stays one line, so
   it cannot end its own span, start a fake ``[7]`` source, or a ``Question:`` / ``System:`` line.
 
@@ -32,14 +33,16 @@ import re
 
 _TAG_OPEN = re.compile(r"<(?=[/|<A-Za-z])")
 _MARKER = re.compile(r"\[([0-9][0-9,;\s\-–]*)\]")
+_OPEN_DIGIT = re.compile(r"\[(?=[0-9])")  # what is left of a marker, e.g. a cut "[12"
 _SPACE = re.compile(r"\s+")
 _SOURCE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.M)
 
 
 def escape_source_text(text: str) -> str:
-    """Make retrieved text safe to place between ``<source>`` tags (see the module docstring)."""
+    """Make retrieved text safe to place on one numbered source line (see the module docstring)."""
     text = _TAG_OPEN.sub("\u2039", text)
     text = _MARKER.sub(lambda m: f"({m.group(1)})", text)
+    text = _OPEN_DIGIT.sub("(", text)
     return _SPACE.sub(" ", text).strip()
 
 
