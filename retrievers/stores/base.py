@@ -11,6 +11,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rag.errors import ConfigError
+
+
+def check_batch(
+    ids: Sequence[str], vectors: Any, payloads: Sequence[Any], dtype: Any = None
+) -> np.ndarray:
+    """The ``(N, D)`` matrix of one ``add()`` batch; raises unless N ids and N payloads come."""
+    vectors = np.asarray(vectors, dtype=dtype)
+    if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
+        raise ConfigError(
+            f"add() needs N ids, an (N, D) matrix and N payloads; got {len(ids)} ids, "
+            f"shape {vectors.shape}, {len(payloads)} payloads"
+        )
+    return vectors
+
 
 @runtime_checkable
 class VectorStore(Protocol):

@@ -33,6 +33,7 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError
 from rag.persist import atomic_write_text, iter_jsonl
+from retrievers.stores.base import check_batch
 
 MANIFEST = "manifest.json"
 
@@ -107,13 +108,8 @@ class DurableIndex:
     ) -> int:
         """Upsert a batch; returns its ``seq`` once it is durable. ``cursor=(source, n)`` records
         that the first ``n`` records of ``source`` are in the index, in the same commit."""
-        vectors = np.asarray(vectors, dtype=np.float32)
         payloads = list(payloads) if payloads is not None else [{} for _ in ids]
-        if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
-            raise ConfigError(
-                f"add() needs N ids, an (N, D) matrix and N payloads; got {len(ids)} ids, "
-                f"shape {vectors.shape}, {len(payloads)} payloads"
-            )
+        vectors = check_batch(ids, vectors, payloads, np.float32)
         if len(set(ids)) != len(ids):
             raise ConfigError("add() got the same id twice in one batch")
         dim = self._manifest["dim"]

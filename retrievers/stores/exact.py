@@ -27,6 +27,7 @@ from rag.errors import ConfigError, DataError
 from rag.nodes import Node
 from rag.persist import atomic_write_text
 from retrievers.stores import quantize as qz
+from retrievers.stores.base import check_batch
 from retrievers.stores.filters import matches, validate_filter
 
 
@@ -157,12 +158,7 @@ class ExactStore(Node):
     def add(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
-            raise ConfigError(
-                f"add() needs N ids, an (N, D) matrix and N payloads; got {len(ids)} ids, "
-                f"shape {vectors.shape}, {len(payloads)} payloads"
-            )
+        vectors = check_batch(ids, vectors, payloads)
         if self._vecs.size and vectors.shape[1] != self._vecs.shape[1]:
             raise ConfigError(f"vector dim {vectors.shape[1]} != index dim {self._vecs.shape[1]}")
         self.delete([i for i in ids if i in self._row])

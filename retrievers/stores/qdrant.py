@@ -19,6 +19,7 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.extras import require
 from rag.nodes import Node
+from retrievers.stores.base import check_batch
 from retrievers.stores.filters import to_qdrant, validate_filter
 
 _NS = uuid.UUID("6f1d8a52-3b1c-4c57-9a0e-7d1f1f7f2a10")
@@ -193,11 +194,7 @@ class QdrantStore(Node):
     def add(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
-            raise ConfigError(
-                f"add() needs N ids and an (N, D) matrix; got {len(ids)}, {vectors.shape}"
-            )
+        vectors = check_batch(ids, vectors, payloads, np.float32)
         if len(ids):
             self._ensure(vectors.shape[1])
             self._upsert(ids, vectors.tolist(), payloads)

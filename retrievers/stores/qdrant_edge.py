@@ -25,6 +25,7 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError
 from rag.nodes import Node
+from retrievers.stores.base import check_batch
 from retrievers.stores.filters import translate, validate_filter
 from retrievers.stores.qdrant import DISTANCES, point_id
 from retrievers.stores.quantize import check_kind
@@ -219,11 +220,7 @@ class QdrantEdgeStore(Node):
     ) -> None:
         import qdrant_edge as qe
 
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(ids) or len(payloads) != len(ids):
-            raise ConfigError(
-                f"add() needs N ids and an (N, D) matrix; got {len(ids)}, {vectors.shape}"
-            )
+        vectors = check_batch(ids, vectors, payloads, np.float32)
         if not len(ids):
             return
         shard = self._open(vectors.shape[1])
