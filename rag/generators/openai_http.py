@@ -30,7 +30,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import ConfigError, RagError
-from rag.generators.transformers import Messages, check_messages, check_sampling, cut_at_stop
+from rag.generators.transformers import (
+    Messages,
+    StopFilter,
+    check_messages,
+    check_sampling,
+    cut_at_stop,
+)
 from rag.nodes import Node
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -352,34 +358,32 @@ class OpenAICompatibleGenerator(Node):
         calls accumulated from the stream's deltas, finish reason, usage)."""
         stops = list(stop) if stop is not None else self.stop
         body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, True)
-        hold = max((len(s) for s in stops), default=0)
-        text, emitted, finish, usage, model = "", 0, None, {}, ""
+        shown = StopFilter(stops)
+        finish, usage, model = None, {}, ""
         calls: dict[int, dict[str, Any]] = {}
         resp = self._send(body)
         try:
             for chunk in _sse_json(resp, self.url, self._httpx):
                 usage = chunk.get("usage") or usage
                 model = chunk.get("model") or model
+                piece = ""
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     finish = choice.get("finish_reason") or finish
                     _merge_tool_deltas(calls, delta.get("tool_calls") or ())
-                    text += delta.get("content") or ""
-                cut, stopped = cut_at_stop(text, stops)
-                safe = len(cut) if stopped else max(emitted, len(text) - hold)
-                if safe > emitted:
-                    yield text[emitted:safe]
-                    emitted = safe
-                if stopped:
-                    text, finish = cut, "stop"
+                    piece += delta.get("content") or ""
+                if out := shown.feed(piece):
+                    yield out
+                if shown.stopped:
+                    finish = "stop"
                     break
             else:
-                if len(text) > emitted:
-                    yield text[emitted:]
+                if rest := shown.flush():
+                    yield rest
         finally:
             resp.close()
         yield Completion(
-            text=text,
+            text=shown.text,
             tool_calls=parse_tool_calls([calls[i] for i in sorted(calls)]),
             finish_reason=finish,
             usage=usage,

@@ -45,6 +45,33 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+class StopFilter:
+    """Stop strings over streamed text: :meth:`feed` returns what may be shown now, holding back
+    as many characters as the longest stop so a stop split across pieces is never shown;
+    ``stopped`` turns true once one has appeared (``text`` then ends before it)."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = list(stops)
+        self.hold = max((len(s) for s in self.stops), default=0)
+        self.text, self.emitted, self.stopped = "", 0, False
+
+    def feed(self, piece: str) -> str:
+        self.text += piece
+        cut, self.stopped = cut_at_stop(self.text, self.stops)
+        if self.stopped:
+            self.text = cut
+        safe = len(cut) if self.stopped else len(self.text) - self.hold
+        out = self.text[self.emitted : max(self.emitted, safe)]
+        self.emitted += len(out)
+        return out
+
+    def flush(self) -> str:
+        """The held-back rest, once the stream has ended without a stop."""
+        out = self.text[self.emitted :]
+        self.emitted = len(self.text)
+        return out
+
+
 class _StopOnGeneratedText:
     """Stop when a stop string appears in the generated text. transformers' own ``stop_strings``
     also matches across the prompt boundary (a prompt ending in "\n" plus a generated "[" matches
@@ -155,20 +182,15 @@ class TransformersGenerator(Node):
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        hold = max((len(s) for s in stops), default=0)
-        emitted, text = 0, ""
+        shown = StopFilter(stops)
         for piece in streamer:
-            text += piece
-            cut, stopped = cut_at_stop(text, stops)
-            safe = len(cut) if stopped else max(emitted, len(text) - hold)
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-            if stopped:
+            if out := shown.feed(piece):
+                yield out
+            if shown.stopped:
                 break
         else:
-            if len(text) > emitted:
-                yield text[emitted:]
+            if rest := shown.flush():
+                yield rest
         thread.join()
         if err:
             raise err[0]
