@@ -34,6 +34,7 @@ import numpy as np
 
 import prompts
 from rag.errors import ConfigError
+from rerankers._llm import first_token_ids, label_probs
 
 YES_NO = {"yes": ("Yes", "yes", "YES"), "no": ("No", "no", "NO")}
 STANCE = {"SUPPORT": ("Support", "support", "Supports"), "CONTRADICT": ("Contradict", "contradict")}
@@ -81,17 +82,6 @@ class LexicalJudge:
 
     def p_relevant(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         return self._coverage(answers, questions)
-
-
-def first_token_ids(tokenizer: Any, spellings: Sequence[str]) -> list[int]:
-    """The first token id of each spelling, bare and with a leading space (deduplicated)."""
-    ids: list[int] = []
-    for s in spellings:
-        for variant in (s, " " + s):
-            enc = tokenizer.encode(variant, add_special_tokens=False)
-            if enc and enc[0] not in ids:
-                ids.append(enc[0])
-    return ids
 
 
 class LLMJudge:
@@ -165,18 +155,7 @@ class LLMJudge:
             for r, t in zip(rows, texts, strict=True):
                 r[field] = t
         texts = [prompts.render(template, **r) for r in rows]
-        flat = [t for g in groups for t in g]
-        bounds = np.cumsum([0, *(len(g) for g in groups)])
-        out = np.empty((len(texts), len(groups)))
-        for start in range(0, len(texts), self.batch_size):
-            logp = self._lm.next_token_logprobs(texts[start : start + self.batch_size], flat)
-            group_lp = np.stack(
-                [np.logaddexp.reduce(logp[:, a:b], axis=1) for a, b in zip(bounds, bounds[1:])],
-                axis=1,
-            )
-            p = np.exp(group_lp - group_lp.max(axis=1, keepdims=True))
-            out[start : start + len(logp)] = p / p.sum(axis=1, keepdims=True)
-        return out
+        return label_probs(self._lm, texts, groups, self.batch_size)
 
     def p_support(self, contexts: Sequence[str], statements: Sequence[str]) -> np.ndarray:
         rows = [{"context": c, "statement": s} for c, s in zip(contexts, statements, strict=True)]

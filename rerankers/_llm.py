@@ -25,6 +25,45 @@ from rerankers._common import provenance
 BACKENDS = ("auto", "transformers", "vllm")
 
 
+def _spelling_ids(tokenizer: Any, spellings: Sequence[str], single: bool) -> list[int]:
+    ids: list[int] = []
+    for s in spellings:
+        for variant in (s, " " + s):
+            enc = tokenizer.encode(variant, add_special_tokens=False)
+            if enc and (len(enc) == 1 or not single) and enc[0] not in ids:
+                ids.append(enc[0])
+    return ids
+
+
+def single_token_ids(tokenizer: Any, spellings: Sequence[str]) -> list[int]:
+    """Ids of the spellings, bare and with a leading space, that are one token."""
+    return _spelling_ids(tokenizer, spellings, single=True)
+
+
+def first_token_ids(tokenizer: Any, spellings: Sequence[str]) -> list[int]:
+    """The first token id of each spelling, bare and with a leading space (deduplicated)."""
+    return _spelling_ids(tokenizer, spellings, single=False)
+
+
+def label_probs(
+    lm: Any, prompts: Sequence[str], groups: Sequence[Sequence[int]], batch_size: int
+) -> np.ndarray:
+    """``(N, m)``: for each prompt, the probability of each label group (its tokens' next-token
+    probabilities summed) among the ``m`` groups, from ``lm.next_token_logprobs`` in batches."""
+    flat = [t for g in groups for t in g]
+    bounds = np.cumsum([0, *(len(g) for g in groups)])
+    out = np.empty((len(prompts), len(groups)))
+    for start in range(0, len(prompts), batch_size):
+        logp = lm.next_token_logprobs(prompts[start : start + batch_size], flat)
+        group_lp = np.stack(
+            [np.logaddexp.reduce(logp[:, a:b], axis=1) for a, b in zip(bounds, bounds[1:])],
+            axis=1,
+        )
+        probs = np.exp(group_lp - group_lp.max(axis=1, keepdims=True))
+        out[start : start + len(logp)] = probs / probs.sum(axis=1, keepdims=True)
+    return out
+
+
 def pick_backend(backend: str) -> str:
     """``auto`` picks vLLM when it is installed and a GPU is visible, transformers otherwise;
     a backend named explicitly is used or fails loudly."""

@@ -24,8 +24,7 @@ Prompts are batched with left padding. ``Query.instruction`` is put in the promp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,22 +40,11 @@ from rerankers._common import (
     stage_label,
     template_tag,
 )
-from rerankers._llm import BACKENDS, make_lm
+from rerankers._llm import BACKENDS, label_probs, make_lm, single_token_ids
 
 YES = ("Yes", "yes", "YES")
 NO = ("No", "no", "NO")
 GRADES = ("0", "1", "2", "3")
-
-
-def single_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
-    """Ids of the spellings of ``words``, bare and with a leading space, that are one token."""
-    ids: list[int] = []
-    for w in words:
-        for variant in (w, " " + w):
-            enc = tokenizer.encode(variant, add_special_tokens=False)
-            if len(enc) == 1 and enc[0] not in ids:
-                ids.append(enc[0])
-    return ids
 
 
 class LLMPointwiseReranker(BaseReranker):
@@ -125,27 +113,11 @@ class LLMPointwiseReranker(BaseReranker):
         ]
 
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
-        prompts = self.prompts(query, docs)
-        flat = [t for g in self._groups for t in g]
-        scores: list[float] = []
-        for start in range(0, len(prompts), self.batch_size):
-            logp = self.lm.next_token_logprobs(prompts[start : start + self.batch_size], flat)
-            scores.extend(self._from_logprobs(logp).tolist())
-        return scores
-
-    def _from_logprobs(self, logp: np.ndarray) -> np.ndarray:
-        """``logp: (B, T)`` over the flattened label groups -> scores ``(B,)``."""
-        sizes = [len(g) for g in self._groups]
-        bounds = np.cumsum([0, *sizes])
-        group_lp = np.stack(
-            [np.logaddexp.reduce(logp[:, a:b], axis=1) for a, b in pairwise(bounds)],
-            axis=1,
-        )
-        probs = np.exp(group_lp - group_lp.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        if self.graded:
-            return probs @ np.arange(len(self._groups), dtype=np.float64)
-        return probs[:, 0]
+        texts = self.prompts(query, docs)  # loads the model
+        probs = label_probs(self.lm, texts, self._groups, self.batch_size)
+        if self.graded:  # the expected grade
+            return (probs @ np.arange(len(self._groups), dtype=np.float64)).tolist()
+        return probs[:, 0].tolist()
 
     def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
         if k is not None:
