@@ -134,7 +134,10 @@ class LLMJudge:
             groups = [first_token_ids(self._lm.tokenizer, s) for s in labels.values()]
             flat = [t for g in groups for t in g]
             if len(flat) != len(set(flat)):
-                raise ConfigError(f"labels {list(labels)} share a first token in {self.model!r}")
+                raise ConfigError(
+                    f"labels {list(labels)} share a first token in {self.model!r}; "
+                    "choose labels whose first tokens differ"
+                )
             self._groups[key] = groups
         return self._groups[key]
 

@@ -124,7 +124,10 @@ class ChatSessions:
     def get(self, conversation_id: str) -> Conversation:
         with self._lock:
             if conversation_id not in self._engines:
-                raise ConfigError(f"no conversation with id {conversation_id!r}")
+                raise ConfigError(
+                    f"no conversation with id {conversation_id!r}; conversations live in memory: "
+                    "send a message without conversation_id to start one"
+                )
             return self._engines[conversation_id][0].conversation
 
     def delete(self, conversation_id: str) -> bool:

@@ -429,6 +429,9 @@ def _sse_json(resp: Any, url: str, httpx: Any) -> Iterator[dict[str, Any]]:
                 raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
             yield data
     except httpx.TimeoutException as e:
-        raise HTTPGeneratorError(f"{url} stream stalled for over the read timeout: {e!r}") from e
+        raise HTTPGeneratorError(
+            f"{url} stream stalled for over the read timeout (raise timeout= for a slow model): "
+            f"{e!r}"
+        ) from e
     except httpx.TransportError as e:
         raise HTTPGeneratorError(f"{url} stream broke off: {e!r}") from e
