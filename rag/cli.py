@@ -18,7 +18,23 @@ from typing import Any
 from rag.errors import ConfigError, RagError
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
+USER_PATH_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 DEMO_QUESTION = "Which planet is the largest in the Solar System?"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragnodes")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def demo_corpus_path() -> Path:
@@ -151,8 +167,17 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=160)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's help shows its defaults (subparsers inherit the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="rag", description="ragnodes: composable RAG nodes")
+    ap = _Parser(prog="rag", description="ragnodes: composable RAG nodes")
+    ap.add_argument("--version", action="version", version=f"ragnodes {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("index", help="index a JSONL corpus into a folder")
     p.add_argument("corpus", help='JSONL with {"_id"|"id", "text", "title"?} per line')
@@ -183,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rag.chat_cli import add_chat_parser
 
     add_chat_parser(sub)
+    from rag.config_cli import add_config_parser
+
+    add_config_parser(sub)  # `rag config validate FILE`, `rag config schema [TYPE]`
     try:
         from evals.cli import add_eval_parser
     except ImportError:
@@ -195,14 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # model-loading progress bars would interleave with streamed answers on the terminal
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    args = build_parser().parse_args(argv)
-    if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
-        print(f"error: k must be >= 1, got {args.k}", file=sys.stderr)
-        return 2
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
+            print(f"error: k must be >= 1, got {args.k}", file=sys.stderr)
+            return 2
         return int(args.func(args))
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rag ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
+    except USER_PATH_ERRORS as e:  # a path the user named: one line, not a traceback
+        print(f"error: {e.strerror}: {e.filename!r}", file=sys.stderr)
         return 2
 
 

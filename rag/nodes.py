@@ -139,7 +139,7 @@ def _to_json(v: Any) -> Any:
 def _from_json(v: Any) -> Any:
     if isinstance(v, dict) and "type" in v and isinstance(v["type"], str) and v["type"] in REGISTRY:
         params = {k: _from_json(x) for k, x in v.items() if k != "type"}
-        return REGISTRY[v["type"]](**params)
+        return build_node(REGISTRY[v["type"]], params)
     if isinstance(v, dict) and "type" in v and isinstance(v["type"], str):
         _import_all_nodes()
         if v["type"] in REGISTRY:
@@ -153,15 +153,29 @@ def _from_json(v: Any) -> Any:
     return v
 
 
+def build_node(cls: type[Node], params: dict[str, Any]) -> Node:
+    """Construct ``cls`` from config ``params``, checked field by field first
+    (:mod:`rag.config`); a constructor's own ``TypeError`` becomes a :class:`ConfigError`."""
+    from rag.config import validate_params
+
+    params = validate_params(cls, params)
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise ConfigError(f"{cls.name}: {e}") from None
+
+
+NODE_MODULES = ("retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors")
+
+
 def _import_all_nodes() -> None:
-    """Import the node modules so that their classes register (no heavy imports happen)."""
+    """Import the node modules so that their classes register (no heavy imports happen:
+    optional dependencies are imported inside ``load()``). A module that fails to import is a
+    bug, and it is raised, not hidden."""
     import importlib
 
-    for mod in ("retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors"):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:  # a missing optional module must not hide the registry
-            logger.debug("could not import %s: %s", mod, e)
+    for mod in NODE_MODULES:
+        importlib.import_module(mod)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -173,9 +187,17 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if p.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f":{where.line + 1}" if where is not None else ""
+            raise ConfigError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping with a 'type' key")
     return data

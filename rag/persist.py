@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,30 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     p = Path(path)
     if not p.exists():
         raise DataError(f"file {str(p)!r} does not exist")
+    if p.is_dir():
+        raise DataError(f"{str(p)!r} is a folder; pass a JSON Lines file")
     opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    lineno = 0
+    try:
+        with opener(p, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    kind = type(row).__name__
+                    raise DataError(f"{p}:{lineno}: expected a JSON object, got {kind}")
+                yield lineno, row
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{p}:{lineno + 1}: not UTF-8 (byte {e.object[e.start]:#04x}); "
+            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{p}: not a readable gzip file ({e}); re-create it") from None
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -71,7 +84,10 @@ def read_documents(path: str | os.PathLike[str]) -> list[Document]:
         try:
             docs.extend(as_documents([row]))
         except ValidationError as e:
-            raise DataError(f"{path}: record {lineno}: {e.errors()[0]['msg']}") from None
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            where = f" (field {field!r})" if field else ""
+            raise DataError(f"{path}: record {lineno}{where}: {err['msg']}") from None
     return docs
 
 

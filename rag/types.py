@@ -177,6 +177,13 @@ def as_documents(docs: Iterable[Document | dict[str, Any]]) -> list[Document]:
             if "_id" in d and "id" not in d:
                 d["id"] = d.pop("_id")
             meta = d.pop("metadata", {}) or {}
+            if not isinstance(meta, dict):
+                from rag.errors import ConfigError
+
+                raise ConfigError(
+                    f"document {d.get('id')!r}: metadata must be a JSON object, "
+                    f"got {type(meta).__name__}"
+                )
             extra = {k: d.pop(k) for k in list(d) if k not in ("id", "text", "title")}
             out.append(Document(**d, metadata={**extra, **meta}))
     return out

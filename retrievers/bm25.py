@@ -7,7 +7,8 @@ Score of document d for query q (``method="lucene"``, Robertson et al. with Luce
 
 Defaults ``k1=0.9, b=0.4`` are Anserini/Pyserini's (the BEIR leaderboard's BM25 flat baseline).
 The index is rebuilt lazily after additions or deletions (bm25s indexes are static); search scores
-every document so that metadata filters and ties are exact.
+every document so that metadata filters and ties are exact. A ranking holds only documents that
+match at least one query term: a stopword-only query returns no hits rather than arbitrary ones.
 
 >>> r = BM25Retriever().index([{"id": "a", "text": "cats purr"}, {"id": "b", "text": "dogs bark"}])
 >>> r.retrieve("a cat", k=1).ids
@@ -129,6 +130,9 @@ class BM25Retriever(BaseRetriever):
         out = []
         for q in queries:
             s = self.scores(q.text)
+            # only documents that match at least one query term (a non-zero BM25 term sum):
+            # padding a ranking with zero-score documents hands the generator noise as context
+            s = np.where(s != 0, s, -np.inf)
             if mask is not None:
                 s = np.where(mask, s, -np.inf)
             idx, vals = topk_rows(s[None, :], k)
