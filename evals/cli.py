@@ -44,9 +44,6 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_eval_arguments(p)
     p.set_defaults(func=run_eval)
-    from evals.answers_cli import add_answer_parsers
-
-    add_answer_parsers(subparsers)  # the siblings ``rag eval-synth`` and ``rag eval-answers``
     return p
 
 

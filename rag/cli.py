@@ -212,11 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_config_parser(sub)  # `rag config validate FILE`, `rag config schema [TYPE]`
     try:
+        from evals.answers_cli import add_answer_parsers
         from evals.cli import add_eval_parser
     except ImportError:
         pass
     else:
         add_eval_parser(sub)
+        add_answer_parsers(sub)  # the siblings ``rag eval-synth`` and ``rag eval-answers``
     return ap
 
 

@@ -31,13 +31,11 @@ __all__ = ["config_model", "validate_params", "node_schema"]
 
 
 def _mentions_node(annotation: Any) -> bool:
-    """True when a type annotation refers to a Node class or a node Protocol anywhere inside."""
-    from rag.nodes import Compressor, Generator, Node, Reranker, Retriever
-
-    protocols = (Retriever, Reranker, Compressor, Generator)
-    if annotation in protocols:
-        return True
-    if isinstance(annotation, type) and issubclass(annotation, Node):
+    """True when a type annotation refers to a node class or a node Protocol anywhere inside
+    (anything with ``load`` and ``to_config``: this module sits below :mod:`rag.nodes`)."""
+    if isinstance(annotation, type) and all(
+        callable(getattr(annotation, attr, None)) for attr in ("load", "to_config")
+    ):
         return True
     return any(_mentions_node(a) for a in typing.get_args(annotation))
 

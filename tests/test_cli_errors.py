@@ -114,9 +114,20 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     rows = [{"_id": str(i), "text": f"document number {i} " * 40} for i in range(200_000)]
     corpus = _corpus(tmp_path, rows)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "index", str(corpus), "--out", str(tmp_path / "i"),
-         "--retriever", "bm25"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "index",
+            str(corpus),
+            "--out",
+            str(tmp_path / "i"),
+            "--retriever",
+            "bm25",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(3.0)
     assert proc.poll() is None, "finished before it could be interrupted; make the corpus bigger"
