@@ -148,6 +148,11 @@ class Pipeline(Node):
                 f"query {q.id!r} has an instruction but no stage uses it ({', '.join(ignored)})",
                 stacklevel=3,
             )
+        elif ignored:  # say which stages drop it, so a partial use is never silent
+            warnings.warn(
+                f"query {q.id!r}: the instruction is ignored by {', '.join(ignored)}",
+                stacklevel=3,
+            )
 
     def run_stages(
         self, queries: Sequence[Query | str], k: int | None = None

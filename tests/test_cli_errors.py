@@ -162,3 +162,15 @@ def test_every_registered_node_has_a_json_schema_and_validates_its_own_config():
     cfg = BM25Retriever(k1=1.2).to_config()
     cfg.pop("type")
     assert validate_params(BM25Retriever, cfg)["k1"] == 1.2
+
+
+def test_the_pipeline_names_each_stage_that_drops_the_instruction(demo_docs):
+    from rag.compressors.redundancy import RedundancyFilter
+    from rag.pipeline import Pipeline
+    from rag.types import Query
+    from retrievers import BM25Retriever
+
+    pipe = Pipeline(retriever=BM25Retriever(), compressors=[RedundancyFilter()], k=2)
+    pipe.index(demo_docs)
+    with pytest.warns(UserWarning, match="instruction is ignored by BM25Retriever$"):
+        pipe.search(Query(text="planets", instruction="only gas giants"))
