@@ -183,10 +183,11 @@ class TransformerEncoder(Node):
         texts = [prefix + t for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        from rag.embed_cache import cache_for
+        from rag.embed_cache import STATS, cache_for
 
         cache = cache_for(self) if kind == "document" else None
         if cache is None:
+            STATS["misses"] += len(texts) if kind == "document" else 0
             return self._encode(texts, progress)
         return cache.encode(texts, lambda miss: self._encode(miss, progress))
 
