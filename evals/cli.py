@@ -68,6 +68,12 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=str(Path.home() / ".cache" / "ragnodes" / "beir"))
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--embed-cache",
+        default=str(Path.home() / ".cache" / "ragnodes" / "embeddings"),
+        help="embedding cache folder: configs sharing an encoder embed the corpus once",
+    )
+    p.add_argument("--no-embed-cache", action="store_true", help="embed every corpus afresh")
 
 
 def resolve_dataset(spec: str, split: str, data_dir: str) -> Dataset:
@@ -99,9 +105,14 @@ def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Datase
     measures = parse_measures(args.measures)
     ds = resolve_dataset(args.dataset, args.split, args.data_dir)
     units = _units(args.content_units, ds)
+    from rag import embed_cache
+
+    embed_cache.set_default(None if args.no_embed_cache else args.embed_cache)
     results = []
+    args.encoder_notes = []
     for cfg in [args.config, *args.compare]:
         system = Node.from_config(cfg)
+        before = dict(embed_cache.STATS)
         res = evaluate(
             system,
             ds,
@@ -114,10 +125,34 @@ def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Datase
         )
         name = _slug(Path(cfg).stem)
         results.append(res.model_copy(update={"system": name}))
+        args.encoder_notes.append(_encoder_note(name, res.config, before, embed_cache.STATS))
+        logger.info(args.encoder_notes[-1])
     names = [r.system for r in results]
     if len(set(names)) != len(names):
         raise ConfigError(f"config file names must differ to label systems, got {names}")
     return results, ds
+
+
+def _encoders(cfg: Any) -> list[str]:
+    """``model (precision)`` of every encoder node in a config, depth first."""
+    found: list[str] = []
+    if isinstance(cfg, dict):
+        if cfg.get("kind") == "encoder" or str(cfg.get("type", "")).endswith("encoder"):
+            if "precision" in cfg:
+                found.append(f"{cfg.get('model')} ({cfg['precision']})")
+        for v in cfg.values():
+            found.extend(_encoders(v))
+    elif isinstance(cfg, list):
+        for v in cfg:
+            found.extend(_encoders(v))
+    return found
+
+
+def _encoder_note(name: str, cfg: Any, before: dict[str, int], after: dict[str, int]) -> str:
+    encs = ", ".join(dict.fromkeys(_encoders(cfg))) or "none"
+    embedded = after["misses"] - before["misses"]
+    cached = after["hits"] - before["hits"]
+    return f"{name}: encoders {encs}; documents embedded {embedded}, from cache {cached}"
 
 
 def write_outputs(results: list[EvalResult], args: argparse.Namespace) -> str:
@@ -136,6 +171,9 @@ def write_outputs(results: list[EvalResult], args: argparse.Namespace) -> str:
                 run, out / "runs" / f"{r.system}.{_slug(stage)}.trec", tag=r.system, config=r.config
             )
     md = to_markdown(results, comparisons)
+    notes = getattr(args, "encoder_notes", None)
+    if notes:  # the precision path each system ran and what the embedding cache saved
+        md = md.rstrip("\n") + "\n\n### Encoders\n\n" + "".join(f"- {n}\n" for n in notes)
     atomic_write_text(out / "results.json", to_json(results, comparisons))
     atomic_write_text(out / "report.md", md)
     if not args.no_html:

