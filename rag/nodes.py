@@ -9,7 +9,9 @@ Contract (checked for every registered implementation by ``tests/test_contract.p
 * Nodes never mutate their inputs; they return new frozen values.
 * Retrievers: ``retrieve(query, k)`` returns a :class:`~rag.types.Ranking` sorted by score
   (descending, ties by document id), with at most ``k`` hits and unique ids; an empty index gives
-  an empty ranking; ``k`` larger than the index gives every document once; the same input gives
+  an empty ranking; ``k`` larger than the index gives every document once (lexical retrievers
+  with ``matching_only = True`` give only the documents that share a term with the query, so a
+  query with no indexed term has no hits); the same input gives
   the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``.
 * Rerankers: ``rerank(ranking, k)`` returns a new ranking of (a subset of) the same documents,
   with the same ordering guarantees.

@@ -12,6 +12,7 @@ from retrievers.multivector import (
     TokenEncoder,
     TokenStore,
 )
+from retrievers.splade import SpladeRetriever
 from retrievers.stores import ExactStore, QdrantStore
 from retrievers.think import ThinkRetriever
 
@@ -25,6 +26,7 @@ __all__ = [
     "MuveraFDE",
     "QdrantMultiVectorStore",
     "QdrantStore",
+    "SpladeRetriever",
     "ThinkRetriever",
     "TokenEncoder",
     "TokenStore",

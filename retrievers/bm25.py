@@ -46,6 +46,8 @@ class BM25Retriever(BaseRetriever):
     """
 
     name: ClassVar[str] = "bm25"
+    # a ranking holds only documents that share a term with the query (the contract allows it)
+    matching_only: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -71,9 +71,9 @@ RETRIEVERS = {
 if importlib.util.find_spec("qdrant_edge") is not None:  # the qdrant-edge extra
     RETRIEVERS["dense+qdrant-edge"] = _dense_qdrant_edge
 try:  # multi-vector retrievers (retrievers.multivector)
-    from contract_factories import EXTRA_RERANKERS, EXTRA_RETRIEVERS
+    from contract_factories import EXTRA_RERANKERS, EXTRA_RETRIEVERS, UNTRAINED
 except ImportError:  # pragma: no cover
-    EXTRA_RETRIEVERS, EXTRA_RERANKERS = {}, {}
+    EXTRA_RETRIEVERS, EXTRA_RERANKERS, UNTRAINED = {}, {}, set()
 RETRIEVERS.update(EXTRA_RETRIEVERS)
 RERANKERS = dict(EXTRA_RERANKERS)
 
@@ -129,14 +129,18 @@ def test_retriever_contract(indexed, demo_docs):
             assert b.scores == pytest.approx(s.scores, abs=1e-4)
         assert [r.ids for r in indexed.retrieve_batch(QUERIES, k=k)] == [r.ids for r in batch]
     assert QUERIES == before, "queries were mutated"
-    top = indexed.retrieve(QUERIES[0], k=3)
-    assert "jupiter" in top.ids
+    if indexed.name not in UNTRAINED:
+        top = indexed.retrieve(QUERIES[0], k=3)
+        assert "jupiter" in top.ids
 
 
 def test_k_larger_than_corpus(indexed, demo_docs):
     r = indexed.retrieve(QUERIES[1], k=1000)
     check_ranking(r, 1000, {d.id for d in demo_docs})
-    assert len(r) == len(demo_docs)
+    if getattr(indexed, "matching_only", False):  # only documents sharing a term
+        assert 0 < len(r) <= len(demo_docs) and all(s > 0 for s in r.scores)
+    else:
+        assert len(r) == len(demo_docs)
 
 
 def test_bad_input(indexed):
@@ -174,7 +178,9 @@ def test_save_load_roundtrip(name, demo_docs, tmp_path):
     assert [x.ids for x in a] == [x.ids for x in b]
     # the loaded index keeps working incrementally: add, replace, delete
     loaded.index([Document(id="new", text="Jupiter largest planet giant gas giant Jupiter")])
-    assert "new" in loaded.retrieve("largest planet Jupiter", k=3).ids
+    assert (
+        "new" in loaded.retrieve("largest planet Jupiter", k=3 if name not in UNTRAINED else 30).ids
+    )
     loaded.delete(["new"])
     assert "new" not in loaded.retrieve("largest planet Jupiter", k=30).ids
 
