@@ -208,7 +208,7 @@ def tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dic
     n = req.token_limit
     kw = {"max_new_tokens": n} if n is not None else {}
     if getattr(generator, "supports_tools", False):
-        raw = [m.model_dump(exclude_none=True) for m in req.messages]
+        raw = [{"content": "", **m.model_dump(exclude_none=True)} for m in req.messages]
         text, calls = _native_reply(generator.generate(raw, tools=req.tools, **kw))
         return text, calls, "tool_calls" if calls else "stop"
     tools = _tools(req.tools or ())
