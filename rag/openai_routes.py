@@ -198,10 +198,22 @@ def prompt_messages(req: ChatCompletionRequest, tools: dict[str, Any]) -> list[d
     return [{"role": "system", "content": "\n".join(system)}, *shots, *convo]
 
 
+def parse_call(text: str, tools: dict[str, Any]) -> Any:
+    """:func:`rag.toolcalls.parse_reply`, except that an object naming a tool is a call even
+    when it also carries an answer (a small model writes ``{"tool": ..., "args": ...,
+    "answer": ...}``, guessing before it has the result)."""
+    from rag.toolcalls import extract_json, to_action
+
+    obj = extract_json(text)
+    if isinstance(obj.get("tool", obj.get("name")), str):
+        obj = {k: v for k, v in obj.items() if k not in ("answer", "final_answer", "final")}
+    return to_action(obj, tools)
+
+
 def tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dict], str]:
     """(content, OpenAI tool_calls, finish_reason) of one model turn that may call ``tools``."""
     from rag.agent import _native_reply
-    from rag.toolcalls import ToolCall, ToolCallError, parse_reply
+    from rag.toolcalls import ToolCall, ToolCallError
 
     if generator is None:
         raise ConfigError("this server has no generator: start it with --model to answer")
@@ -214,7 +226,7 @@ def tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dic
     tools = _tools(req.tools or ())
     text = generator.generate(prompt_messages(req, tools), **kw)
     try:
-        action = parse_reply(text, tools)
+        action = parse_call(text, tools)
     except ToolCallError:  # not a tool call: the model answered in prose
         return text.strip(), [], "stop"
     if isinstance(action, ToolCall):
