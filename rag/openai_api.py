@@ -72,16 +72,9 @@ class ChatMessage(BaseModel):
 
     def text(self) -> str:
         """The message's text; parts other than ``text`` (images, audio) are an error."""
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        out = []
-        for part in self.content:
-            if part.get("type") != "text":
-                raise ConfigError(
-                    f"only text content parts are supported, got a {part.get('type')!r} part"
-                )
-            out.append(str(part.get("text", "")))
-        return "".join(out)
+        from rag.tool_turn import message_text
+
+        return message_text(self.content)
 
 
 class RagOptions(BaseModel):

@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-import prompts
 from rag.api import filter_dict
 from rag.chat import ChatEngine, Conversation, Turn, answer_messages, token_counter
 from rag.errors import ConfigError, RagError
+from rag.integrations._common import find_encoder
 from rag.openai_api import (
     ChatCompletionRequest,
     ChatMessage,
@@ -58,6 +58,7 @@ from rag.openai_api import (
     openai_error,
 )
 from rag.server import State
+from rag.tool_turn import tool_turn
 from rag.types import Answer, Query, TraceStep
 
 try:
@@ -152,93 +153,6 @@ def extension(answer: Answer) -> dict[str, Any]:
     return ext.model_dump()
 
 
-# -- tool calls -----------------------------------------------------------------------------------
-def _tools(schemas: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from rag.toolcalls import Tool
-
-    out = {}
-    for s in schemas:
-        fn = s.get("function") or {}
-        params = fn.get("parameters") or {}
-        if s.get("type", "function") != "function" or not fn.get("name"):
-            raise ConfigError("each tool must be {'type': 'function', 'function': {'name', ...}}")
-        out[fn["name"]] = Tool(
-            fn["name"],
-            str(fn.get("description", "")),
-            dict(params.get("properties") or {}),
-            tuple(params.get("required") or ()),
-        )
-    return out
-
-
-def prompt_messages(req: ChatCompletionRequest, tools: dict[str, Any]) -> list[dict[str, str]]:
-    """The conversation for a generator without native tool calls: the tools described in the
-    system message, earlier calls as the JSON the model is asked to write, results as user turns.
-    The worked exchange of ``agent_example.txt`` opens it when a ``search`` tool is offered."""
-    from rag.agent import example_messages
-
-    lines = "\n".join(t.line() for t in tools.values())
-    system = [prompts.render("tools_system", tools=lines)]
-    convo: list[dict[str, str]] = []
-    for m in req.messages:
-        if m.role in ("system", "developer"):
-            system.append(m.text())
-        elif m.role == "assistant" and m.tool_calls:
-            for c in m.tool_calls:
-                fn = c.get("function") or {}
-                args = fn.get("arguments") or "{}"
-                args = json.loads(args) if isinstance(args, str) and args.strip() else args
-                call = {"tool": fn.get("name", ""), "args": args}
-                convo.append({"role": "assistant", "content": json.dumps(call)})
-        elif m.role == "tool":
-            convo.append({"role": "user", "content": m.text()})
-        else:
-            convo.append({"role": m.role, "content": m.text()})
-    shots = example_messages() if "search" in tools else []
-    return [{"role": "system", "content": "\n".join(system)}, *shots, *convo]
-
-
-def parse_call(text: str, tools: dict[str, Any]) -> Any:
-    """:func:`rag.toolcalls.parse_reply`, except that an object naming a tool is a call even
-    when it also carries an answer (a small model writes ``{"tool": ..., "args": ...,
-    "answer": ...}``, guessing before it has the result)."""
-    from rag.toolcalls import extract_json, to_action
-
-    obj = extract_json(text)
-    if isinstance(obj.get("tool", obj.get("name")), str):
-        obj = {k: v for k, v in obj.items() if k not in ("answer", "final_answer", "final")}
-    return to_action(obj, tools)
-
-
-def tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dict], str]:
-    """(content, OpenAI tool_calls, finish_reason) of one model turn that may call ``tools``."""
-    from rag.agent import _native_reply
-    from rag.toolcalls import ToolCall, ToolCallError
-
-    if generator is None:
-        raise ConfigError("this server has no generator: start it with --model to answer")
-    n = req.token_limit
-    kw = {"max_new_tokens": n} if n is not None else {}
-    if getattr(generator, "supports_tools", False):
-        raw = [{"content": "", **m.model_dump(exclude_none=True)} for m in req.messages]
-        text, calls = _native_reply(generator.generate(raw, tools=req.tools, **kw))
-        return text, calls, "tool_calls" if calls else "stop"
-    tools = _tools(req.tools or ())
-    text = generator.generate(prompt_messages(req, tools), **kw)
-    try:
-        action = parse_call(text, tools)
-    except ToolCallError:  # not a tool call: the model answered in prose
-        return text.strip(), [], "stop"
-    if isinstance(action, ToolCall):
-        call = {
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": action.name, "arguments": json.dumps(action.args)},
-        }
-        return "", [call], "tool_calls"
-    return action.text, [], "stop"
-
-
 # -- responses ------------------------------------------------------------------------------------
 class _Completion:
     """The id, timestamp and model name shared by one response's body or chunks."""
@@ -301,7 +215,7 @@ def _events(state: Any, req: ChatCompletionRequest, c: _Completion) -> Iterator[
     try:
         yield c.chunk({"role": "assistant", "content": ""})
         if req.tools and req.tool_choice != "none":
-            text, calls, finish = tool_turn(state.pipeline.generator, req)
+            text, calls, finish = _tool_turn(state.pipeline.generator, req)
             if text:
                 yield c.chunk({"content": text})
             if calls:
@@ -330,9 +244,14 @@ def _events(state: Any, req: ChatCompletionRequest, c: _Completion) -> Iterator[
     yield "data: [DONE]\n\n"
 
 
+def _tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dict], str]:
+    messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    return tool_turn(generator, messages, req.tools or [], req.token_limit)
+
+
 def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[str, Any]:
     if req.tools and req.tool_choice != "none":
-        text, calls, finish = tool_turn(state.pipeline.generator, req)
+        text, calls, finish = _tool_turn(state.pipeline.generator, req)
         return c.body(text or None, finish, None, calls)
     answer, usage = None, None
     for item in answer_turn(state, req):
@@ -347,26 +266,6 @@ def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[st
 
 
 # -- embeddings -----------------------------------------------------------------------------------
-def find_encoder(node: Any) -> Any:
-    """The single-vector text encoder behind a pipeline or retriever (a dense retriever's, or a
-    hybrid's dense part), else ``None``."""
-    from rag.encoders import TransformerEncoder
-
-    stack, seen = [node], set()
-    while stack:
-        n = stack.pop(0)
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if isinstance(n, TransformerEncoder):
-            return n
-        for attr in ("encoder", "retriever", "dense"):
-            if (child := getattr(n, attr, None)) is not None:
-                stack.append(child)
-        stack.extend(getattr(n, "retrievers", None) or ())
-    return None
-
-
 def embed(state: Any, req: EmbeddingsRequest) -> dict[str, Any]:
     encoder = find_encoder(state.pipeline)
     if encoder is None:

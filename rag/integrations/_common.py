@@ -43,6 +43,26 @@ def fetch(node: Any, doc_id: str) -> Document:
     return doc
 
 
+def find_encoder(node: Any) -> Any:
+    """The single-vector text encoder behind a pipeline or retriever (a dense retriever's, or a
+    hybrid's dense part), else ``None``."""
+    from rag.encoders import TransformerEncoder
+
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop(0)
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, TransformerEncoder):
+            return n
+        for attr in ("encoder", "retriever", "dense"):
+            if (child := getattr(n, attr, None)) is not None:
+                stack.append(child)
+        stack.extend(getattr(n, "retrievers", None) or ())
+    return None
+
+
 def check_postprocessor(node: Any) -> Any:
     if not (callable(getattr(node, "rerank", None)) or callable(getattr(node, "compress", None))):
         raise ConfigError(
