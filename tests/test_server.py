@@ -356,13 +356,27 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 FUZZ_APP = create_app(make_pipeline(), api_keys=[KEY], max_body_bytes=200_000)
 schema = schemathesis.openapi.from_asgi("/openapi.json", FUZZ_APP)
+# the OpenAI-compatible routes take rules a JSON schema cannot state (the last message is the
+# user's; embeddings need a dense index), so schema-valid bodies may get a 400 there
+V1 = "^/v1/"
 
 
-@schema.parametrize()
+@schema.exclude(path_regex=V1).parametrize()
 @pytest.mark.filterwarnings("ignore:query .* has an instruction but no stage uses it")
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzz(case):
     case.call_and_validate(headers=AUTH)
+
+
+@schema.include(path_regex=V1).parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_openapi_fuzz_openai_routes(case):
+    """No 500s, responses as documented, OpenAI error bodies (the SDK parses them)."""
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    response = case.call_and_validate(headers=AUTH, excluded_checks=[positive_data_acceptance])
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
 def test_chat_keeps_a_conversation_by_id(client):
