@@ -150,3 +150,28 @@ def test_mcp_server_over_stdio(tmp_path):
     assert uris == {f"ragnodes://documents/{i}" for i in bm25.documents}
     text = got["read"].contents[0].text
     assert text.startswith("Saturn") and bm25.documents["saturn"].text in text
+
+
+def test_mcp_ask_cites_in_the_shared_citation_model(pipe):
+    """The ``ask`` tool (a pipeline with a generator) through mcp 2.x's in-process client."""
+    anyio = pytest.importorskip("anyio")
+    mcp = pytest.importorskip("mcp")
+    if not hasattr(mcp, "Client"):
+        pytest.skip("mcp 1.x has no in-process Client")
+    from rag.integrations.mcp import build_mcp_server
+
+    async def session():
+        async with mcp.Client(build_mcp_server(pipe)) as c:
+            names = [t.name for t in (await c.list_tools()).tools]
+            return names, await c.call_tool("ask", {"question": QUERY})
+
+    names, out = anyio.run(session)
+    assert names == ["search", "fetch", "ask"]
+    answer = _get(out, "structured_content", "structuredContent")
+    top = pipe.search(QUERY).hits[0]
+    assert answer["citations"][0] == {
+        "marker": 1,
+        "document_id": top.id,
+        "title": top.document.title,
+        "source": "generated",
+    }
