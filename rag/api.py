@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from rag.types import Answer, Document, Ranking
+from rag.types import Answer, Citation, Document, Ranking
 
 # requests take JSON types as declared: "5" is not an int, 0 is not a bool
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -40,21 +40,6 @@ TopK = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(lambda v: _whole(v)
 def _whole(v: Any) -> Any:
     """JSON Schema counts 5.0 as an integer; strict pydantic does not. Accept whole floats."""
     return int(v) if isinstance(v, float) and v.is_integer() else v
-
-
-class SearchArgs(BaseModel):
-    """Arguments of the ``search`` tool: a query and how many passages to return."""
-
-    model_config = _STRICT
-    query: Text = Field(description="what to search for")
-    k: TopK = Field(5, description="number of passages to return")
-
-
-class AskArgs(BaseModel):
-    """Arguments of the ``ask`` tool: a question answered from the indexed documents."""
-
-    model_config = _STRICT
-    question: Text = Field(description="the question to answer")
 
 
 Scalar = str | int | float | bool | None
@@ -79,27 +64,56 @@ class Range(BaseModel):
         return self
 
 
+Filter = dict[str, Scalar | list[Scalar] | Range]
+FILTER_DESCRIPTION = (
+    'metadata filter, all conditions must hold: {"year": 2020} (equality), '
+    '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '
+    "the first-stage retriever, before any reranker"
+)
+
+
+def filter_dict(flt: Filter | None) -> dict[str, Any] | None:
+    """A validated filter in the retrievers' syntax (``retrievers.stores.filters``)."""
+    if flt is None:
+        return None
+    return {
+        k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v for k, v in flt.items()
+    }
+
+
+class SearchArgs(BaseModel):
+    """Arguments of the ``search`` tool: a query, how many passages, an optional filter."""
+
+    model_config = _STRICT
+    query: Text = Field(description="what to search for")
+    k: TopK = Field(5, description="number of passages to return")
+    filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
+
+    def filter_dict(self) -> dict[str, Any] | None:
+        """The filter in the retrievers' syntax (``retrievers.stores.filters``)."""
+        return filter_dict(self.filter)
+
+
+class FetchArgs(BaseModel):
+    """Arguments of the ``fetch`` tool: one document id (as ``search`` returned it)."""
+
+    model_config = _STRICT
+    id: str = Field(min_length=1, max_length=512, description="a document id from search")
+
+
+class AskArgs(BaseModel):
+    """Arguments of the ``ask`` tool: a question answered from the indexed documents."""
+
+    model_config = _STRICT
+    question: Text = Field(description="the question to answer")
+
+
 class SearchRequest(SearchArgs):
-    """``POST /search``: the tool's arguments plus an instruction and a metadata filter."""
+    """``POST /search``: the tool's arguments plus an instruction."""
 
     instruction: str | None = Field(
         None, max_length=MAX_TEXT, description="what counts as relevant (optional)"
     )
-    filter: dict[str, Scalar | list[Scalar] | Range] | None = Field(
-        None,
-        description='metadata filter, all conditions must hold: {"year": 2020} (equality), '
-        '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '
-        "the first-stage retriever (a pipeline with rerankers takes none)",
-    )
-
-    def filter_dict(self) -> dict[str, Any] | None:
-        """The filter in the retrievers' syntax (``retrievers.stores.filters``)."""
-        if self.filter is None:
-            return None
-        return {
-            k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v
-            for k, v in self.filter.items()
-        }
 
 
 class AskRequest(AskArgs):
@@ -175,17 +189,23 @@ class SearchResult(BaseModel):
     hits: list[ToolHit]
 
 
-class ToolCitation(BaseModel):
+class ToolDocument(BaseModel):
+    """One whole document as the ``fetch`` tool returns it."""
+
     model_config = _STRICT
-    marker: int
     id: str
     title: str = ""
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ToolAnswer(BaseModel):
-    model_config = _STRICT
+    """An answer as a tool returns it; ``citations`` are :class:`rag.types.Citation` s, the
+    shape ``/ask``, ``/chat`` and ``/v1/chat/completions`` use too."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
     answer: str
-    citations: list[ToolCitation] = Field(default_factory=list)
+    citations: list[Citation] = Field(default_factory=list)
 
 
 def tool_hits(ranking: Ranking) -> SearchResult:
@@ -198,12 +218,11 @@ def tool_hits(ranking: Ranking) -> SearchResult:
 
 
 def tool_answer(answer: Answer) -> ToolAnswer:
-    titles = {h.id: h.document.title for h in answer.contexts}
-    cites = [
-        ToolCitation(marker=c.marker, id=c.document_id, title=titles.get(c.document_id, ""))
-        for c in answer.citations
-    ]
-    return ToolAnswer(answer=answer.text, citations=cites)
+    return ToolAnswer(answer=answer.text, citations=list(answer.citations))
+
+
+def tool_document(doc: Document) -> ToolDocument:
+    return ToolDocument(id=doc.id, title=doc.title, text=doc.text, metadata=doc.metadata)
 
 
 class ChatRequest(BaseModel):

@@ -17,6 +17,7 @@ from rag.chat import MODES, ChatEngine, Conversation
 from rag.errors import RagError
 from rag.types import Answer
 
+DEFAULT_MODEL = "smollm2-135m"
 HELP = """commands:
   /sources   the sources of the last answer (* = cited)
   /query     the query the last answer retrieved with, and its trace
@@ -35,8 +36,19 @@ def add_chat_parser(sub: Any) -> None:
     p.add_argument("--history-tokens", type=int, default=768)
     p.add_argument("--load", default=None, help="continue a conversation saved with /save")
     p.add_argument("-k", type=int, default=3, help="sources per answer")
-    p.add_argument("--model", default="smollm2-135m", help="generator: short name, HF id or path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="generator: short name, HF id or path")
     p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="answer with an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)",
+    )
+    p.add_argument("--api-key-env", default=None, help="--base-url: env variable with the key")
+    p.add_argument(
+        "--native-tools",
+        action="store_true",
+        help="--base-url: the server returns tool calls; --agent sends its tools natively",
+    )
     p.set_defaults(func=cmd_chat)
 
 
@@ -60,6 +72,16 @@ def cmd_chat(args: argparse.Namespace, generator: Any = None) -> int:
 
     pipe = _pipeline(args)
     pipe.k = args.k
+    if generator is None and getattr(args, "base_url", None):
+        from rag.generators import OpenAICompatibleGenerator
+
+        generator = OpenAICompatibleGenerator(
+            base_url=args.base_url,
+            model=None if args.model == DEFAULT_MODEL else args.model,
+            max_new_tokens=args.max_new_tokens,
+            api_key_env=args.api_key_env,
+            native_tools=args.native_tools,
+        )
     if generator is None:
         generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
     agent = None

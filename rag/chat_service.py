@@ -33,20 +33,11 @@ from rag.types import Answer
 
 def answer_json(conversation_id: str, answer: Answer) -> dict[str, Any]:
     """The response body of one chat turn."""
-    titles = {h.id: h.document.title for h in answer.contexts}
     return {
         "conversation_id": conversation_id,
         "answer": answer.text,
         "query": next((s.query for s in answer.trace if s.action == "condense"), answer.query.text),
-        "citations": [
-            {
-                "marker": c.marker,
-                "id": c.document_id,
-                "title": titles.get(c.document_id, ""),
-                "source": c.source,
-            }
-            for c in answer.citations
-        ],
+        "citations": [c.model_dump() for c in answer.citations],  # rag.types.Citation
         "sources": [
             {"n": n, "id": h.id, "title": h.document.title}
             for n, h in enumerate(answer.contexts, 1)

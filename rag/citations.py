@@ -40,7 +40,8 @@ def resolve(text: str, contexts: Sequence[Hit]) -> tuple[list[Citation], list[in
     cites, bad = [], []
     for n in parse_markers(text):
         if 1 <= n <= len(contexts):
-            cites.append(Citation(marker=n, document_id=contexts[n - 1].id))
+            doc = contexts[n - 1].document
+            cites.append(Citation(marker=n, document_id=doc.id, title=doc.title))
         else:
             bad.append(n)
     return cites, bad
@@ -63,7 +64,8 @@ def attribute(text: str, contexts: Sequence[Hit], min_overlap: float = 0.5) -> l
         shares = [len(st & ct) / len(st) for ct in ctx_tokens]
         best = max(range(len(shares)), key=lambda i: (shares[i], -i))
         if shares[best] >= min_overlap and best + 1 not in cites:
+            doc = contexts[best].document
             cites[best + 1] = Citation(
-                marker=best + 1, document_id=contexts[best].id, source="attributed"
+                marker=best + 1, document_id=doc.id, title=doc.title, source="attributed"
             )
     return list(cites.values())

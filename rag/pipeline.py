@@ -155,9 +155,11 @@ class Pipeline(Node):
             )
 
     def run_stages(
-        self, queries: Sequence[Query | str], k: int | None = None
+        self, queries: Sequence[Query | str], k: int | None = None, filter: dict | None = None
     ) -> dict[str, list[Ranking]]:
-        """Rankings after each stage: ``retrieve``, ``rerank:i:name``, ``compress:i:name``."""
+        """Rankings after each stage: ``retrieve``, ``rerank:i:name``, ``compress:i:name``.
+        A metadata ``filter`` (``retrievers.stores.filters``) is applied by the retriever, so
+        rerankers and compressors only ever see documents that match it."""
         self.load()
         k = check_k(k) if k is not None else self.k
         qs = [check_query(q) for q in queries]
@@ -169,7 +171,11 @@ class Pipeline(Node):
             else (max(k, 50) if self.rerankers else k)
         )
         out: dict[str, list[Ranking]] = {}
-        rankings = self.retriever.retrieve_batch(qs, k=depth)
+        rankings = (
+            self.retriever.retrieve_batch(qs, k=depth)
+            if filter is None
+            else self.retriever.retrieve_batch(qs, k=depth, filter=filter)
+        )
         out["retrieve"] = rankings
         for i, rr in enumerate(self.rerankers):
             last = i == len(self.rerankers) - 1
@@ -182,11 +188,15 @@ class Pipeline(Node):
             out[f"compress:{i}:{c.name}"] = rankings
         return out
 
-    def search_batch(self, queries: Sequence[Query | str], k: int | None = None) -> list[Ranking]:
-        return list(self.run_stages(queries, k).values())[-1]
+    def search_batch(
+        self, queries: Sequence[Query | str], k: int | None = None, filter: dict | None = None
+    ) -> list[Ranking]:
+        return list(self.run_stages(queries, k, filter).values())[-1]
 
-    def search(self, query: Query | str, k: int | None = None) -> Ranking:
-        return self.search_batch([query], k)[0]
+    def search(
+        self, query: Query | str, k: int | None = None, filter: dict | None = None
+    ) -> Ranking:
+        return self.search_batch([query], k, filter)[0]
 
     def _user_turn(self, question: str, hits: Sequence[Hit]) -> str:
         return prompts.render(

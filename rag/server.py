@@ -9,6 +9,8 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
                          `answer` event (the Answer), or one `error` event
     POST   /documents    AddDocumentsRequest            -> DocumentsResponse
     DELETE /documents    DeleteDocumentsRequest         -> DocumentsResponse
+    GET    /v1/models, POST /v1/chat/completions, POST /v1/embeddings: OpenAI-compatible
+                         (rag.openai_routes), errors in OpenAI's {"error": {...}} shape
 
 Safety defaults (:mod:`rag.server_guards`): every endpoint but ``/health`` needs an API key
 (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; keys come from the ``RAG_API_KEYS``
@@ -340,6 +342,9 @@ def create_app(
         from rag.chat_service import ChatSessions
 
         routers = [chat_router(ChatSessions(pipeline)), *routers]
+    from rag.openai_routes import openai_router  # /v1/models, /v1/chat/completions, /v1/embeddings
+
+    routers = [openai_router(), *routers]
     for router in [core_router(), *routers]:
         mount(app, router)
     if cors_origins:

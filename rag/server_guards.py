@@ -97,7 +97,9 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            response = error_response(413, "payload_too_large", BodyTooLarge(self.max_bytes).detail)
+            response = error_response(
+                413, "payload_too_large", BodyTooLarge(self.max_bytes).detail, path=scope["path"]
+            )
             return await response(scope, receive, send)
         received = 0
 
@@ -127,8 +129,20 @@ _CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, details: list | None = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list | None = None,
+    headers: dict | None = None,
+    path: str = "",
 ) -> JSONResponse:
+    """An :class:`~rag.api.ErrorResponse`; under ``/v1/`` OpenAI's error body instead
+    (:func:`rag.openai_api.openai_error`), which the ``openai`` SDK and chat front ends read."""
+    if path.startswith("/v1/"):
+        from rag.openai_api import openai_error
+
+        body = openai_error(status, code, message, details)
+        return JSONResponse(body, status_code=status, headers=headers)
     body = ErrorResponse(error=code, message=message, details=details or [])
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -160,7 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
         ctype = request.headers.get("content-type", "")
         if "json" not in ctype and any(d["field"] == "body" for d in details):
             message = f"send JSON with 'Content-Type: application/json' (got {ctype!r}); {message}"
-        return error_response(422, "validation_error", message, details)
+        return error_response(422, "validation_error", message, details, path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, 404s, 405s
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -168,13 +182,18 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = exc.headers
         if exc.status_code == 405:  # Starlette names only the first route's methods
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
-        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers=headers, path=request.url.path
+        )
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
-        return error_response(400, "bad_request", str(exc))
+        return error_response(400, "bad_request", str(exc), path=request.url.path)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error (see the server log)")
+        return error_response(
+            500, "internal_error", "internal server error (see the server log)",
+            path=request.url.path,
+        )

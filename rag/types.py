@@ -115,11 +115,15 @@ class Ranking(BaseModel):
 
 
 class Citation(BaseModel):
-    """A citation marker ``[n]`` in an answer, resolved to the n-th context's document."""
+    """A citation marker ``[n]`` in an answer, resolved to the n-th context's document.
+
+    The one citation shape everywhere: ``Answer.citations``, ``/ask``, ``/chat``, the agent and
+    MCP tools, and the ``ragnodes`` extension field of ``/v1/chat/completions``."""
 
     model_config = _FROZEN
     marker: int
     document_id: str
+    title: str = ""  # the cited document's title (empty when untitled)
     source: str = "generated"  # "generated" by the model, or "attributed" after the fact
 
 

@@ -154,7 +154,7 @@ def test_sessions_keep_conversations_apart(pipe):
     cid = r1["conversation_id"]
     r2 = sessions.chat("What is its biggest moon?", cid)
     assert r2["conversation_id"] == cid and r2["query"] == "What is Saturn's biggest moon?"
-    assert r2["citations"] and r2["citations"][0]["id"] == r2["sources"][0]["id"]
+    assert r2["citations"] and r2["citations"][0]["document_id"] == r2["sources"][0]["id"]
     other = sessions.chat("What is its biggest moon?")
     assert other["conversation_id"] != cid and other["query"] == "What is its biggest moon?"
     assert len(sessions.get(cid).turns) == 2

@@ -304,6 +304,14 @@ def test_tool_calls_are_parsed(canned):
         ("c2", "search", {}),
     ]
     assert out.tool_calls[1].arguments_error and out.tool_calls[1].raw_arguments == "{not json"
+    # native_tools: generate(tools=) returns the assistant message the agent loop reads
+    native = OpenAICompatibleGenerator(base_url=srv.base_url, native_tools=True)
+    msg = native.generate("find bm25", tools=TOOLS)
+    assert native.supports_tools and msg["role"] == "assistant"
+    assert [c["function"] for c in msg["tool_calls"]][0] == {
+        "name": "search", "arguments": '{"query": "bm25"}'
+    }
+    assert OpenAICompatibleGenerator.from_config(native.to_config()).supports_tools
 
 
 def test_streamed_tool_call_deltas_are_accumulated(canned):

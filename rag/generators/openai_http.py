@@ -12,7 +12,12 @@ key is read from the environment variable named by ``api_key_env`` (the config s
 never the key). Every failure is a :class:`HTTPGeneratorError` naming the URL and the status.
 
 Native tool calling: ``complete(messages, tools=[...])`` returns a :class:`Completion` whose
-``tool_calls`` are parsed :class:`ToolCall` objects (arguments decoded from JSON).
+``tool_calls`` are parsed :class:`ToolCall` objects (arguments decoded from JSON). With
+``native_tools=True`` the generator declares ``supports_tools`` and ``generate(messages,
+tools=[...])`` returns the assistant message ``{"role", "content", "tool_calls"}``, which is what
+:class:`rag.agent.Agent` (``rag chat --agent``) sends its search/fetch tools through instead of
+its JSON prompt. Turn it on for servers that return ``tool_calls`` (vLLM with a tool parser,
+llama.cpp with ``--jinja``, Ollama, OpenAI, ``rag serve``'s own ``/v1``).
 
 >>> gen = OpenAICompatibleGenerator(base_url="http://127.0.0.1:8000/v1", model="smollm2")
 >>> gen.generate([{"role": "user", "content": "Say hi."}])      # doctest: +SKIP
@@ -105,6 +110,18 @@ def parse_tool_calls(raw: Sequence[dict[str, Any]] | None) -> tuple[ToolCall, ..
     return tuple(out)
 
 
+def tool_call_dicts(completion: Completion) -> list[dict[str, Any]]:
+    """A completion's tool calls in OpenAI's message shape (arguments as JSON text)."""
+    return [
+        {
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)},
+        }
+        for c in completion.tool_calls
+    ]
+
+
 def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: Sequence[dict[str, Any]]) -> None:
     """Streamed tool calls arrive in pieces keyed by ``index``; concatenate name/argument text."""
     for d in deltas:
@@ -140,6 +157,7 @@ class OpenAICompatibleGenerator(Node):
         backoff: first retry delay in seconds, doubled each retry (a server's ``Retry-After``
             header wins, capped at 30 s).
         extra_body: extra JSON fields merged into every request (``top_p``, ``seed``, ...).
+        native_tools: the server returns OpenAI ``tool_calls``: declare ``supports_tools``.
     """
 
     name: ClassVar[str] = "openai_http_generator"
@@ -159,6 +177,7 @@ class OpenAICompatibleGenerator(Node):
         max_retries: int = 2,
         backoff: float = 0.5,
         extra_body: dict[str, Any] | None = None,
+        native_tools: bool = False,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -180,7 +199,13 @@ class OpenAICompatibleGenerator(Node):
         self.max_retries = max_retries
         self.backoff = backoff
         self.extra_body = dict(extra_body or {})
+        self.native_tools = bool(native_tools)
         self.transport: Any = None  # an httpx transport to use instead of the network (tests)
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether :meth:`generate` takes ``tools=`` (the agent then calls tools natively)."""
+        return self.native_tools
 
     @property
     def url(self) -> str:
@@ -330,8 +355,15 @@ class OpenAICompatibleGenerator(Node):
         max_new_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-    ) -> str:
-        return self.complete(messages, max_new_tokens, temperature, stop).text
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> Any:
+        """The reply's text; with ``tools``, the assistant message ``{"role", "content",
+        "tool_calls"}`` (OpenAI's shape, arguments as JSON text) the agent loop reads."""
+        out = self.complete(messages, max_new_tokens, temperature, stop, tools, tool_choice)
+        if not tools:
+            return out.text
+        return {"role": "assistant", "content": out.text, "tool_calls": tool_call_dicts(out)}
 
     def stream(
         self,

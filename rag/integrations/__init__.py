@@ -3,11 +3,18 @@
 Each module imports its framework lazily; without the extra it raises
 :class:`~rag.errors.MissingExtraError` naming the install command.
 
-* :mod:`rag.integrations.langchain` -- ``LangChainRetriever`` (a ``langchain_core`` retriever),
-  ``LangChainCompressor`` (a document compressor), ``index_langchain_documents``.
-* :mod:`rag.integrations.llamaindex` -- ``LlamaIndexRetriever``, ``LlamaIndexPostprocessor``,
-  ``index_llama_nodes``, ``index_llama_documents``.
-* :mod:`rag.integrations.tools` -- ``RagTools``: ``search`` and ``ask`` with JSON-schema
-  arguments, as LangChain tools or LlamaIndex ``FunctionTool`` s.
-* :mod:`rag.integrations.mcp` -- an MCP server exposing the same tools over stdio.
+* :mod:`rag.integrations.langchain` -- ``LangChainRetriever`` (a ``langchain_core`` retriever,
+  per-call ``k`` and ``filter``), ``LangChainCompressor`` (a document compressor),
+  ``index_langchain_documents``; ``RagEmbeddings`` and ``RagChatModel`` (streaming,
+  ``bind_tools``) from :mod:`rag.integrations.langchain_models`.
+* :mod:`rag.integrations.llamaindex` -- ``LlamaIndexRetriever`` (``MetadataFilters``, nodes keep
+  ``ref_doc_id``), ``LlamaIndexPostprocessor``, ``index_llama_nodes``, ``index_llama_documents``;
+  ``RagEmbedding`` and ``RagLLM`` from :mod:`rag.integrations.llamaindex_models`.
+* :mod:`rag.integrations.filters` -- LangChain filter dicts and LlamaIndex ``MetadataFilters`` in
+  ragnodes' filter syntax.
+* :mod:`rag.integrations.tools` -- ``RagTools``: ``search``, ``fetch`` and ``ask`` with
+  JSON-schema arguments, as LangChain tools (documents as artifacts) or LlamaIndex
+  ``FunctionTool`` s.
+* :mod:`rag.integrations.mcp` -- an MCP server exposing the same tools and the documents as
+  resources over stdio.
 """

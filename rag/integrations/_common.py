@@ -24,21 +24,43 @@ def check_searchable(node: Any) -> Any:
 
 
 def search(node: Any, query: Query | str, k: int, filter: dict | None = None) -> Ranking:
-    """``node.search(query, k)`` for a pipeline, ``node.retrieve(query, k, filter)`` otherwise.
-
-    A filter on a pipeline is applied by its retriever when the pipeline has no reranker or
-    compressor (then search is retrieval); with later stages it is an error, not ignored."""
+    """``node.search(query, k, filter)`` for a pipeline (the filter is applied by its retriever,
+    before rerankers and compressors), ``node.retrieve(query, k, filter)`` for a retriever."""
     check_k(k)
     if not callable(getattr(node, "search", None)):
         return node.retrieve(query, k=k, filter=filter)
     if filter is None:
         return node.search(query, k=k)
-    if getattr(node, "rerankers", None) or getattr(node, "compressors", None):
-        raise ConfigError(
-            "a metadata filter applies to the first-stage retriever; this pipeline has rerankers "
-            "or compressors after it, so search its .retriever or drop the filter"
-        )
-    return node.retriever.retrieve(query, k=k, filter=filter)
+    return node.search(query, k=k, filter=filter)
+
+
+def fetch(node: Any, doc_id: str) -> Document:
+    """The document with id ``doc_id`` from a retriever or pipeline; a clear error if none."""
+    retriever = getattr(node, "retriever", node)
+    doc = getattr(retriever, "documents", {}).get(str(doc_id))
+    if doc is None:
+        raise ConfigError(f"no document has id {doc_id!r}; use an id that search returned")
+    return doc
+
+
+def find_encoder(node: Any) -> Any:
+    """The single-vector text encoder behind a pipeline or retriever (a dense retriever's, or a
+    hybrid's dense part), else ``None``."""
+    from rag.encoders import TransformerEncoder
+
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop(0)
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, TransformerEncoder):
+            return n
+        for attr in ("encoder", "retriever", "dense"):
+            if (child := getattr(n, attr, None)) is not None:
+                stack.append(child)
+        stack.extend(getattr(n, "retrievers", None) or ())
+    return None
 
 
 def check_postprocessor(node: Any) -> Any:

@@ -13,10 +13,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_serving_parsers(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve an index over HTTP: /search, /ask (SSE), /documents")
+    p = sub.add_parser(
+        "serve", help="serve an index over HTTP: /search, /ask (SSE), /documents, /v1 (OpenAI)"
+    )
     add_serve_args(p)
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("mcp", help="serve an index's search/ask tools over MCP (stdio)")
+    p = sub.add_parser("mcp", help="serve an index's tools and documents over MCP (stdio)")
     add_mcp_args(p)
     p.set_defaults(func=cmd_mcp)
 

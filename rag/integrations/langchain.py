@@ -1,8 +1,13 @@
 """ragnodes inside LangChain: retrievers, rerankers/compressors and Documents in both directions.
 
 * :class:`LangChainRetriever` -- any ragnodes retriever or :class:`~rag.pipeline.Pipeline` as a
-  ``langchain_core.retrievers.BaseRetriever`` (``invoke`` / ``ainvoke``; ``k`` in the
-  constructor or per call). It passes the ``langchain-tests`` standard retriever suite.
+  ``langchain_core.retrievers.BaseRetriever`` (``invoke`` / ``ainvoke``; ``k`` and ``filter`` in
+  the constructor or per call: ``invoke(q, k=3, filter={"year": {"$gte": 2020}})``, LangChain's
+  filter dicts translated by :mod:`rag.integrations.filters`; through a pipeline the filter is
+  applied before its rerankers). It passes the ``langchain-tests`` standard retriever suite.
+* :class:`~rag.integrations.langchain_models.RagEmbeddings` /
+  :class:`~rag.integrations.langchain_models.RagChatModel` -- ragnodes' encoders and generators
+  as LangChain ``Embeddings`` and chat model (re-exported here).
 * :class:`LangChainCompressor` -- any ragnodes reranker or compressor as a
   ``BaseDocumentCompressor`` (use it in a ``ContextualCompressionRetriever``).
 * :func:`to_documents` / :func:`from_documents` / :func:`index_langchain_documents` -- LangChain
@@ -37,6 +42,7 @@ from rag.integrations._common import (
     search,
     split_metadata,
 )
+from rag.integrations.filters import from_langchain
 from rag.types import Document, Ranking
 
 try:
@@ -86,7 +92,9 @@ class LangChainRetriever(BaseRetriever):
     Args:
         retriever: an indexed ragnodes retriever, or a Pipeline (rerankers/compressors apply).
         k: documents returned per query (override per call: ``invoke(q, k=3)``).
-        filter: metadata filter (retrievers only), see ``retrievers.stores.filters``.
+        filter: metadata filter, ragnodes' syntax (``retrievers.stores.filters``) or a LangChain
+            filter dict (``{"year": {"$gte": 2020}}``); override per call: ``invoke(q,
+            filter=...)``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -99,20 +107,31 @@ class LangChainRetriever(BaseRetriever):
         check_searchable(data.get("retriever"))  # a ConfigError here, not a ValidationError
         super().__init__(**data)
 
-    def _search(self, query: str, k: int | None) -> list[LCDocument]:
+    def _search(self, query: str, k: int | None, filter: dict | None) -> list[LCDocument]:
         n = k if k is not None else self.k
-        return to_documents(search(self.retriever, query, n, self.filter))
+        flt = from_langchain(filter if filter is not None else self.filter)
+        return to_documents(search(self.retriever, query, n, flt))
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filter: dict | None = None,
     ) -> list[LCDocument]:
-        return self._search(query, k)
+        return self._search(query, k, filter)
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filter: dict | None = None,
     ) -> list[LCDocument]:
         # ragnodes nodes are synchronous (numpy / torch): run them off the event loop
-        return await asyncio.to_thread(self._search, query, k)
+        return await asyncio.to_thread(self._search, query, k, filter)
 
 
 class LangChainCompressor(BaseDocumentCompressor):
@@ -143,3 +162,17 @@ class LangChainCompressor(BaseDocumentCompressor):
         self, documents: Sequence[LCDocument], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[LCDocument]:
         return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+
+from rag.integrations.langchain_models import RagChatModel, RagEmbeddings  # noqa: E402
+
+__all__ = [
+    "LangChainCompressor",
+    "LangChainRetriever",
+    "RagChatModel",
+    "RagEmbeddings",
+    "from_document",
+    "from_documents",
+    "index_langchain_documents",
+    "to_documents",
+]

@@ -2,7 +2,13 @@
 
 * :class:`LlamaIndexRetriever` -- any ragnodes retriever or :class:`~rag.pipeline.Pipeline` as a
   ``llama_index.core`` ``BaseRetriever``: ``QueryBundle`` in, ``NodeWithScore`` out, the node id
-  is the document id and ``metadata`` keeps the document's metadata and title.
+  is the document id and ``metadata`` keeps the document's metadata and title; a document indexed
+  from a chunk keeps its source document as ``node.ref_doc_id`` (the ``SOURCE`` relationship).
+  ``filters`` may be LlamaIndex ``MetadataFilters`` (translated by
+  :mod:`rag.integrations.filters`) or ragnodes' filter dict.
+* :class:`~rag.integrations.llamaindex_models.RagEmbedding` /
+  :class:`~rag.integrations.llamaindex_models.RagLLM` -- ragnodes' encoders and generators as
+  LlamaIndex ``BaseEmbedding`` and ``LLM`` (re-exported here).
 * :class:`LlamaIndexPostprocessor` -- any ragnodes reranker or compressor as a
   ``BaseNodePostprocessor`` (``node_postprocessors=[...]`` of a query engine).
 * :func:`from_nodes` / :func:`index_llama_nodes` / :func:`index_llama_documents` -- LlamaIndex
@@ -35,6 +41,7 @@ from rag.integrations._common import (
     search,
     split_metadata,
 )
+from rag.integrations.filters import from_llamaindex
 from rag.nodes import check_k
 from rag.types import Document, Query, Ranking
 
@@ -44,8 +51,10 @@ try:
     from llama_index.core.schema import (
         BaseNode,
         MetadataMode,
+        NodeRelationship,
         NodeWithScore,
         QueryBundle,
+        RelatedNodeInfo,
         TextNode,
     )
 except ImportError:
@@ -55,15 +64,22 @@ except ImportError:
 REF_DOC_KEY = "ref_doc_id"
 
 
+def to_node(doc: Document) -> TextNode:
+    """A ``TextNode`` of a document: node id = document id; a ``ref_doc_id`` in the metadata
+    (a chunk's source document) becomes the ``SOURCE`` relationship, so ``node.ref_doc_id``
+    works as for LlamaIndex's own nodes."""
+    relationships = {}
+    ref = doc.metadata.get(REF_DOC_KEY)
+    if isinstance(ref, str) and ref:
+        relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
+    return TextNode(
+        id_=doc.id, text=doc.text, metadata=out_metadata(doc), relationships=relationships
+    )
+
+
 def to_nodes(ranking: Ranking) -> list[NodeWithScore]:
     """``NodeWithScore`` s of a ranking, best first; node id = document id."""
-    return [
-        NodeWithScore(
-            node=TextNode(id_=h.id, text=h.document.text, metadata=out_metadata(h.document)),
-            score=h.score,
-        )
-        for h in ranking.hits
-    ]
+    return [NodeWithScore(node=to_node(h.document), score=h.score) for h in ranking.hits]
 
 
 def from_node(node: BaseNode) -> Document:
@@ -100,15 +116,25 @@ class LlamaIndexRetriever(BaseRetriever):
     Args:
         retriever: an indexed ragnodes retriever, or a Pipeline (rerankers/compressors apply).
         k: nodes returned per query.
-        filter: metadata filter (retrievers only), see ``retrievers.stores.filters``.
+        filter: metadata filter: LlamaIndex ``MetadataFilters`` or ragnodes' dict
+            (``retrievers.stores.filters``); through a pipeline it applies before rerankers.
+        filters: the same, under LlamaIndex's own argument name.
     """
 
     def __init__(
-        self, retriever: Any, k: int = 10, filter: dict | None = None, **kwargs: Any
+        self,
+        retriever: Any,
+        k: int = 10,
+        filter: Any = None,
+        filters: Any = None,
+        **kwargs: Any,
     ) -> None:
         self.retriever = check_searchable(retriever)
         self.k = check_k(k)
-        self.filter = filter
+        if filter is not None and filters is not None:
+            raise ConfigError("pass filter= or filters=, not both")
+        flt = filters if filters is not None else filter
+        self.filter = flt if flt is None or isinstance(flt, dict) else from_llamaindex(flt)
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -148,3 +174,18 @@ class LlamaIndexPostprocessor(BaseNodePostprocessor):
         scored = [(from_node(n.node), n.score if n.score is not None else 0.0) for n in nodes]
         ranking = ranking_in_order(query_bundle.query_str, scored)
         return to_nodes(postprocess(self.node, ranking, self.top_n))
+
+
+from rag.integrations.llamaindex_models import RagEmbedding, RagLLM  # noqa: E402
+
+__all__ = [
+    "LlamaIndexPostprocessor",
+    "LlamaIndexRetriever",
+    "RagEmbedding",
+    "RagLLM",
+    "from_node",
+    "from_nodes",
+    "index_llama_documents",
+    "index_llama_nodes",
+    "to_nodes",
+]

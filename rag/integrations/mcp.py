@@ -1,71 +1,158 @@
-"""An MCP server exposing the ``search`` and ``ask`` tools of a ragnodes index.
+"""An MCP server exposing a ragnodes index: ``search``, ``fetch`` and ``ask`` tools, and the
+documents as resources.
 
 Run it over stdio (what desktop assistants and agent frameworks launch)::
 
     rag mcp path/to/index                 # or: python -m rag.integrations.mcp path/to/index
 
-Tool arguments are the fields of :class:`rag.api.SearchArgs` / :class:`rag.api.AskArgs`, results
-the structured ``SearchResult`` / ``ToolAnswer``. A tool error (an empty query, ``ask`` without a
-generator) comes back as an MCP tool error with ragnodes' message. Works with the ``mcp`` SDK 2.x
-(``MCPServer``) and 1.x (``FastMCP``). Needs the ``mcp`` extra (``pip install "ragnodes[mcp]"``).
+* tools -- ``search(query, k=5, filter=None)`` -> ``SearchResult``; ``fetch(id)`` ->
+  ``ToolDocument``; ``ask(question)`` -> ``ToolAnswer`` (only with a generator). Arguments are
+  the fields of :class:`rag.api.SearchArgs` / ``FetchArgs`` / ``AskArgs`` (the filter syntax of
+  ``retrievers.stores.filters``); results are structured. Every tool is annotated
+  ``readOnlyHint`` / ``idempotentHint`` (nothing is changed), ``openWorldHint=False`` (a closed
+  collection).
+* resources -- ``ragnodes://documents/{id}`` (a template for any id) and, listed, the first
+  ``max_listed_resources`` documents; each reads as the document's title and text.
+* errors -- bad input (an empty query, an unknown id, a bad filter, ``ask`` without a generator)
+  comes back as a tool result with ``isError`` and ragnodes' one-line message, never as a
+  protocol error or a traceback.
+* the server reports the installed ``ragnodes`` version in its ``serverInfo``.
+
+Works with the ``mcp`` SDK 2.x (``MCPServer``) and 1.x (``FastMCP``). Needs the ``mcp`` extra
+(``pip install "ragnodes[mcp]"``). Protocol: https://modelcontextprotocol.io/specification.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
-from rag.api import SearchResult, Text, ToolAnswer, TopK
+from rag.api import (
+    FILTER_DESCRIPTION,
+    Filter,
+    SearchResult,
+    Text,
+    ToolAnswer,
+    ToolDocument,
+    TopK,
+    filter_dict,
+)
 from rag.errors import RagError
 from rag.extras import require
-from rag.integrations.tools import ASK_DESCRIPTION, SEARCH_DESCRIPTION, RagTools
+from rag.integrations.tools import (
+    ASK_DESCRIPTION,
+    FETCH_DESCRIPTION,
+    SEARCH_DESCRIPTION,
+    RagTools,
+)
+
+RESOURCE_PREFIX = "ragnodes://documents/"
 
 
-def _sdk() -> tuple[Any, type[Exception]]:
-    """(server class, the tool error class whose message reaches the client)."""
+def _sdk() -> dict[str, Any]:
+    """The SDK's server class, tool error, resource class and annotations model (2.x or 1.x)."""
     require("mcp", extra="mcp", feature="the MCP server")
+    from mcp.types import ToolAnnotations
+
     try:
         from mcp.server.mcpserver import MCPServer  # mcp >= 2
         from mcp.server.mcpserver.exceptions import ToolError
-
-        return MCPServer, ToolError
+        from mcp.server.mcpserver.resources import FunctionResource
     except ImportError:
-        from mcp.server.fastmcp import FastMCP  # mcp 1.x
+        from mcp.server.fastmcp import FastMCP as MCPServer  # mcp 1.x
         from mcp.server.fastmcp.exceptions import ToolError
+        from mcp.server.fastmcp.resources import FunctionResource
+    return {
+        "server": MCPServer,
+        "error": ToolError,
+        "resource": FunctionResource,
+        "annotations": ToolAnnotations,
+    }
 
-        return FastMCP, ToolError
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragnodes")
+    except PackageNotFoundError:
+        return "0"
 
 
-def build_mcp_server(pipeline: Any, name: str = "ragnodes") -> Any:
-    """An MCP server (not yet running) with ``search`` and, given a generator, ``ask``."""
+def _document_text(tools: RagTools, doc_id: str) -> str:
+    doc = tools.fetch(doc_id)
+    return f"{doc.title}\n\n{doc.text}" if doc.title else doc.text
+
+
+def build_mcp_server(
+    pipeline: Any, name: str = "ragnodes", max_listed_resources: int = 1000
+) -> Any:
+    """An MCP server (not yet running) with ``search``, ``fetch`` and, given a generator,
+    ``ask``; documents as resources (the first ``max_listed_resources`` listed)."""
     tools = RagTools(pipeline)
-    server_cls, tool_error = _sdk()
-    server = server_cls(
-        name, instructions="Search and question answering over a ragnodes document index."
+    sdk = _sdk()
+    instructions = "Search and question answering over a ragnodes document index."
+    try:
+        server = sdk["server"](name, instructions=instructions, version=_version())
+    except TypeError:  # mcp 1.x: no version argument; set it on the low-level server
+        server = sdk["server"](name, instructions=instructions)
+        server._mcp_server.version = _version()
+    read_only = sdk["annotations"](
+        readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
     )
 
     def call(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except (RagError, ValidationError) as e:  # anticipated: the model reads the message
-            raise tool_error(str(e)) from e
+            raise sdk["error"](str(e)) from e
 
-    @server.tool(name="search", description=SEARCH_DESCRIPTION)
+    @server.tool(name="search", description=SEARCH_DESCRIPTION, annotations=read_only)
     def search(
         query: Annotated[Text, Field(description="what to search for")],
         k: Annotated[TopK, Field(description="passages to return")] = 5,
+        filter: Annotated[Filter | None, Field(description=FILTER_DESCRIPTION)] = None,
     ) -> SearchResult:
-        return call(tools.search, query, k)
+        return call(tools.search, query, k, filter_dict(filter))
 
-    if getattr(tools.pipeline, "generator", None) is not None:
+    @server.tool(name="fetch", description=FETCH_DESCRIPTION, annotations=read_only)
+    def fetch(  # the argument is named as in the fetch tool of OpenAI's MCP connectors
+        id: Annotated[str, Field(min_length=1, description="a document id")],  # noqa: A002
+    ) -> ToolDocument:
+        return call(tools.fetch, id)
 
-        @server.tool(name="ask", description=ASK_DESCRIPTION)
+    if tools.can_ask:
+
+        @server.tool(name="ask", description=ASK_DESCRIPTION, annotations=read_only)
         def ask(question: Annotated[Text, Field(description="the question")]) -> ToolAnswer:
             return call(tools.ask, question)
 
+    @server.resource(
+        RESOURCE_PREFIX + "{doc_id}",
+        name="document",
+        mime_type="text/plain",
+        description="one indexed document (title, then text) by id",
+    )
+    def document(doc_id: str) -> str:
+        return _document_text(tools, doc_id)
+
+    retriever = getattr(tools.pipeline, "retriever", tools.pipeline)
+    for i, (doc_id, doc) in enumerate(getattr(retriever, "documents", {}).items()):
+        if i >= max_listed_resources:
+            break
+        server.add_resource(
+            sdk["resource"](
+                uri=RESOURCE_PREFIX + doc_id,
+                name=doc_id,
+                title=doc.title or None,
+                mime_type="text/plain",
+                fn=functools.partial(_document_text, tools, doc_id),
+            )
+        )
     return server
 
 
