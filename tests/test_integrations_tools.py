@@ -1,5 +1,5 @@
 """Agent tools (LangChain StructuredTool, LlamaIndex FunctionTool) and the MCP server, the latter
-through a real MCP client talking to `python -m rag.integrations.mcp` over stdio."""
+through a real MCP client talking to `rag mcp` (`python -m rag.cli mcp`) over stdio."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_mcp_server_over_stdio(tmp_path):
     Pipeline(retriever=bm25).save(index)
     params = mcp.StdioServerParameters(
         command=sys.executable,
-        args=["-m", "rag.integrations.mcp", str(index)],
+        args=["-m", "rag.cli", "mcp", str(index)],
         cwd=str(ROOT),
         env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
     )

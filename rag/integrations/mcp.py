@@ -24,9 +24,7 @@ Works with the ``mcp`` SDK 2.x (``MCPServer``) and 1.x (``FastMCP``). Needs the 
 
 from __future__ import annotations
 
-import argparse
 import functools
-import sys
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
@@ -154,16 +152,3 @@ def build_mcp_server(
             )
         )
     return server
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rag.integrations.mcp INDEX`` (the same as ``rag mcp INDEX``)."""
-    from rag.integrations.cli import add_mcp_args, cmd_mcp
-
-    ap = argparse.ArgumentParser(prog="rag mcp", description="serve an index as MCP tools")
-    add_mcp_args(ap)
-    return cmd_mcp(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
