@@ -3,7 +3,7 @@ documents as resources.
 
 Run it over stdio (what desktop assistants and agent frameworks launch)::
 
-    rag mcp path/to/index                 # or: python -m rag.integrations.mcp path/to/index
+    rag mcp path/to/index                 # or: python -m rag.cli mcp path/to/index
 
 * tools -- ``search(query, k=5, filter=None)`` -> ``SearchResult``; ``fetch(id)`` ->
   ``ToolDocument``; ``ask(question)`` -> ``ToolAnswer`` (only with a generator). Arguments are
