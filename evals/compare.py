@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -55,7 +55,11 @@ def compare_systems(
         raise ConfigError(f"baseline {baseline!r} is not among the systems {sorted(systems)}")
     if test not in ("randomization", "t"):
         raise ConfigError(f"test must be 'randomization' or 't', got {test!r}")
-    corrections = {"holm": holm, "bonferroni": bonferroni, "none": list}
+    corrections: dict[str, Callable[[list[float]], list[float]]] = {
+        "holm": holm,
+        "bonferroni": bonferroni,
+        "none": list,
+    }
     if correction not in corrections:
         raise ConfigError(f"correction must be one of {sorted(corrections)}, got {correction!r}")
     rows = []

@@ -138,7 +138,7 @@ def ppi_experiment(
         raise ConfigError(f"n_labelled must be in [2, {len(y) - 2}], got {n_labelled}")
     idx = np.random.default_rng(seed).permutation(len(y))
     lab, unl = idx[:n_labelled], idx[n_labelled:]
-    out = {
+    out: dict[str, Any] = {
         "true_mean_all_labels": float(y.mean()),
         "judge_mean_uncalibrated": float(f.mean()),
         "n_labelled": n_labelled,

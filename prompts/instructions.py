@@ -102,6 +102,7 @@ def format_query(
     instruction (the model was not trained to follow one)."""
     if not template.uses_task:
         return template.query.format(query=query.text)
+    task: str | None
     if query.instruction:
         task = query.instruction
     else:

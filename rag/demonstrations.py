@@ -73,6 +73,8 @@ class DemonstrationSelector(Node):
         else:
             from rag.persist import read_jsonl
 
+            if self.path is None:  # __init__ already requires one of them
+                raise ConfigError("DemonstrationSelector needs demos or path")
             rows = read_jsonl(self.path)
         pool = [Demonstration(**{**r, "context": tuple(r.get("context") or ())}) for r in rows]
         ids = [d.id for d in pool]

@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from rag.errors import ConfigError, NotIndexedError
 from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
@@ -41,6 +41,7 @@ logger = logging.getLogger("ragnodes")
 logger.addHandler(logging.NullHandler())
 
 REGISTRY: dict[str, type[Node]] = {}
+_N = TypeVar("_N", bound="Node")
 
 
 def check_k(k: int) -> int:
@@ -88,7 +89,7 @@ class Node:
                 raise ConfigError(f"node name {cls.name!r} registered twice")
             REGISTRY[cls.name] = cls
 
-    def load(self) -> Node:
+    def load(self: _N) -> _N:
         """Create heavy state (models, indexes). Idempotent; returns ``self``."""
         if not self._loaded:
             self._load()

@@ -89,7 +89,13 @@ class FinalAnswer:
     text: str
 
 
-_TYPES = {"string": str, "object": dict, "integer": int, "number": (int, float), "boolean": bool}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "object": dict,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+}
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 

@@ -88,8 +88,9 @@ class Ranking(BaseModel):
     def __len__(self) -> int:
         return len(self.hits)
 
-    def top(self, k: int) -> Ranking:
-        return self.model_copy(update={"hits": self.hits[:k]})
+    def top(self, k: int | None) -> Ranking:
+        """The first ``k`` hits (all of them when ``k`` is None)."""
+        return self if k is None else self.model_copy(update={"hits": self.hits[:k]})
 
     @classmethod
     def from_scored(

@@ -57,4 +57,4 @@ class CascadeReranker(BaseReranker):
             out = reranker.rerank_batch(out, k=stage_k)
             labels.append(out[0].stage if out else reranker.name)
         label = f"{self.name}[{'>'.join(labels)}]"
-        return [r.top(k).model_copy(update={"stage": label}) for r in out]
+        return [(r.top(k) if k is not None else r).model_copy(update={"stage": label}) for r in out]

@@ -12,7 +12,7 @@ from evals.measures.prepare import Prepared
 
 def _success(relevant: np.ndarray, k: int) -> np.ndarray:
     """relevant: (Q, D) bool by rank."""
-    return relevant[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(relevant[:, :k].any(axis=1), dtype=np.float64)
 
 
 class SuccessRate(Measure):
