@@ -26,7 +26,7 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.persist import atomic_write_text
 from rag.types import Document, Query
-from retrievers.stores.exact import topk_rows
+from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.filters import matches, validate_filter
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -126,16 +126,12 @@ class BM25Retriever(BaseRetriever):
         mask = None
         if filter:
             mask = np.array([matches(self.documents[i].metadata, filter) for i in self._order])
-        out = []
-        for q in queries:
-            s = self.scores(q.text)
-            if mask is not None:
-                s = np.where(mask, s, -np.inf)
-            idx, vals = topk_rows(s[None, :], k)
-            out.append(
-                [(self._order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v)]
-            )
-        return out
+        # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
+        idx, vals = kbm25.topk(self._bm25, self.tokenize([q.text for q in queries]), k, mask)
+        return [
+            [(self._order[j], float(v)) for j, v in zip(ri, rv) if np.isfinite(v)]
+            for ri, rv in zip(idx, vals)
+        ]
 
     def _save_state(self, path: Path) -> None:
         if self._bm25 is None and self.documents:
