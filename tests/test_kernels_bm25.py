@@ -58,3 +58,19 @@ def test_backends_give_bm25s_scores_bit_for_bit(corpus) -> None:
     ref = np.stack([r.scores(q) for q in queries])
     for backend in ("numpy", "numba"):
         np.testing.assert_array_equal(kbm25.scores(r._bm25, toks, backend), ref)
+
+
+def test_topk_backends_agree_including_ties_and_filters(corpus) -> None:
+    docs, queries = corpus
+    r = BM25Retriever().index(docs)
+    r._build()
+    toks = r.tokenize(queries)
+    allowed = np.arange(len(r._order)) % 3 != 0
+    for k in (1, 7, 64, 65):
+        for mask in (None, allowed):
+            a = kbm25.topk(r._bm25, toks, k, mask, backend="numpy")
+            b = kbm25.topk(r._bm25, toks, k, mask, backend="numba")
+            finite = np.isfinite(a[1])
+            np.testing.assert_array_equal(np.isfinite(b[1]), finite)
+            np.testing.assert_array_equal(a[0][finite], b[0][finite])
+            np.testing.assert_array_equal(a[1][finite], b[1][finite])

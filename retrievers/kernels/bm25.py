@@ -38,6 +38,8 @@ from retrievers.kernels.binary import backend_of
 from retrievers.kernels.dense import block_topk
 
 _NUMBA_KERNEL: Any = None
+_NUMBA_TOPK: Any = None
+SMALL_K = 64  # up to this k the numba backend selects by insertion in one pass per row
 
 
 def _numba_scores() -> Any:
@@ -57,6 +59,39 @@ def _numba_scores() -> Any:
 
         _NUMBA_KERNEL = kernel
     return _NUMBA_KERNEL
+
+
+def _numba_topk() -> Any:
+    """Exact top-k per row by one pass of insertion (k small): a row enters only if strictly
+    better than the current k-th, so among equal scores the lower row, met first, stays ahead."""
+    global _NUMBA_TOPK
+    if _NUMBA_TOPK is None:
+        import numba
+
+        @numba.njit(nogil=True, cache=True)
+        def kernel(s, k, idx, vals):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+            for b in range(s.shape[0]):
+                row, iv, vv = s[b], idx[b], vals[b]
+                for j in range(k):
+                    vv[j] = -np.inf
+                    iv[j] = j  # -inf placeholders, dropped by callers
+                filled = 0
+                for j in range(s.shape[1]):
+                    x = row[j]
+                    if filled == k and not x > vv[k - 1]:
+                        continue
+                    p = filled if filled < k else k - 1
+                    while p > 0 and x > vv[p - 1]:
+                        vv[p] = vv[p - 1]
+                        iv[p] = iv[p - 1]
+                        p -= 1
+                    vv[p] = x
+                    iv[p] = j
+                    if filled < k:
+                        filled += 1
+
+        _NUMBA_TOPK = kernel
+    return _NUMBA_TOPK
 
 
 def token_ids(bm25: Any, queries: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +138,13 @@ def topk(
     s = scores(bm25, queries, backend)
     if allowed is not None:
         s[:, ~allowed] = -np.inf
-    part = block_topk(s, min(k, s.shape[1]))
+    k = min(k, s.shape[1])
+    if k <= SMALL_K and backend_of(backend) == "numba":
+        idx = np.empty((len(s), k), dtype=np.int64)
+        vals = np.empty((len(s), k), dtype=s.dtype)
+        _numba_topk()(s, k, idx, vals)
+        return idx, vals
+    part = block_topk(s, k)
     vals = np.take_along_axis(s, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
