@@ -52,6 +52,23 @@ def p50(fn: Any, items: Any, warm: int = 1) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
+def race(fns: dict[str, Any], items: Any, rounds: int = 1) -> dict[str, float]:
+    """p50 (ms) of each function over ``items``, the functions interleaved item by item (and their
+    order rotated) so that a shared machine's load drifts over all of them alike."""
+    items = list(items)
+    names = list(fns)
+    for n in names:
+        fns[n](items[0])  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for j, x in enumerate(items):
+            for n in names[(j + r) % len(names):] + names[: (j + r) % len(names)]:
+                t = time.perf_counter()
+                fns[n](x)
+                times[n].append(time.perf_counter() - t)
+    return {n: round(1000 * float(np.median(v)), 2) for n, v in times.items()}
+
+
 def overlap(a: list[list[Any]], b: list[list[Any]], k: int = 10) -> float:
     """Mean share of ``a``'s top ``k`` found in ``b``'s top ``k`` (recall@k against ``a``)."""
     return round(float(np.mean([len(set(x[:k]) & set(y[:k])) / max(1, len(x[:k]))
@@ -130,10 +147,11 @@ def bench_maxsim(args, out: dict) -> None:  # noqa: ANN001
     x, m = padded(store)
     tx, tm = torch.from_numpy(x), torch.from_numpy(m)
 
-    def torch_plain(i: int, tx=tx) -> np.ndarray:
+    def torch_plain(i: int, d: Any = None) -> np.ndarray:
+        d = tx if d is None else d
         with torch.inference_mode():
             q = torch.from_numpy(np.asarray(qv[i], np.float32))
-            s = torch.einsum("qh,nlh->nql", q.to(tx.dtype), tx).float()
+            s = torch.einsum("qh,nlh->nql", q.to(d.dtype), d).float()
             s = s.masked_fill(~tm[:, None, :], float("-inf"))
             return s.max(-1).values.sum(-1).numpy()
 
@@ -143,40 +161,57 @@ def bench_maxsim(args, out: dict) -> None:  # noqa: ANN001
         return s.max(-1).sum(-1)
 
     ref = {i: torch_plain(i) for i in lat}
-    peers = {"torch_fp32_padded": torch_plain, "numpy_padded": numpy_plain}
     rows: dict[str, Any] = {}
-    for name, fn in peers.items():
-        got = {i: fn(i) for i in lat[:3]}
-        rows[name] = {"p50_ms": p50(fn, lat), "max_abs_diff_vs_torch": float(max(
-            np.abs(got[i] - ref[i]).max() for i in got))}
-    tb = tx.bfloat16()
-    del tx
-    rows["torch_bf16_padded"] = {"p50_ms": p50(lambda i: torch_plain(i, tb), lat)}
-    bf = {i: torch_plain(i, tb) for i in lat}
-    rows["torch_bf16_padded"]["top10_identical"] = identical_top(
-        [top(ref[i]) for i in lat], [top(bf[i]) for i in lat])
-    del tb, x, m, tm
-    # ragnodes: the token store, one query per call (TokenStore.search, k=10)
-    for kernel in ("float32", "bf16", "stream"):
-        s = TokenStore(kernel=kernel)
-        s.restore(CACHE / "scifact_tokens")
+
+    def ours(kernel: str) -> Any:
+        st = TokenStore(kernel=kernel)
+        st.restore(CACHE / "scifact_tokens")
         t0 = time.perf_counter()
-        s.packed()
-        build = time.perf_counter() - t0
-        sub = lat if kernel != "stream" else lat[:3]  # the old path: a few queries suffice
-        got = {i: s.packed().scores(np.asarray(qv[i], np.float32), [0, len(qv[i])])[0]
+        st.packed()
+        return st, round(time.perf_counter() - t0, 2)
+
+    def quality(st: Any, sub: list[int]) -> dict[str, Any]:
+        got = {i: st.packed().scores(np.asarray(qv[i], np.float32), [0, len(qv[i])])[0]
                for i in sub}
-        row = {"p50_ms": p50(lambda i, s=s: s.search([qv[i]], k), sub),
-               "pack_s": round(build, 2), "extra_bytes": s.packed().nbytes,
-               "max_abs_diff_vs_torch": float(max(np.abs(got[i] - ref[i]).max() for i in sub)),
-               "top10_identical_vs_torch": identical_top([top(ref[i]) for i in sub],
-                                                         [top(got[i]) for i in sub])}
-        rows[f"ragnodes_{kernel}"] = row
-        del s
+        return {"max_abs_diff_vs_torch": float(max(np.abs(got[i] - ref[i]).max() for i in sub)),
+                "top10_identical_vs_torch": identical_top([top(ref[i]) for i in sub],
+                                                          [top(got[i]) for i in sub])}
+
+    # race 1: float32 -- plain torch and numpy over padded tensors vs the packed store
+    s32, pack_s = ours("float32")
+    t = race({"torch_fp32_padded": torch_plain, "numpy_padded": numpy_plain,
+              "ragnodes_float32": lambda i: s32.search([qv[i]], k)}, lat)
+    npq = {i: numpy_plain(i) for i in lat[:3]}
+    rows["torch_fp32_padded"] = {"p50_ms": t["torch_fp32_padded"]}
+    rows["numpy_padded"] = {"p50_ms": t["numpy_padded"], "max_abs_diff_vs_torch": float(max(
+        np.abs(npq[i] - ref[i]).max() for i in npq))}
+    rows["ragnodes_float32"] = {"p50_ms": t["ragnodes_float32"], "pack_s": pack_s,
+                                "extra_bytes": s32.packed().nbytes, **quality(s32, lat)}
+    s32 = None
+    # race 2: bfloat16 -- torch over padded bf16 vs the packed store's bf16 mode
+    tb = tx.bfloat16()
+    tx = x = m = None  # free the padded float32 copy
+    sbf, pack_s = ours("bf16")
+    t = race({"torch_bf16_padded": lambda i: torch_plain(i, tb),
+              "ragnodes_bf16": lambda i: sbf.search([qv[i]], k)}, lat)
+    bf = {i: torch_plain(i, tb) for i in lat}
+    rows["torch_bf16_padded"] = {"p50_ms": t["torch_bf16_padded"], "top10_identical_vs_fp32":
+                                 identical_top([top(ref[i]) for i in lat],
+                                               [top(bf[i]) for i in lat])}
+    rows["ragnodes_bf16"] = {"p50_ms": t["ragnodes_bf16"], "pack_s": pack_s,
+                             "extra_bytes": sbf.packed().nbytes, **quality(sbf, lat)}
+    tb = sbf = None
+    # the old path (float16 matrix converted on every call): a few queries suffice
+    sst, _ = ours("stream")
+    rows["ragnodes_old_stream"] = {"p50_ms": p50(lambda i: sst.search([qv[i]], k), lat[:3]),
+                                   **quality(sst, lat[:3])}
+    rows["ragnodes_old_stream"]["note"] = "per-call float16->float32 conversion, the old default"
     rows["ragnodes_float32"]["speedup_vs_torch_fp32"] = round(
         rows["torch_fp32_padded"]["p50_ms"] / rows["ragnodes_float32"]["p50_ms"], 2)
     rows["ragnodes_float32"]["speedup_vs_old_path"] = round(
-        rows["ragnodes_stream"]["p50_ms"] / rows["ragnodes_float32"]["p50_ms"], 2)
+        rows["ragnodes_old_stream"]["p50_ms"] / rows["ragnodes_float32"]["p50_ms"], 2)
+    rows["ragnodes_bf16"]["speedup_vs_torch_bf16"] = round(
+        rows["torch_bf16_padded"]["p50_ms"] / rows["ragnodes_bf16"]["p50_ms"], 2)
     res["rows"] = rows
     out["maxsim"] = res
 
@@ -251,16 +286,15 @@ def copy_bound(x: np.ndarray, threads: int) -> dict[str, float]:
     for t in sorted({1, threads}):
         parts = np.array_split(np.arange(len(x)), t)
         best = np.inf
-        for _ in range(3):
+        for _ in range(5):
             t0 = time.perf_counter()
             with ThreadPoolExecutor(t) as pool:
-                list(pool.map(lambda p: np.copyto(dst[p[0] : p[-1] + 1], x[p[0] : p[-1] + 1]),
-                              parts))
+                list(pool.map(lambda p, dst=dst: np.copyto(dst[p[0] : p[-1] + 1],
+                                                           x[p[0] : p[-1] + 1]), parts))
             best = min(best, time.perf_counter() - t0)
         out[f"copy_GBps_{t}t"] = round(x.nbytes / best / 1e9, 1)
     bw = max(out.values())
     out["bound_ms"] = round(1000 * x.nbytes / (bw * 1e9), 1)
-    del dst
     return out
 
 
@@ -297,54 +331,58 @@ def bench_dense_binary(args, out: dict) -> None:  # noqa: ANN001
     for n in sizes:
         x = x_all[:n]
         row: dict[str, Any] = {}
-        if n == args.rows:
-            row.update(copy_bound(x, args.threads))
         truth = topk_rows(q @ x.T, 10)[0]
         exact = store_over(x, ids)
         exact.threads = args.threads
         got = [kdense.topk(q[i : i + 1], x, 10, None, args.threads)[0][0] for i in qs]
-        row["ragnodes_exact"] = {
-            "p50_ms": p50(lambda i: exact.search(q[i : i + 1], 10), qs),
-            "top10_identical_vs_numpy": identical_top([list(t) for t in truth],
-                                                      [list(g) for g in got])}
-        row["numpy_exact"] = {"p50_ms": p50(lambda i: np.argpartition(-(x @ q[i]), 10)[:10], qs)}
         flat = faiss.IndexFlatIP(x.shape[1])
         flat.add(x)
         _, fi = flat.search(q, 10)
-        row["faiss_flat_ip"] = {"p50_ms": p50(lambda i: flat.search(q[i : i + 1], 10), qs),
-                                "recall10": overlap([list(t) for t in truth], fi.tolist())}
-        del flat
-        if n == args.rows:
-            row["ragnodes_exact"]["vs_bound"] = round(
-                row["ragnodes_exact"]["p50_ms"] / row["bound_ms"], 2)
-        # binary: ragnodes (popcount shortlist, asymmetric + float re-scoring) vs faiss
         b = store_over(x, ids, quantization="binary")
         b.search(q[:1], 10)  # codes built, kernel compiled
         bres = b.search(q, 10)
-        row["ragnodes_binary_rescore"] = {
-            "p50_ms": p50(lambda i: b.search(q[i : i + 1], 10), qs),
-            "recall10": overlap([list(t) for t in truth], [[int(h) for h, _ in r] for r in bres])}
-        few = qs[:3]
-
-        def old(i: int, b=b) -> Any:
-            s = b._approx_scores(q[i : i + 1])
-            return b._rescored(q[i : i + 1], s, 10)
-
-        row["ragnodes_binary_old_decode_path"] = {"p50_ms": p50(old, few)}
         bits = np.packbits(x > b._codebook.thresholds[0], axis=1)
         fb = faiss.IndexBinaryFlat(x.shape[1])
         fb.add(bits)
         qb = np.packbits(q > b._codebook.thresholds[0], axis=1)
         _, fbi = fb.search(qb, 10)
-        row["faiss_binary_flat"] = {"p50_ms": p50(lambda i: fb.search(qb[i : i + 1], 10), qs),
-                                    "recall10": overlap([list(t) for t in truth], fbi.tolist())}
-        del fb, b, exact
+        t = race({
+            "ragnodes_exact": lambda i, e=exact: e.search(q[i : i + 1], 10),
+            "numpy_exact": lambda i, x=x: np.argpartition(-(x @ q[i]), 10)[:10],
+            "faiss_flat_ip": lambda i, f=flat: f.search(q[i : i + 1], 10),
+            "ragnodes_binary_rescore": lambda i, b=b: b.search(q[i : i + 1], 10),
+            "faiss_binary_flat": lambda i, f=fb, c=qb: f.search(c[i : i + 1], 10),
+        }, qs)
+        truth_l = [list(v) for v in truth]
+        row["ragnodes_exact"] = {"p50_ms": t["ragnodes_exact"], "top10_identical_vs_numpy":
+                                 identical_top(truth_l, [list(g) for g in got])}
+        row["numpy_exact"] = {"p50_ms": t["numpy_exact"]}
+        row["faiss_flat_ip"] = {"p50_ms": t["faiss_flat_ip"], "recall10": overlap(truth_l,
+                                                                                  fi.tolist())}
+        row["ragnodes_binary_rescore"] = {
+            "p50_ms": t["ragnodes_binary_rescore"],
+            "recall10": overlap(truth_l, [[int(h) for h, _ in r] for r in bres])}
+        row["faiss_binary_flat"] = {"p50_ms": t["faiss_binary_flat"],
+                                    "recall10": overlap(truth_l, fbi.tolist())}
+        flat = None
+        if n == args.rows:  # measured with the faiss copy freed (memory)
+            row.update(copy_bound(x, args.threads))
+
+        def old(i: int, b=b) -> Any:
+            s = b._approx_scores(q[i : i + 1])
+            return b._rescored(q[i : i + 1], s, 10)
+
+        row["ragnodes_binary_old_decode_path"] = {"p50_ms": p50(old, qs[:3])}
+        if n == args.rows:
+            row["ragnodes_exact"]["vs_bound"] = round(
+                row["ragnodes_exact"]["p50_ms"] / row["bound_ms"], 2)
+        fb = b = exact = None
         rb, fbm = row["ragnodes_binary_rescore"]["p50_ms"], row["faiss_binary_flat"]["p50_ms"]
         row["binary_vs_faiss_binary"] = round(rb / fbm, 2)
         row["binary_faster_than_exact"] = rb < row["ragnodes_exact"]["p50_ms"]
         res[str(n)] = row
         print(json.dumps({f"dense_binary_{n}": row}), file=sys.stderr, flush=True)
-    del x_all
+    x_all = None
     res["scifact_binary_recall"] = scifact_binary_recall()
     out["dense_binary"] = res
 
@@ -408,11 +446,11 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
 
     qs = [Query(text=t) for t in texts]
     res: dict[str, Any] = {"queries": len(texts)}
-    for name, fn in (("ragnodes", lambda _: r._search(qs, 10, None)),
-                     ("ragnodes_rankings", lambda _: r.retrieve_batch(texts, k=10)),
-                     ("bm25s_numpy", lambda _: bm25s_batch("numpy")),
-                     ("bm25s_numba", lambda _: bm25s_batch("numba"))):
-        ms = p50(fn, range(5))
+    t = race({"ragnodes": lambda _: r._search(qs, 10, None),
+              "ragnodes_rankings": lambda _: r.retrieve_batch(texts, k=10),
+              "bm25s_numpy": lambda _: bm25s_batch("numpy"),
+              "bm25s_numba": lambda _: bm25s_batch("numba")}, range(7))
+    for name, ms in t.items():
         res[f"batch_{name}_qps"] = round(len(texts) / (ms / 1000))
     ours = r.retrieve_batch(texts, k=10)
     theirs = bm25s_batch("numba")
@@ -428,8 +466,8 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
         toks = [[w for w in toks[0] if w in peer.vocab_dict] or [next(iter(peer.vocab_dict))]]
         return peer.retrieve(toks, k=10, show_progress=False, n_threads=1)
 
-    one_ms = p50(lambda t: r.retrieve(t, k=10), texts)
-    peer_ms = p50(one_bm25s, texts)
+    t = race({"ours": lambda x: r.retrieve(x, k=10), "bm25s": one_bm25s}, texts)
+    one_ms, peer_ms = t["ours"], t["bm25s"]
     res["single_ragnodes_qps"] = round(1000 / one_ms)
     res["single_bm25s_qps"] = round(1000 / peer_ms)
     res["single_vs_bm25s"] = round(peer_ms / one_ms, 2)
