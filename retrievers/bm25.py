@@ -129,8 +129,8 @@ class BM25Retriever(BaseRetriever):
         # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
         idx, vals = kbm25.topk(self._bm25, self.tokenize([q.text for q in queries]), k, mask)
         return [
-            [(self._order[j], float(v)) for j, v in zip(ri, rv) if np.isfinite(v)]
-            for ri, rv in zip(idx, vals)
+            [(self._order[j], v) for j, v in zip(ri, rv) if v != -np.inf]
+            for ri, rv in zip(idx.tolist(), vals.tolist())
         ]
 
     def _save_state(self, path: Path) -> None:

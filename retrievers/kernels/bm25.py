@@ -62,22 +62,35 @@ def _numba_scores() -> Any:
 
 
 def _numba_topk() -> Any:
-    """Exact top-k per row by one pass of insertion (k small): a row enters only if strictly
-    better than the current k-th, so among equal scores the lower row, met first, stays ahead."""
+    """Fused per query: zero one row, add the postings, add the non-occurrence constant, mask,
+    then an exact top-k by one pass of insertion (k small): a document enters only if strictly
+    better than the current k-th, so among equal scores the lower row, met first, stays ahead.
+    No ``(B, N)`` matrix is written."""
     global _NUMBA_TOPK
     if _NUMBA_TOPK is None:
         import numba
 
         @numba.njit(nogil=True, cache=True)
-        def kernel(s, k, idx, vals):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-            for b in range(s.shape[0]):
-                row, iv, vv = s[b], idx[b], vals[b]
+        def kernel(data, indptr, indices, ids, ptr, const, allowed, k, idx, vals):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, E501
+            n = len(allowed)
+            row = np.zeros(n, dtype=vals.dtype)
+            for b in range(len(ptr) - 1):
+                row[:] = 0
+                for t in range(ptr[b], ptr[b + 1]):
+                    tok = ids[t]
+                    for j in range(indptr[tok], indptr[tok + 1]):
+                        row[indices[j]] += data[j]
+                iv, vv = idx[b], vals[b]
                 for j in range(k):
                     vv[j] = -np.inf
                     iv[j] = j  # -inf placeholders, dropped by callers
                 filled = 0
-                for j in range(s.shape[1]):
-                    x = row[j]
+                c = const[b]
+                add = ptr[b + 1] > ptr[b] and c != 0
+                for j in range(n):
+                    x = row[j] + c if add else row[j]
+                    if not allowed[j]:
+                        x = -np.inf
                     if filled == k and not x > vv[k - 1]:
                         continue
                     p = filled if filled < k else k - 1
@@ -135,15 +148,27 @@ def topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(B, min(k, N))`` and scores of the best documents per tokenized query, sorted by
     (score descending, row ascending); rows outside ``allowed`` score ``-inf``."""
+    n = int(bm25.scores["num_docs"])
+    k = min(k, n)
+    if k <= SMALL_K and backend_of(backend) == "numba":
+        sc = bm25.scores
+        data, indptr, indices = (np.asarray(sc[x]) for x in ("data", "indptr", "indices"))
+        flat, ptr = token_ids(bm25, queries)
+        dtype = np.dtype(bm25.dtype)
+        const = np.zeros(len(queries), dtype=dtype)
+        nonocc = getattr(bm25, "nonoccurrence_array", None)
+        if nonocc is not None:  # the same float32 sums bm25s adds to every document
+            for b in range(len(queries)):
+                if ptr[b + 1] > ptr[b]:
+                    const[b] = nonocc[flat[ptr[b] : ptr[b + 1]]].sum()
+        mask = np.ones(n, dtype=np.bool_) if allowed is None else np.asarray(allowed, np.bool_)
+        idx = np.empty((len(queries), k), dtype=np.int64)
+        vals = np.empty((len(queries), k), dtype=dtype)
+        _numba_topk()(data, indptr, indices, flat, ptr, const, mask, k, idx, vals)
+        return idx, vals
     s = scores(bm25, queries, backend)
     if allowed is not None:
         s[:, ~allowed] = -np.inf
-    k = min(k, s.shape[1])
-    if k <= SMALL_K and backend_of(backend) == "numba":
-        idx = np.empty((len(s), k), dtype=np.int64)
-        vals = np.empty((len(s), k), dtype=s.dtype)
-        _numba_topk()(s, k, idx, vals)
-        return idx, vals
     part = block_topk(s, k)
     vals = np.take_along_axis(s, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
