@@ -430,7 +430,8 @@ def scifact_binary_recall() -> Any:
     truth = ExactStore()
     truth.add(ids, x, [{} for _ in ids])
     t = [[h for h, _ in r] for r in truth.search(q, 10)]
-    for label, factor in (("hamming_factor_8 (default)", 8.0), ("full_asymmetric (old)", 1e9)):
+    for label, factor in (("hamming_factor_16 (default)", 16.0), ("hamming_factor_8", 8.0),
+                          ("full_asymmetric (old)", 1e9)):
         s = ExactStore(quantization="binary")
         s.hamming_factor = factor
         s.add(ids, x, [{} for _ in ids])

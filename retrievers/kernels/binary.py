@@ -146,7 +146,7 @@ def search(
     q: np.ndarray,
     k: int,
     oversampling: float = 4.0,
-    hamming_factor: float = 8.0,
+    hamming_factor: float = 16.0,
     allowed: np.ndarray | None = None,
     rescore: bool = True,
     words: np.ndarray | None = None,

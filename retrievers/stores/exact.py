@@ -68,7 +68,7 @@ class ExactStore(Node):
     name: ClassVar[str] = "exact_store"
     kind: ClassVar[str] = "store"
     # binary: Hamming shortlist size as a multiple of the re-scored rows (retrievers.kernels.binary)
-    hamming_factor: ClassVar[float] = 8.0
+    hamming_factor: ClassVar[float] = 16.0
     threads: ClassVar[int] = 1  # workers of the exact float scan (retrievers.kernels.dense)
 
     def __init__(
