@@ -109,7 +109,13 @@ class Pipeline(Node):
             n.load()
 
     def index(self, documents: Sequence[Document | dict[str, Any]]) -> Pipeline:
-        self.retriever.index(documents)
+        from rag.types import as_documents
+
+        docs = as_documents(documents)
+        self.retriever.index(docs)
+        for rr in self.rerankers:  # index-time document state (late interaction's token store)
+            if hasattr(rr, "index_documents"):
+                rr.index_documents(docs)
         return self
 
     def save(self, path: str | Path) -> Path:
@@ -120,6 +126,9 @@ class Pipeline(Node):
 
         p = Path(path)
         self.retriever.save(p)
+        for i, rr in enumerate(self.rerankers):
+            if hasattr(rr, "save_index"):
+                rr.save_index(p / f"rerank{i}")
         atomic_write_text(p / "pipeline.json", json.dumps(self.to_config(), indent=2))
         return p
 
@@ -135,6 +144,9 @@ class Pipeline(Node):
             if not isinstance(pipe, Pipeline):
                 raise ConfigError(f"{p / 'pipeline.json'} does not describe a pipeline")
             pipe.retriever = retriever
+            for i, rr in enumerate(pipe.rerankers):
+                if hasattr(rr, "load_index"):
+                    rr.load_index(p / f"rerank{i}")
             return pipe
         return cls(retriever=retriever)
 

@@ -27,7 +27,7 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.persist import atomic_write_text
 from rag.types import Document, Query
-from retrievers.stores.exact import topk_rows
+from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.filters import matches, validate_filter
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -129,19 +129,14 @@ class BM25Retriever(BaseRetriever):
         mask = None
         if filter:
             mask = np.array([matches(self.documents[i].metadata, filter) for i in self._order])
-        out = []
-        for q in queries:
-            s = self.scores(q.text)
-            # only documents that match at least one query term (a non-zero BM25 term sum):
-            # padding a ranking with zero-score documents hands the generator noise as context
-            s = np.where(s != 0, s, -np.inf)
-            if mask is not None:
-                s = np.where(mask, s, -np.inf)
-            idx, vals = topk_rows(s[None, :], k)
-            out.append(
-                [(self._order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v)]
-            )
-        return out
+        # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
+        idx, vals = kbm25.topk(self._bm25, self.tokenize([q.text for q in queries]), k, mask)
+        # only documents that match at least one query term (a non-zero BM25 term sum): padding
+        # a ranking with zero-score documents hands the generator noise as context
+        return [
+            [(self._order[j], v) for j, v in zip(ri, rv) if v != -np.inf and v != 0]
+            for ri, rv in zip(idx.tolist(), vals.tolist())
+        ]
 
     def _save_state(self, path: Path) -> None:
         if self._bm25 is None and self.documents:

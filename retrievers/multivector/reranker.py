@@ -1,9 +1,13 @@
 """Late-interaction reranker: exact MaxSim between the query and each candidate's token vectors.
 
-Documents are encoded when they are first seen; the vectors of the last ``cache_size`` documents
-(keyed by id and text) are kept in float16, so reranking the same pool for many queries encodes
-each document once. Scores always use the float16-rounded vectors (as the token store does), so
-they never depend on what is cached.
+The default path reads token vectors computed at index time: :meth:`index_documents` (which
+``Pipeline.index`` calls) encodes the collection once into a :class:`TokenStore` beside the first
+stage, saved and reopened with the pipeline (``use_token_store`` attaches an existing one, e.g. a
+multi-vector index's), so a query only encodes itself and reads its candidates' rows (ColBERT's
+precomputed document representations; Khattab & Zaharia, SIGIR 2020). Documents missing from the
+store (or whose text changed) are encoded when first seen; the vectors of the last ``cache_size``
+such documents (keyed by id and text) are kept in float16. Scores always use the float16-rounded
+vectors (as the token store does), so they never depend on where the vectors came from.
 
 >>> from rag.types import Document, Query, Ranking, Hit
 >>> rr = LateInteractionReranker()                       # packaged MiniLM token vectors
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +32,7 @@ from rag.nodes import BaseReranker
 from rag.types import Document, Query
 from retrievers.multivector.encoder import TokenEncoder
 from retrievers.multivector.maxsim import maxsim_lists
+from retrievers.multivector.token_store import TokenStore
 
 
 class LateInteractionReranker(BaseReranker):
@@ -47,6 +53,47 @@ class LateInteractionReranker(BaseReranker):
             raise ConfigError(f"encoder must be a TokenEncoder, got {type(encoder).__name__}")
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.token_store: TokenStore | None = None  # vectors computed at index time
+
+    # -- the index-time token store -------------------------------------------------------------
+    def index_documents(self, docs: Sequence[Document], batch: int = 256) -> None:
+        """Encode ``docs`` once, at index time, into the token store the reranker reads."""
+        self.load()
+        store = self.token_store if self.token_store is not None else TokenStore()
+        for s in range(0, len(docs), batch):
+            chunk = docs[s : s + batch]
+            vecs = self.encoder.encode_documents([d.full_text for d in chunk])
+            store.add([d.id for d in chunk], vecs, [{"text_key": self._key(d)[1]} for d in chunk])
+        self.token_store = store
+
+    def use_token_store(self, store: TokenStore) -> None:
+        """Read candidates' vectors from ``store`` (built by this same encoder)."""
+        if not isinstance(store, TokenStore):
+            raise ConfigError(f"store must be a TokenStore, got {type(store).__name__}")
+        self.token_store = store
+
+    def save_index(self, path: Path) -> None:
+        if self.token_store is not None:
+            self.token_store.save(Path(path))
+
+    def load_index(self, path: Path) -> None:
+        if (Path(path) / "store.json").exists():
+            store = TokenStore()
+            store.restore(Path(path))
+            self.token_store = store
+
+    def _stored(self, docs: Sequence[Document]) -> list[bool]:
+        """Which ``docs`` the token store holds with the same text (payload ``text_key``; stores
+        without it, e.g. a retriever's, are trusted by id)."""
+        st = self.token_store
+        if st is None:
+            return [False] * len(docs)
+        out = []
+        for d in docs:
+            row = st._row.get(d.id)
+            key = None if row is None else st._payloads[row].get("text_key")
+            out.append(row is not None and key in (None, self._key(d)[1]))
+        return out
 
     def _load(self) -> None:
         self.encoder.load()
@@ -84,4 +131,14 @@ class LateInteractionReranker(BaseReranker):
 
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         q = self.encoder.encode_queries([query.text])
-        return maxsim_lists(q, self.document_vectors(docs))[0].tolist()
+        stored = self._stored(docs)
+        if docs and all(stored):  # the index-time path: no document is encoded
+            assert self.token_store is not None
+            return self.token_store.score(q[0], [d.id for d in docs]).tolist()
+        vecs = self.document_vectors([d for d, s in zip(docs, stored, strict=True) if not s])
+        if any(stored):
+            assert self.token_store is not None
+            got = iter(self.token_store.get([d.id for d, s in zip(docs, stored, strict=True) if s]))
+            fresh = iter(vecs)
+            vecs = [next(got) if s else next(fresh) for s in stored]
+        return maxsim_lists(q, vecs)[0].tolist()

@@ -25,7 +25,7 @@ import numpy as np
 from rag.errors import ConfigError, DataError
 from rag.nodes import Node
 from rag.persist import atomic_write_text
-from retrievers.multivector.maxsim import maxsim_flat, offsets_of
+from retrievers.kernels.maxsim import MODES, PackedTokens
 from retrievers.stores.exact import topk_rows
 
 DTYPES = ("float16", "float32")
@@ -46,15 +46,22 @@ class TokenStore(Node):
     Args:
         dtype: ``float16`` (default, half the bytes; scores are computed in float32) or
             ``float32``.
+        kernel: how MaxSim reads the tokens (:mod:`retrievers.kernels.maxsim`): ``float32``
+            (default, exact; a float32 copy is made once, on the first search), ``bf16`` (fast
+            mode, approximate scores) or ``stream`` (no copy, each call converts: slow).
     """
 
     name: ClassVar[str] = "token_store"
     kind: ClassVar[str] = "store"
 
-    def __init__(self, dtype: str = "float16") -> None:
+    def __init__(self, dtype: str = "float16", kernel: str = "float32") -> None:
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if kernel not in MODES:
+            raise ConfigError(f"kernel must be one of {MODES}, got {kernel!r}")
         self.dtype = dtype
+        self.kernel = kernel
+        self._packed: PackedTokens | None = None
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._payloads: list[dict[str, Any]] = []
@@ -86,6 +93,7 @@ class TokenStore(Node):
                 f"store width {self.dim}"
             )
         self.delete([i for i in ids if i in self._row])
+        self._packed = None
         base = len(self._ids)
         for j, i in enumerate(ids):
             self._row[i] = base + j
@@ -100,6 +108,7 @@ class TokenStore(Node):
         if not rows:
             return
         tokens = self.tokens
+        self._packed = None
         keep_doc = np.ones(len(self._ids), dtype=bool)
         keep_doc[rows] = False
         lens = np.diff(self._offsets)
@@ -138,13 +147,18 @@ class TokenStore(Node):
         rows = [self._row[i] for i in ids]
         return [np.asarray(t[self._offsets[r] : self._offsets[r + 1]], np.float32) for r in rows]
 
+    def packed(self) -> PackedTokens:
+        """The MaxSim kernel's view of the tokens (built once after each change)."""
+        if self._packed is None:
+            self._packed = PackedTokens(self.tokens, self._offsets, self.kernel)
+        return self._packed
+
     def score(self, query: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """MaxSim of one query ``(Lq, D)`` against the documents ``ids`` -> ``(len(ids),)``."""
-        docs = self.get(ids)
-        if not docs:
+        if not len(ids):
             return np.zeros(0, dtype=np.float32)
-        q = np.asarray(query, dtype=np.float32)
-        return maxsim_flat(q, np.array([0, len(q)]), np.concatenate(docs), offsets_of(docs))[0]
+        rows = [self._row[i] for i in ids]
+        return self.packed().score_rows(np.asarray(query, dtype=np.float32), rows)
 
     def search(
         self, queries: Sequence[np.ndarray], k: int, allowed: Sequence[str] | None = None
@@ -153,7 +167,8 @@ class TokenStore(Node):
         if not self._ids or not len(queries):
             return [[] for _ in queries]
         q = np.concatenate([np.asarray(x, dtype=np.float32) for x in queries])
-        scores = maxsim_flat(q, offsets_of(queries), self.tokens, self._offsets)
+        q_offsets = np.concatenate([[0], np.cumsum([len(x) for x in queries])])
+        scores = self.packed().scores(q, q_offsets)
         if allowed is not None:
             mask = np.zeros(len(self._ids), dtype=bool)
             mask[[self._row[i] for i in allowed if i in self._row]] = True
@@ -194,5 +209,6 @@ class TokenStore(Node):
         if manifest["dtype"] != self.dtype:
             raise DataError(f"{path} holds {manifest['dtype']} tokens but dtype={self.dtype!r}")
         self._tokens, self._offsets, self._pending = tokens, offsets.astype(np.int64), []
+        self._packed = None
         self._ids, self._payloads = list(manifest["ids"]), list(manifest["payloads"])
         self._row = {i: r for r, i in enumerate(self._ids)}

@@ -26,6 +26,8 @@ import numpy as np
 from rag.errors import ConfigError, DataError
 from rag.nodes import Node
 from rag.persist import atomic_write_text
+from retrievers.kernels import binary as kbin
+from retrievers.kernels import dense as kdense
 from retrievers.stores import quantize as qz
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import matches, validate_filter
@@ -65,6 +67,9 @@ class ExactStore(Node):
 
     name: ClassVar[str] = "exact_store"
     kind: ClassVar[str] = "store"
+    # binary: Hamming shortlist size as a multiple of the re-scored rows (retrievers.kernels.binary)
+    hamming_factor: ClassVar[float] = 16.0
+    threads: ClassVar[int] = 1  # workers of the exact float scan (retrievers.kernels.dense)
 
     def __init__(
         self,
@@ -92,6 +97,8 @@ class ExactStore(Node):
         self._payloads: list[dict[str, Any]] = []
         self._codebook: qz.Codebook | None = None
         self._codes: np.ndarray | None = None  # compressed index rows, aligned with self._ids
+        # binary codes (and the uint64 words the popcount scan reads)
+        self._words: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def compressed(self) -> bool:
@@ -202,17 +209,34 @@ class ExactStore(Node):
             raise ConfigError(
                 f"query shape {q.shape} does not match index dim {self._vecs.shape[1]}"
             )
-        if self.compressed:
-            scores = self._approx_scores(q)
-        else:
-            scores = q @ np.asarray(self._vecs, dtype=np.float32).T
+        mask = None
         if filter:
             mask = np.array([matches(p.get("metadata", {}), filter) for p in self._payloads])
+        if self.quantization == "binary":  # popcount shortlist, asymmetric + float re-scoring
+            codes = self._index()
+            assert self._codebook is not None  # set by _index()
+            if self._words is None or self._words[0] is not codes:
+                self._words = (codes, kbin.as_words(codes))
+            idx, vals = kbin.search(
+                self._codebook, codes, self._vecs, self._truncate(q), k, self.oversampling,
+                self.hamming_factor, mask, self.rescore, self._words[1], q_full=q,
+            )
+            return self._hits(idx, vals)
+        if not self.compressed:  # blocked product + partial top-k, no (B, N) score matrix
+            return self._hits(*kdense.topk(q, self._vecs, k, mask, self.threads))
+        scores = self._approx_scores(q)
+        if mask is not None:
             scores[:, ~mask] = -np.inf
         if self.compressed and self.rescore:
             idx, vals = self._rescored(q, scores, k)
         else:
             idx, vals = topk_rows(scores, k)
+        return [
+            [(self._ids[j], float(v)) for j, v in zip(ri, rv) if np.isfinite(v)]
+            for ri, rv in zip(idx, vals)
+        ]
+
+    def _hits(self, idx: Any, vals: Any) -> list[list[tuple[str, float]]]:
         return [
             [(self._ids[j], float(v)) for j, v in zip(ri, rv) if np.isfinite(v)]
             for ri, rv in zip(idx, vals)
