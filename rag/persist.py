@@ -88,6 +88,9 @@ def _load_legacy(p: Path) -> Any:
     from rag.nodes import Node
 
     if not (p / "config.json").exists():
+        from rag.index.folder import check_not_orphaned
+
+        check_not_orphaned(p)
         raise ConfigError(
             f"{str(p)!r} is not a saved index (no manifest.json); run `rag index` first"
         )

@@ -191,9 +191,9 @@ class Pipeline(Node):
         if self._folder is not None:
             self._folder.close()
 
-    def save(self, path: str | Path) -> Path:
-        """Save the index (documents once, retriever state) and this pipeline's config as a new
-        generation of the folder ``path``; later writes commit there."""
+    def save(self, path: str | Path, config: bool = True) -> Path:
+        """Save the index (documents once, retriever state) and this pipeline's config (unless
+        ``config=False``) as a new generation of the folder ``path``; later writes commit there."""
         from rag.index import IndexFolder, commit_index
 
         folder = self._folder if self._folder is not None and self._folder.path == Path(path) \
@@ -201,7 +201,7 @@ class Pipeline(Node):
         folder.path.mkdir(parents=True, exist_ok=True)
         held = folder.lock.held
         try:
-            commit_index(folder, self.retriever, pipeline=self.to_config())
+            commit_index(folder, self.retriever, pipeline=self.to_config() if config else None)
         finally:
             if not held:
                 folder.close()

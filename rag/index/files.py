@@ -26,9 +26,20 @@ CRASH_ENV = "RAG_CRASH_AT"
 LOCK_FILE = "writer.lock"
 
 
+_passes: dict[str, int] = {}
+
+
 def crash_point(name: str) -> None:
-    """SIGKILL this process here when ``$RAG_CRASH_AT`` names this point (crash tests only)."""
-    if os.environ.get(CRASH_ENV) == name:
+    """SIGKILL this process here when ``$RAG_CRASH_AT`` names this point (crash tests only):
+    ``after-docs`` kills at the first pass, ``after-docs:3`` at the third."""
+    want = os.environ.get(CRASH_ENV)
+    if not want or not want.startswith(name):
+        return
+    point, _, nth = want.partition(":")
+    if point != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -50,6 +61,7 @@ def write_durable(path: str | os.PathLike[str], data: bytes | memoryview) -> dic
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            crash_point("in-file")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -100,13 +112,18 @@ class WriterLock:
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
+            who = "another writer in this process" if owner == str(os.getpid()) else (
+                f"another process (pid {owner})")
             raise IndexLockedError(
-                f"index {str(self.folder)!r} is open for writing by another process (pid "
-                f"{owner}); stop it, or open this one read-only"
+                f"index {str(self.folder)!r} is open for writing by {who}; stop it, or open "
+                "this one read-only"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+
+    def __del__(self) -> None:
+        self.release()
 
     def release(self) -> None:
         if self._fd is not None:

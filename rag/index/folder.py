@@ -55,6 +55,15 @@ def is_index(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MANIFEST).exists()
 
 
+def check_not_orphaned(path: Path) -> None:
+    """Index files without a manifest: the manifest was lost; say so (not "no index here")."""
+    if path.is_dir() and any(p.name.startswith("g0") for p in path.iterdir()):
+        raise IndexCorruptError(
+            f"index {str(path)!r}: file {MANIFEST} is missing; re-ingest the corpus "
+            f"(`rag index CORPUS --out {path} --overwrite`)"
+        )
+
+
 class Commit:
     """The files of one generation being written: new ones (``put_*``) and kept ones."""
 
