@@ -4,6 +4,8 @@ write only after ``Pipeline.index``/``delete`` returned (i.e. after the commit).
     python tests/index_child.py add INDEX ID TEXT        one document, prints "acked"
     python tests/index_child.py load INDEX ACKS SEED N   N mixed adds/deletes, one ack line each
     python tests/index_child.py hold INDEX               take the writer lock, print, sleep
+    python tests/index_child.py init INDEX KIND          an empty bm25 or hybrid index
+    python tests/index_child.py qdrant FOLDER            hold a Qdrant local folder open
     python tests/index_child.py dense INDEX              write a dense index, print its results
 
 ``$RAG_CRASH_AT`` (rag.index.files.crash_point) SIGKILLs the writer at a named step.
@@ -57,7 +59,21 @@ def load(index: str, acks: str, seed: int, n: int) -> None:
 
 def main() -> int:
     mode, index = sys.argv[1], sys.argv[2]
-    if mode == "add":
+    if mode == "init":  # an empty index of a kind: bm25 | hybrid (BM25 + dense MiniLM)
+        from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+        kind = sys.argv[3]
+        r = BM25Retriever() if kind == "bm25" else HybridRetriever(
+            [BM25Retriever(), DenseRetriever()])
+        Pipeline(retriever=r).save(index)
+    elif mode == "qdrant":  # hold a Qdrant local folder open
+        from retrievers import QdrantStore
+
+        store = QdrantStore(path=index)
+        store.client.get_collections()
+        print("open", flush=True)
+        time.sleep(60)
+    elif mode == "add":
         Pipeline.open(index).index([{"id": sys.argv[3], "text": sys.argv[4]}])
         print("acked", flush=True)
     elif mode == "load":

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import dataset_dir
+
 from rag.persist import read_documents
 from retrievers import BM25Retriever
 from retrievers.bm25_segments import MAX_SEGMENTS

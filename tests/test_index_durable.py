@@ -293,3 +293,20 @@ def test_interrupted_rag_index_resumes_after_its_last_committed_batch(tmp_path):
     assert r.returncode == 0 and "resuming" in r.stdout and "10 of 24" in r.stdout
     ids = list(Pipeline.open(idx).retriever.documents)
     assert len(ids) == len(set(ids)) == 24
+
+
+def test_qdrant_local_folder_held_by_another_process_is_one_line(tmp_path):
+    from rag.errors import IndexLockedError
+    from retrievers import QdrantStore
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(CHILD), "qdrant", str(tmp_path / "q")], env=env,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        with pytest.raises(IndexLockedError) as e:
+            QdrantStore(path=str(tmp_path / "q")).client.get_collections()
+        assert "\n" not in str(e.value) and "another process" in str(e.value)
+    finally:
+        proc.kill()
+        proc.wait()
