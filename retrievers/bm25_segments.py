@@ -38,6 +38,7 @@ class Segment:
         self.tf, self.dl = arrays["tf"], arrays["dl"]
         self.live = np.ones(len(ids), dtype=bool) if live is None else live
         self.name = name  # file stem once committed
+        self.layout: dict[str, Any] = {}
 
     @property
     def n(self) -> int:
@@ -220,38 +221,36 @@ class SegmentedBM25:
     def commit(self, commit: Any, part: str) -> dict[str, Any]:
         out = []
         for seg in self.segments:
-            files = [f"{seg.name}.{a}.npy" for a in ARRAYS] + [f"{seg.name}.terms.json",
-                                                                 f"{seg.name}.ids.json"]
-            if seg.name and all(commit.has(f) for f in files):
-                for f in files:
-                    commit.keep(f)
+            if seg.name and commit.has(f"{seg.name}.bm25"):
+                commit.keep(f"{seg.name}.bm25")
             else:
                 seg.name = commit.new_name(part)
-                for a in ARRAYS:
-                    commit.put_array(f"{seg.name}.{a}.npy", getattr(seg, a))
-                commit.put_bytes(f"{seg.name}.terms.json", json.dumps(seg.terms).encode())
-                commit.put_bytes(f"{seg.name}.ids.json", json.dumps(seg.ids).encode())
+                parts: dict[str, Any] = {a: np.asarray(getattr(seg, a)) for a in ARRAYS}
+                parts["terms"] = json.dumps(seg.terms).encode("utf-8")
+                parts["ids"] = json.dumps(seg.ids).encode("utf-8")
+                seg.layout = commit.put_pack(f"{seg.name}.bm25", parts)
             dead = np.flatnonzero(~np.asarray(seg.live)).tolist()
-            out.append({"name": seg.name, "n": seg.n, "deleted": dead})
+            out.append({"name": seg.name, "n": seg.n, "deleted": dead, "layout": seg.layout})
         return {"segments": out}
 
     def open(self, folder: Path, state: dict[str, Any]) -> None:
+        from rag.index.folder import read_pack
+
         segs = []
         for s in state["segments"]:
-            stem = folder / s["name"]
-            arrays = {a: np.load(f"{stem}.{a}.npy", mmap_mode="r", allow_pickle=False)
-                      for a in ARRAYS}
-            terms = json.loads(Path(f"{stem}.terms.json").read_text(encoding="utf-8"))
-            ids = json.loads(Path(f"{stem}.ids.json").read_text(encoding="utf-8"))
+            parts = read_pack(folder / f"{s['name']}.bm25", s["layout"])
+            terms, ids = json.loads(bytes(parts["terms"])), json.loads(bytes(parts["ids"]))
             live = np.ones(s["n"], dtype=bool)
             live[s["deleted"]] = False
-            if len(ids) != s["n"] or len(arrays["dl"]) != s["n"] or \
-                    len(arrays["indptr"]) != len(terms) + 1:
+            if len(ids) != s["n"] or len(parts["dl"]) != s["n"] or \
+                    len(parts["indptr"]) != len(terms) + 1:
                 from rag.errors import IndexCorruptError
 
                 raise IndexCorruptError(
                     f"index {str(folder)!r}: BM25 segment {s['name']} does not agree with the "
                     f"manifest; run `rag index --repair {folder}` or re-ingest the corpus"
                 )
-            segs.append(Segment(ids, terms, arrays, live, s["name"]))
+            seg = Segment(ids, terms, parts, live, s["name"])
+            seg.layout = s["layout"]
+            segs.append(seg)
         self._reset(segs)

@@ -58,7 +58,7 @@ def test_hybrid_index_stores_the_corpus_once(tmp_path, demo_docs):
     files = [p for p in (tmp_path / "idx").rglob("*") if p.is_file()]
     probe = demo_docs[3].text[:40].encode()
     holders = [p.name for p in files if probe in p.read_bytes()]
-    assert len(holders) == 1 and holders[0].endswith(".docs.jsonl"), holders
+    assert len(holders) == 1 and holders[0].endswith(".docs"), holders
     back = Pipeline.open(tmp_path / "idx")
     assert back.search(QUERY).ids == before
     # every child reads the one store: no per-child copy of the corpus in memory
@@ -82,12 +82,8 @@ def _damage(p: Path, how: str) -> None:
 
 FILES = {
     "manifest": lambda d: d / "manifest.json",
-    "documents": lambda d: next(d.glob("*.docs.jsonl")),
-    "offsets": lambda d: next(d.glob("*.docs.off.npy")),
-    "ids": lambda d: next(d.glob("*.docs.ids.json")),
-    "bm25": lambda d: max((p for p in d.rglob("*") if p.is_file() and "docs" not in p.name
-                           and p.name not in ("manifest.json", "writer.lock")),
-                          key=lambda p: p.stat().st_size),
+    "documents": lambda d: next(d.glob("*.docs")),
+    "bm25": lambda d: next(d.glob("*.bm25")),
 }
 
 
@@ -115,7 +111,7 @@ def test_repair_rebuilds_state_and_reports_lost_documents(tmp_path, demo_docs, c
     assert main(["index", "--repair", str(idx)]) == 0
     assert Pipeline.open(idx).search(QUERY, k=30).ids == want  # state rebuilt from the documents
     Pipeline.open(idx).index([{"id": "late", "text": "a later segment"}])
-    seg = sorted(idx.glob("*.docs.jsonl"))[0]
+    seg = sorted(idx.glob("*.docs"))[0]
     _damage(seg, "emptied")
     assert main(["index", "--repair", str(idx)]) == 0
     assert "lost" in capsys.readouterr().out
@@ -166,7 +162,7 @@ def test_old_generations_are_removed_after_commit(tmp_path, demo_docs):
     pipe.delete([demo_docs[0].id])
     pipe.compact()
     pipe.close()
-    assert len(list(idx.glob("*.docs.jsonl"))) == 1
+    assert len(list(idx.glob("*.docs"))) == 1
     assert len(Pipeline.open(idx).retriever) == 7
 
 
@@ -295,6 +291,7 @@ def test_interrupted_rag_index_resumes_after_its_last_committed_batch(tmp_path):
     assert len(ids) == len(set(ids)) == 24
 
 
+@pytest.mark.slow  # qdrant-client in two processes
 def test_qdrant_local_folder_held_by_another_process_is_one_line(tmp_path):
     from rag.errors import IndexLockedError
     from retrievers import QdrantStore

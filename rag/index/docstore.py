@@ -1,7 +1,7 @@
 """The document store of an index folder: every document (text, title, metadata) stored once.
 
-Documents live in immutable segments, one per commit: ``<seg>.docs.jsonl`` (one JSON object per
-document), ``<seg>.docs.off.npy`` (``(n + 1,)`` int64 byte offsets) and ``<seg>.docs.ids.json``.
+Documents live in immutable segments, one file per commit (``<seg>.docs``) that packs the documents
+as JSON lines, their ``(n + 1,)`` int64 byte offsets and the ids (layout in the manifest).
 A deleted or replaced document is a tombstone (its row number, kept in the manifest) until
 :meth:`DocumentStore.compact` rewrites the live rows. Reading a document decodes its bytes from the
 memory-mapped segment, so a serving process holds only the id table per document, not the
@@ -33,6 +33,7 @@ class DocSegment:
     ) -> None:
         self.name, self.ids, self.data, self.offsets = name, ids, data, offsets
         self.deleted = set(deleted)
+        self.layout: dict[str, Any] = {}  # where each array sits in the segment file
 
     def get(self, row: int) -> Document:
         raw = bytes(self.data[int(self.offsets[row]) : int(self.offsets[row + 1])])
@@ -105,23 +106,23 @@ class DocumentStore(MutableMapping[str, Document]):
         :class:`rag.index.folder.Commit`); returns the JSON state for the manifest."""
         out = []
         for seg in self.segments:
-            for ext in ("docs.jsonl", "docs.off.npy", "docs.ids.json"):
-                commit.keep(f"{seg.name}.{ext}")
+            commit.keep(f"{seg.name}.docs")
         if self._pending:
             name = commit.new_name("docs")
             docs = list(self._pending.values())
             data, offsets = encode_documents(docs)
-            commit.put_bytes(f"{name}.docs.jsonl", data)
-            commit.put_array(f"{name}.docs.off.npy", offsets)
             ids = [d.id for d in docs]
-            commit.put_bytes(f"{name}.docs.ids.json", json.dumps(ids).encode("utf-8"))
+            layout = commit.put_pack(f"{name}.docs", {
+                "data": data, "offsets": offsets, "ids": json.dumps(ids).encode("utf-8")})
             seg = DocSegment(name, ids, np.frombuffer(data, dtype=np.uint8), offsets, set())
+            seg.layout = layout
             self.segments.append(seg)
             for r, i in enumerate(ids):
                 self._where[i] = (len(self.segments) - 1, r)
             self._pending.clear()
         for seg in self.segments:
-            out.append({"name": seg.name, "n": len(seg.ids), "deleted": sorted(seg.deleted)})
+            out.append({"name": seg.name, "n": len(seg.ids), "deleted": sorted(seg.deleted),
+                        "layout": seg.layout})
         self._dirty_deletes = False
         return {"segments": out}
 
@@ -129,15 +130,15 @@ class DocumentStore(MutableMapping[str, Document]):
     def open(cls, folder: Path, state: dict[str, Any]) -> DocumentStore:
         """The store described by a manifest's ``docs`` state (files already verified)."""
         from rag.errors import IndexCorruptError
+        from rag.index.folder import read_pack
 
         store = cls()
         for s in state["segments"]:
             name = s["name"]
-            ids = json.loads((folder / f"{name}.docs.ids.json").read_text(encoding="utf-8"))
-            offsets = np.load(folder / f"{name}.docs.off.npy", allow_pickle=False)
-            data_path = folder / f"{name}.docs.jsonl"
-            size = data_path.stat().st_size
-            data = np.memmap(data_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+            parts = read_pack(folder / f"{name}.docs", s["layout"])
+            data, offsets = parts["data"], np.asarray(parts["offsets"])
+            ids = json.loads(bytes(parts["ids"]))
+            size = len(data)
             if len(ids) != s["n"] or len(offsets) != s["n"] + 1 or int(offsets[-1]) != size:
                 raise IndexCorruptError(
                     f"index {str(folder)!r}: segment {name} does not agree with the manifest "
@@ -145,6 +146,7 @@ class DocumentStore(MutableMapping[str, Document]):
                     f"documents); run `rag index --repair {folder}` or re-ingest the corpus"
                 )
             seg = DocSegment(name, ids, data, offsets, set(s["deleted"]))
+            seg.layout = s["layout"]
             store.segments.append(seg)
             k = len(store.segments) - 1
             for r, i in enumerate(ids):

@@ -55,6 +55,19 @@ def is_index(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MANIFEST).exists()
 
 
+def read_pack(path: Path, layout: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a :meth:`Commit.put_pack` file, memory-mapped (read-only)."""
+    out = {}
+    for key, spec in layout.items():
+        shape = tuple(spec["shape"])
+        if int(np.prod(shape)) == 0:
+            out[key] = np.zeros(shape, dtype=spec["dtype"])
+        else:
+            out[key] = np.memmap(path, dtype=spec["dtype"], mode="r", offset=spec["offset"],
+                                 shape=shape)
+    return out
+
+
 def check_not_orphaned(path: Path) -> None:
     """Index files without a manifest: the manifest was lost; say so (not "no index here")."""
     if path.is_dir() and any(p.name.startswith("g0") for p in path.iterdir()):
@@ -96,6 +109,23 @@ class Commit:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
         self.put_bytes(name, buf.getbuffer())
+
+    def put_pack(self, name: str, parts: dict[str, np.ndarray | bytes]) -> dict[str, Any]:
+        """Write several arrays as one file (one fsync); returns the layout for the manifest,
+        read back with :func:`read_pack`."""
+        layout: dict[str, Any] = {}
+        chunks, offset = [], 0
+        for key, part in parts.items():
+            a = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else \
+                np.ascontiguousarray(part)
+            pad = (-offset) % 64  # aligned, so that a memory map of each part is aligned too
+            chunks.append(b"\0" * pad)
+            offset += pad
+            layout[key] = {"offset": offset, "dtype": a.dtype.str, "shape": list(a.shape)}
+            chunks.append(a.tobytes())
+            offset += a.nbytes
+        self.put_bytes(name, b"".join(chunks))
+        return layout
 
     def put_tree(self, name: str) -> None:
         """Register every file under the folder ``name`` (written by a node's ``save``)."""

@@ -94,7 +94,7 @@ def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> 
         raise ConfigError(f"{str(path)!r} has no {MANIFEST}; nothing to repair, re-ingest")
     good, lost = [], 0
     for seg in body["docs"]["segments"]:
-        names = [f"{seg['name']}.{e}" for e in ("docs.jsonl", "docs.off.npy", "docs.ids.json")]
+        names = [f"{seg['name']}.docs"]
         ok = all(
             (folder.path / n).exists()
             and (folder.path / n).stat().st_size == body["files"][n]["bytes"]
