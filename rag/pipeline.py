@@ -165,6 +165,7 @@ class Pipeline(Node):
         try:
             change()
             commit_index(self._folder, self.retriever, cursors=cursors)
+            self._stamp = self._folder.stamp()
         except BaseException:
             self._reopen()  # memory goes back to the committed generation, as on disk
             raise
@@ -178,13 +179,19 @@ class Pipeline(Node):
     def refresh(self) -> bool:
         """Re-open the index if another process committed a newer generation; returns whether
         it did (readers beside a writer call this to see its changes)."""
-        if self._folder is None:
+        if not self.changed_on_disk():
             return False
+        stamp = self._folder.stamp()
         body = self._folder.read_manifest()
-        if body is None or body["generation"] == self._folder.generation:
-            return False
-        self._reopen()
-        return True
+        reopened = body is not None and body["generation"] != self._folder.generation
+        if reopened:
+            self._reopen()
+        self._stamp = stamp
+        return reopened
+
+    def changed_on_disk(self) -> bool:
+        """Whether the folder's manifest was replaced since this pipeline read it (one stat)."""
+        return self._folder is not None and self._folder.stamp() != getattr(self, "_stamp", None)
 
     def close(self) -> None:
         """Release the index folder's writer lock (taken by the first write)."""
@@ -205,7 +212,7 @@ class Pipeline(Node):
         finally:
             if not held:
                 folder.close()
-        self._folder = folder
+        self._folder, self._stamp = folder, folder.stamp()
         return folder.path
 
     @classmethod
@@ -231,6 +238,7 @@ class Pipeline(Node):
         else:
             pipe = cls(retriever=retriever)
         pipe._folder, pipe.read_only = folder, read_only
+        pipe._stamp = folder.stamp() if folder is not None else None
         return pipe
 
     def _warn_instruction(self, q: Query) -> None:

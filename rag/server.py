@@ -135,7 +135,7 @@ class ServerState:
 
     def refresh(self) -> None:
         """A read-only server follows the writer: re-open when a newer generation is committed."""
-        if self.read_only and self.pipeline.folder is not None:
+        if self.read_only and self.pipeline.changed_on_disk():  # one stat per search
             with self.lock.writing():
                 if self.pipeline.refresh():
                     self.warm()

@@ -252,6 +252,11 @@ def test_server_commits_by_default_and_rejects_unstorable_documents(tmp_path, de
                                read_only=True))
     r = ro.post("/documents", json={"documents": [{"id": "x", "text": "y"}]}, headers=auth)
     assert r.status_code == 403 and "read-only" in r.json()["message"]
+    # a read-only replica follows the writer's commits
+    client.post("/documents", json={"documents": [{"id": "vesta", "text": "Vesta asteroid"}]},
+                headers=auth)
+    r = ro.post("/search", json={"query": "Vesta asteroid", "k": 3}, headers=auth)
+    assert r.json()["hits"][0]["document"]["id"] == "vesta"
 
 
 # -- rag index ------------------------------------------------------------------------------------

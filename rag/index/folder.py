@@ -148,6 +148,15 @@ class IndexFolder:
         self.lock = WriterLock(self.path)
         self.manifest: dict[str, Any] | None = None
 
+    def stamp(self) -> tuple[int, int] | None:
+        """``(inode, mtime_ns)`` of the manifest: changes with every commit (a rename), so a
+        reader can tell cheaply whether to re-open."""
+        try:
+            st = os.stat(self.path / MANIFEST)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     @property
     def generation(self) -> int:
         return int(self.manifest["generation"]) if self.manifest else 0
