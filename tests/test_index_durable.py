@@ -312,3 +312,20 @@ def test_qdrant_local_folder_held_by_another_process_is_one_line(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_dense_vectors_append_as_segments_and_reopen_exactly(tmp_path, demo_docs):
+    from retrievers import DenseRetriever
+
+    pipe = Pipeline(retriever=DenseRetriever()).index(demo_docs[:12])
+    pipe.save(tmp_path / "idx")
+    first = {p.name for p in (tmp_path / "idx").glob("*.vec")}
+    pipe.index(demo_docs[12:])
+    pipe.delete([demo_docs[0].id])
+    pipe.index([demo_docs[5].model_copy(update={"text": "replaced: rings of ice"})])
+    vecs = {p.name for p in (tmp_path / "idx").glob("*.vec")}
+    assert first < vecs and len(vecs) == 3  # appended; the first segment was not rewritten
+    back = Pipeline.open(tmp_path / "idx")
+    for q in ["largest planet", "rings of ice", "moon with an atmosphere"]:
+        a, b = pipe.search(q, k=8), back.search(q, k=8)
+        assert a.ids == b.ids and a.scores == b.scores
