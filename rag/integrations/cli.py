@@ -74,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         cors_origins=args.cors_origin,
         read_only=args.read_only,
+        # an index in the layout before rag.index is re-saved once, so that writes are committed
+        save_to=args.index if pipe.folder is None and not args.read_only else None,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
