@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from rag.index.validate import MAX_ID_CHARS, check_metadata
 from rag.types import Answer, Citation, Document, Ranking
 
 # requests take JSON types as declared: "5" is not an int, 0 is not a bool
@@ -130,10 +131,17 @@ class DocumentIn(Document):
     ``Document`` also takes an int id; over HTTP an id is a string, as the schema says)."""
 
     model_config = _STRICT
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
 
     @field_validator("id", mode="before")
     @classmethod
     def _id_to_str(cls, v: Any) -> Any:  # overrides Document's coercion
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_metadata(v, "metadata")  # depth and size limits of the index (422 when over)
         return v
 
 

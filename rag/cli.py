@@ -58,17 +58,35 @@ def build_retriever(kind: str, qdrant_path: str | None = None, progress: bool = 
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from rag.index import ingest
     from rag.nodes import Node
     from rag.persist import read_documents
     from rag.pipeline import Pipeline
 
+    if args.repair:  # rebuild a damaged index from its intact document segments
+        ingest.repair(args.repair)
+        return 0
+    if args.out is None:
+        raise ConfigError("--out is required: the index folder")
+    if args.delete:
+        n = ingest.delete(args.out, args.delete)
+        print(f"deleted {n} of {len(args.delete)} ids from {args.out}")
+        return 0
+    if not args.corpus:
+        raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
     docs = read_documents(args.corpus)
-    if args.config:
-        node = Node.from_config(args.config)
-        pipe = node if isinstance(node, Pipeline) else Pipeline(retriever=node)
-    else:
-        pipe = Pipeline(retriever=build_retriever(args.retriever))
-    pipe.index(docs).save(args.out)
+
+    def make() -> Any:
+        if args.config:
+            node = Node.from_config(args.config)
+            return node if isinstance(node, Pipeline) else Pipeline(retriever=node)
+        return Pipeline(retriever=build_retriever(args.retriever))
+
+    pipe = ingest.ingest(
+        args.out, docs, make, ingest.source_key([args.corpus]), append=args.append,
+        overwrite=args.overwrite, batch_size=args.batch_size,
+    )
+    pipe.close()
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
     return 0
 
@@ -180,10 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"ragnodes {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("index", help="index a JSONL corpus into a folder")
-    p.add_argument("corpus", help='JSONL with {"_id"|"id", "text", "title"?} per line')
-    p.add_argument("--out", required=True, help="index folder")
+    p.add_argument("corpus", nargs="?", help='JSONL with {"_id"|"id", "text", "title"?} per line')
+    p.add_argument("--out", help="index folder")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid")
     p.add_argument("--config", help="a retriever or pipeline config (.json/.yaml) instead")
+    p.add_argument("--append", action="store_true", help="add to the index at --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the index at --out")
+    p.add_argument("--delete", action="append", metavar="ID", help="delete this id (repeatable)")
+    p.add_argument("--repair", metavar="INDEX", help="rebuild INDEX from its intact documents")
+    p.add_argument("--batch-size", type=int, default=10_000, help="documents per commit")
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("search", help="search an index")
     p.add_argument("index")

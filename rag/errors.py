@@ -25,3 +25,12 @@ class DataError(RagError, ValueError):
 
 class NotIndexedError(RagError, RuntimeError):
     """A retriever was asked to search before anything was indexed or loaded."""
+
+
+class IndexCorruptError(DataError):
+    """An index file does not match its manifest (truncated, emptied, rotated, deleted); the
+    message names the file and the repair command."""
+
+
+class IndexLockedError(RagError, RuntimeError):
+    """Another process holds an index folder's writer lock."""

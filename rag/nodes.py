@@ -333,8 +333,27 @@ class BaseRetriever(Node):
     def _load_state(self, path: Path) -> None:
         """Hook: read what ``_save_state`` wrote. Default: re-index the saved documents."""
         docs = list(self.documents.values())
-        self._docs = {}
-        self.index(docs)
+        if docs:
+            self.load()
+            self._add(docs)
+
+    # the index layer (rag.index): documents live in one store; a retriever keeps its own state
+    def _share_documents(self, documents: Any) -> None:
+        """Read documents from ``documents`` (a mapping shared with the index's other nodes)."""
+        self._docs = documents
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        """Hook: write this node's state into ``commit`` (a :class:`rag.index.folder.Commit`);
+        returns JSON for the manifest. Default: a snapshot of ``_save_state`` in a new folder."""
+        name = commit.new_name(part)
+        (commit.folder / name).mkdir(parents=True, exist_ok=True)
+        self._save_state(commit.folder / name)
+        commit.put_tree(name)
+        return {"dir": name}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        """Hook: open what ``_commit_state`` wrote (files already verified)."""
+        self._load_state(folder / state["dir"])
 
 
 class BaseReranker(Node):

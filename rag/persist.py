@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,19 +14,11 @@ from rag.types import Document
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write via a temp file in the same folder, fsync, rename, fsync the folder (never a
+    half-written file); the index layer's one writer, :func:`rag.index.files.atomic_write_bytes`."""
+    from rag.index.files import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -92,23 +83,32 @@ def read_documents(path: str | os.PathLike[str]) -> list[Document]:
 
 
 def save_retriever(retriever: Any, path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    retriever._save_state(path)
-    lines = "".join(d.model_dump_json() + "\n" for d in retriever.documents.values())
-    atomic_write_text(path / "documents.jsonl", lines)
-    # config last: its presence marks a complete index
-    atomic_write_text(path / "config.json", json.dumps(retriever.to_config(), indent=2))
-    return path
+    """Save as an index folder (:func:`rag.index.write_index`): documents once, state, manifest."""
+    from rag.index import write_index
+
+    return write_index(retriever, path)
 
 
 def load_retriever(path: str | os.PathLike[str]) -> Any:
-    """Rebuild a retriever saved with ``save()``: config, documents and index state."""
-    from rag.nodes import Node
+    """Open a retriever saved with ``save()`` (verified; see :func:`rag.index.open_index`).
+    A folder of the older layout (``config.json`` + ``documents.jsonl``) still opens."""
+    from rag.index import is_index, open_index
 
     p = Path(path)
+    if is_index(p):
+        return open_index(p)[0]
+    return _load_legacy(p)
+
+
+def _load_legacy(p: Path) -> Any:
+    from rag.nodes import Node
+
     if not (p / "config.json").exists():
+        from rag.index.folder import check_not_orphaned
+
+        check_not_orphaned(p)
         raise ConfigError(
-            f"{str(p)!r} is not a saved index (no config.json); run `rag index` first"
+            f"{str(p)!r} is not a saved index (no manifest.json); run `rag index` first"
         )
     retriever = Node.from_config(p / "config.json")
     rows = read_jsonl(p / "documents.jsonl")

@@ -108,47 +108,152 @@ class Pipeline(Node):
         for n in [self.retriever, *self.rerankers, *self.compressors]:
             n.load()
 
-    def index(self, documents: Sequence[Document | dict[str, Any]]) -> Pipeline:
-        from rag.types import as_documents
+    def index(
+        self,
+        documents: Sequence[Document | dict[str, Any]],
+        cursor: tuple[str, int] | None = None,
+    ) -> Pipeline:
+        """Add (or replace by id) documents. On an index opened or saved in a folder the change
+        is committed before this returns (:mod:`rag.index`); ``cursor=(source, n)`` records in
+        the same commit that ``n`` records of ``source`` are in (resumable ingestion).
+        Rerankers with index-time state (late interaction's token store) index them too."""
+        from rag.index.validate import check_documents
 
-        docs = as_documents(documents)
-        self.retriever.index(docs)
-        for rr in self.rerankers:  # index-time document state (late interaction's token store)
-            if hasattr(rr, "index_documents"):
-                rr.index_documents(docs)
+        docs = check_documents(documents)  # before anything is applied
+
+        def change() -> None:
+            self.retriever.index(docs)
+            for rr in self.rerankers:
+                if hasattr(rr, "index_documents"):
+                    rr.index_documents(docs)
+
+        self._write(change, cursor)
         return self
 
-    def save(self, path: str | Path) -> Path:
-        """Save the index (retriever state) and this pipeline's config as ``pipeline.json``."""
-        import json
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id (committed, as :meth:`index`); returns how many were present."""
+        out: list[int] = []
+        self._write(lambda: out.append(self.retriever.delete(list(ids))))
+        return out[0]
 
-        from rag.persist import atomic_write_text
+    def compact(self) -> None:
+        """Merge the committed segments into one and drop deleted documents."""
+        from rag.index.docstore import DocumentStore
 
-        p = Path(path)
-        self.retriever.save(p)
-        for i, rr in enumerate(self.rerankers):
+        def merge() -> None:
+            docs = self.retriever.documents
+            if isinstance(docs, DocumentStore):
+                docs.compact()
+            if hasattr(self.retriever, "compact"):
+                self.retriever.compact()
+
+        self._write(merge)
+
+    # -- the index folder ----------------------------------------------------------------------
+    _folder: Any = None
+    read_only: bool = False
+
+    @property
+    def folder(self) -> Path | None:
+        """Where this pipeline's index is committed (``None``: in memory only)."""
+        return self._folder.path if self._folder is not None else None
+
+    def _write(self, change: Any, cursor: tuple[str, int] | None = None) -> None:
+        if self._folder is None:
+            change()
+            return
+        if self.read_only:
+            raise ConfigError(f"index {str(self._folder.path)!r} is open read-only")
+        from rag.index import commit_index
+
+        self._folder.acquire()  # a second writer fails here, before anything is applied
+        cursors = dict((self._folder.manifest or {}).get("cursors", {}))
+        if cursor is not None:
+            cursors[cursor[0]] = int(cursor[1])
+        try:
+            change()
+            commit_index(self._folder, self.retriever, cursors=cursors)
+            self._stamp = self._folder.stamp()
+        except BaseException:
+            self._reopen()  # memory goes back to the committed generation, as on disk
+            raise
+
+    def _reopen(self) -> None:
+        from rag.index import open_index
+
+        retriever, folder = open_index(self._folder.path)
+        self.retriever, self._folder.manifest = retriever, folder.manifest
+
+    def refresh(self) -> bool:
+        """Re-open the index if another process committed a newer generation; returns whether
+        it did (readers beside a writer call this to see its changes)."""
+        if not self.changed_on_disk():
+            return False
+        stamp = self._folder.stamp()
+        body = self._folder.read_manifest()
+        reopened = body is not None and body["generation"] != self._folder.generation
+        if reopened:
+            self._reopen()
+        self._stamp = stamp
+        return reopened
+
+    def changed_on_disk(self) -> bool:
+        """Whether the folder's manifest was replaced since this pipeline read it (one stat)."""
+        return self._folder is not None and self._folder.stamp() != getattr(self, "_stamp", None)
+
+    def close(self) -> None:
+        """Release the index folder's writer lock (taken by the first write)."""
+        if self._folder is not None:
+            self._folder.close()
+
+    def save(self, path: str | Path, config: bool = True) -> Path:
+        """Save the index (documents once, retriever state) and this pipeline's config (unless
+        ``config=False``) as a new generation of the folder ``path``; later writes commit there."""
+        from rag.index import IndexFolder, commit_index
+
+        folder = self._folder if self._folder is not None and self._folder.path == Path(path) \
+            else IndexFolder(path)
+        folder.path.mkdir(parents=True, exist_ok=True)
+        held = folder.lock.held
+        try:
+            commit_index(folder, self.retriever, pipeline=self.to_config() if config else None)
+        finally:
+            if not held:
+                folder.close()
+        self._folder, self._stamp = folder, folder.stamp()
+        for i, rr in enumerate(self.rerankers):  # index-time reranker state beside the index
             if hasattr(rr, "save_index"):
-                rr.save_index(p / f"rerank{i}")
-        atomic_write_text(p / "pipeline.json", json.dumps(self.to_config(), indent=2))
-        return p
+                rr.save_index(folder.path / f"rerank{i}")
+        return folder.path
 
     @classmethod
-    def open(cls, path: str | Path) -> Pipeline:
-        """Open a saved index: the pipeline config if present, the saved retriever state."""
+    def open(cls, path: str | Path, read_only: bool = False) -> Pipeline:
+        """Open a saved index (verified: a damaged file is an error naming it): the pipeline
+        config if present, the retriever over the index's one document store."""
+        from rag.index import is_index, open_index
         from rag.persist import load_retriever
 
         p = Path(path)
-        retriever = load_retriever(p)
-        if (p / "pipeline.json").exists():
-            pipe = Node.from_config(p / "pipeline.json")
+        folder = None
+        if is_index(p):
+            retriever, folder = open_index(p)
+            config = folder.manifest.get("pipeline") if folder.manifest else None
+        else:  # the layout before rag.index
+            retriever = load_retriever(p)
+            config = str(p / "pipeline.json") if (p / "pipeline.json").exists() else None
+        if config:
+            pipe = Node.from_config(config)
             if not isinstance(pipe, Pipeline):
-                raise ConfigError(f"{p / 'pipeline.json'} does not describe a pipeline")
+                raise ConfigError(f"{p} does not describe a pipeline")
             pipe.retriever = retriever
             for i, rr in enumerate(pipe.rerankers):
                 if hasattr(rr, "load_index"):
                     rr.load_index(p / f"rerank{i}")
-            return pipe
-        return cls(retriever=retriever)
+        else:
+            pipe = cls(retriever=retriever)
+        pipe._folder, pipe.read_only = folder, read_only
+        pipe._stamp = folder.stamp() if folder is not None else None
+        return pipe
 
     def _warn_instruction(self, q: Query) -> None:
         if not q.instruction:

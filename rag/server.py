@@ -9,6 +9,7 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
                          `answer` event (the Answer), or one `error` event
     POST   /documents    AddDocumentsRequest            -> DocumentsResponse
     DELETE /documents    DeleteDocumentsRequest         -> DocumentsResponse
+                         (committed to the index folder before the answer; 403 when read-only)
     GET    /v1/models, POST /v1/chat/completions, POST /v1/embeddings: OpenAI-compatible
                          (rag.openai_routes), errors in OpenAI's {"error": {...}} shape
 
@@ -117,12 +118,29 @@ class ReadWriteLock:
 class ServerState:
     """What the endpoints share: the pipeline, its lock, where to save after a change."""
 
-    def __init__(self, pipeline: Any, save_to: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        save_to: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+    ) -> None:
         from rag.pipeline import Pipeline
 
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline(retriever=pipeline)
         self.save_to = Path(save_to) if save_to is not None else None
+        self.read_only = read_only
         self.lock = ReadWriteLock()
+        if save_to is not None and self.pipeline.folder != Path(save_to):
+            self.pipeline.save(save_to, config=False)  # writes commit there from now on
+        if self.pipeline.folder is not None and not read_only:
+            self.pipeline._folder.acquire()  # one writer: a second server fails at startup
+
+    def refresh(self) -> None:
+        """A read-only server follows the writer: re-open when a newer generation is committed."""
+        if self.read_only and self.pipeline.changed_on_disk():  # one stat per search
+            with self.lock.writing():
+                if self.pipeline.refresh():
+                    self.warm()
 
     @property
     def size(self) -> int:
@@ -189,6 +207,7 @@ def core_router() -> APIRouter:
     @router.post("/search", response_model=Ranking, summary="search the index")
     def search(req: SearchRequest, state: State) -> Ranking:
         query = Query(text=req.query, instruction=req.instruction)
+        state.refresh()
         with state.lock.reading():
             return run_search(state.pipeline, query, req.k, req.filter_dict())
 
@@ -217,19 +236,19 @@ def core_router() -> APIRouter:
         if len(set(ids)) < len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise HTTPException(409, f"document id {dup!r} occurs twice in one request")
+        _check_writable(state)
         with state.lock.writing():
-            state.pipeline.index(req.documents)
+            state.pipeline.index(req.documents)  # committed (durable) before the answer
             state.warm()
-            _save(state)
             return DocumentsResponse(changed=len(req.documents), total=state.size)
 
     @router.delete("/documents", response_model=DocumentsResponse, summary="delete by id")
     def delete(req: DeleteDocumentsRequest, state: State) -> Any:
+        _check_writable(state)
         with state.lock.writing():
-            n = state.pipeline.retriever.delete(req.ids)
+            n = state.pipeline.delete(req.ids)
             if n:
                 state.warm()
-                _save(state)
             return DocumentsResponse(changed=n, total=state.size)
 
     return router
@@ -281,9 +300,9 @@ def chat_router(sessions: Any) -> APIRouter:
     return router
 
 
-def _save(state: ServerState) -> None:
-    if state.save_to is not None:
-        state.pipeline.retriever.save(state.save_to)
+def _check_writable(state: ServerState) -> None:
+    if state.read_only:
+        raise HTTPException(403, "this server is read-only (started with --read-only)")
 
 
 def create_app(
@@ -295,6 +314,7 @@ def create_app(
     cors_origins: Sequence[str] = (),
     save_to: str | os.PathLike[str] | None = None,
     routers: Sequence[APIRouter] = (),
+    read_only: bool = False,
 ) -> FastAPI:
     """The FastAPI app over ``pipeline`` (a Pipeline, or a retriever for search only).
 
@@ -304,7 +324,9 @@ def create_app(
         auth: ``False`` serves without keys (for a loopback-only server).
         max_body_bytes: larger request bodies get 413.
         cors_origins: origins allowed by CORS; empty (the default) adds no CORS headers.
-        save_to: re-save the index there after every change through ``/documents``.
+        save_to: save an in-memory index there first; changes through ``/documents`` are
+            committed there. A pipeline opened from a folder commits to it by default.
+        read_only: refuse ``/documents`` changes (403) and follow another writer's commits.
         routers: more routers (e.g. ``/chat``), mounted with the same key check.
     """
     if (
@@ -324,7 +346,7 @@ def create_app(
         version=_version(),
         description="Search and grounded question answering over a ragnodes index.",
     )
-    app.state.rag = ServerState(pipeline, save_to)
+    app.state.rag = ServerState(pipeline, save_to, read_only)
     app.state.rag.warm()  # load models and build lazy indexes before the first request
     app.state.api_keys = [k.encode("utf-8") for k in keys] if auth else None
     install_error_handlers(app)

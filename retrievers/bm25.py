@@ -6,9 +6,12 @@ Score of document d for query q (``method="lucene"``, Robertson et al. with Luce
     idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
 
 Defaults ``k1=0.9, b=0.4`` are Anserini/Pyserini's (the BEIR leaderboard's BM25 flat baseline).
-The index is rebuilt lazily after additions or deletions (bm25s indexes are static); search scores
-every document so that metadata filters and ties are exact. A ranking holds only documents that
-match at least one query term: a stopword-only query returns no hits rather than arbitrary ones.
+Postings live in immutable segments with global statistics (:mod:`retrievers.bm25_segments`): an
+addition appends a segment and a deletion clears a live bit, nothing is rebuilt, and scores equal
+those of one bm25s index over the live documents (``bm25l``/``bm25+`` still rebuild a bm25s index
+lazily, searched in batches by :mod:`retrievers.kernels.bm25`). Search scores every document so
+that metadata filters and ties are exact. A ranking holds only documents that match at least one
+query term: a stopword-only query returns no hits rather than arbitrary ones.
 
 >>> r = BM25Retriever().index([{"id": "a", "text": "cats purr"}, {"id": "b", "text": "dogs bark"}])
 >>> r.retrieve("a cat", k=1).ids
@@ -27,10 +30,13 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.persist import atomic_write_text
 from rag.types import Document, Query
+from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
+from retrievers.stores.exact import topk_rows
 from retrievers.stores.filters import matches, validate_filter
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+LEGACY_METHODS = ("bm25l", "bm25+")  # a score for every non-matching document: bm25s rebuilds
 FIELDS = ("title+text", "text")
 
 
@@ -93,11 +99,31 @@ class BM25Retriever(BaseRetriever):
     def _text(self, d: Document) -> str:
         return d.full_text if self.fields == "title+text" else d.text
 
+    @property
+    def _segmented(self) -> bool:
+        return self.method not in LEGACY_METHODS
+
+    @property
+    def _index(self) -> SegmentedBM25:
+        if getattr(self, "_seg", None) is None:
+            self._seg = SegmentedBM25(self.k1, self.b, self.method)
+        return self._seg
+
     def _add(self, docs: list[Document]) -> None:
+        if self._segmented:  # a new segment; statistics stay global, nothing is rebuilt
+            tokens = self.tokenize([self._text(d) for d in docs])
+            self._index.add(build_segment([d.id for d in docs], tokens))
         self._bm25 = None  # rebuilt on next search
 
     def _delete(self, ids: list[str]) -> None:
+        if self._segmented:
+            self._index.delete(ids)
         self._bm25 = None
+
+    def compact(self) -> None:
+        """Merge all segments into one and drop deleted documents."""
+        if self._segmented:
+            self._index.compact()
 
     def _build(self) -> None:
         import bm25s
@@ -110,35 +136,79 @@ class BM25Retriever(BaseRetriever):
         bm25.index(tokens if any(tokens) else [["\x00"]] * len(tokens), show_progress=False)
         self._order, self._bm25 = order, bm25
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every indexed document for ``query``, in ``documents`` order ``(N,)``."""
+    def _row_scores(self, query: str) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+        """Scores ``(R,)`` of every row, the row ids, and the live-row mask (``None``: all)."""
+        if self._segmented:
+            idx = self._index
+            live = idx._global()[0]
+            return idx.row_scores(self.tokenize([query])[0]), idx.ids(), live
         if self._bm25 is None:
             self._build()
         vocab = self._bm25.vocab_dict
         toks = [t for t in self.tokenize([query])[0] if t in vocab]
         if not toks:
-            return np.zeros(len(self._order), dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(toks), dtype=np.float32)
+            return np.zeros(len(self._order), dtype=np.float32), self._order, None
+        return np.asarray(self._bm25.get_scores(toks), dtype=np.float32), self._order, None
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every indexed document for ``query``, in ``documents`` order ``(N,)``."""
+        s, _, live = self._row_scores(query)
+        return s if live is None else s[live]
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
         validate_filter(filter)
-        if self._bm25 is None:
-            self._build()
+        if not self._segmented:  # bm25l / bm25+: one bm25s index, batched kernel
+            if self._bm25 is None:
+                self._build()
+            allowed = None
+            if filter:
+                docs = self.documents
+                allowed = np.array([matches(docs[i].metadata, filter) for i in self._order])
+            # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
+            idx_b, vals_b = kbm25.topk(
+                self._bm25, self.tokenize([q.text for q in queries]), k, allowed
+            )
+            return [
+                [(self._order[j], v) for j, v in zip(ri, rv) if v != -np.inf and v != 0]
+                for ri, rv in zip(idx_b.tolist(), vals_b.tolist())
+            ]
+        out = []
         mask = None
-        if filter:
-            mask = np.array([matches(self.documents[i].metadata, filter) for i in self._order])
-        # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
-        idx, vals = kbm25.topk(self._bm25, self.tokenize([q.text for q in queries]), k, mask)
-        # only documents that match at least one query term (a non-zero BM25 term sum): padding
-        # a ranking with zero-score documents hands the generator noise as context
-        return [
-            [(self._order[j], v) for j, v in zip(ri, rv) if v != -np.inf and v != 0]
-            for ri, rv in zip(idx.tolist(), vals.tolist())
-        ]
+        for q in queries:
+            s, order, live = self._row_scores(q.text)
+            if filter and mask is None:
+                docs = self.documents
+                mask = np.array(
+                    [i in docs and matches(docs[i].metadata, filter) for i in order], dtype=bool
+                )
+            # only documents that match at least one query term (a non-zero BM25 term sum):
+            # padding a ranking with zero-score documents hands the generator noise as context
+            s = np.where(s != 0, s, -np.inf)
+            if live is not None:
+                s = np.where(live, s, -np.inf)
+            if mask is not None:
+                s = np.where(mask, s, -np.inf)
+            idx, vals = topk_rows(s[None, :], k)
+            out.append([(order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v)])
+        return out
+
+    # -- persistence: segments are appended, never rewritten (rag.index) ------------------------
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        if not self._segmented:
+            return super()._commit_state(commit, part)
+        return {"bm25": self._index.commit(commit, part)}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        if "bm25" not in state:
+            return super()._open_state(folder, state)
+        self.load()
+        self._index.open(folder, state["bm25"])
 
     def _save_state(self, path: Path) -> None:
+        if self._segmented:
+            return
         if self._bm25 is None and self.documents:
             self._build()
         if self._bm25 is not None:
@@ -148,8 +218,8 @@ class BM25Retriever(BaseRetriever):
     def _load_state(self, path: Path) -> None:
         import bm25s
 
-        if not (path / "bm25" / "order.json").exists():
-            return super()._load_state(path)
+        if self._segmented or not (path / "bm25" / "order.json").exists():
+            return super()._load_state(path)  # re-index the saved documents
         self.load()
         self._order = json.loads((path / "bm25" / "order.json").read_text(encoding="utf-8"))
         self._bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)

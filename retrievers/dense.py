@@ -22,6 +22,7 @@ from rag.nodes import BaseRetriever, Node
 from rag.types import Document, Query
 from retrievers.stores.exact import ExactStore
 from retrievers.stores.filters import validate_filter
+from retrievers.stores.segments import VectorSegments
 
 
 class DenseRetriever(BaseRetriever):
@@ -113,11 +114,13 @@ class DenseRetriever(BaseRetriever):
             texts = [d.full_text if self.fields == "title+text" else d.text for d in chunk]
             vecs = self.encoder.encode(texts, kind="document")
             self.store.add([d.id for d in chunk], vecs, [{"metadata": d.metadata} for d in chunk])
+            self._segments().add([d.id for d in chunk])
             bar.update(len(chunk))
         bar.close()
 
     def _delete(self, ids: list[str]) -> None:
         self.store.delete(ids)
+        self._segments().delete(ids)
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
@@ -125,6 +128,22 @@ class DenseRetriever(BaseRetriever):
         validate_filter(filter)
         vecs = self.encoder.encode([self.query_text(q) for q in queries], kind="query")
         return self.store.search(vecs, k, filter)
+
+    # -- persistence: an ExactStore's vectors are appended as segments (rag.index) -------------
+    def _segments(self) -> VectorSegments:
+        if getattr(self, "_vsegs", None) is None:
+            self._vsegs = VectorSegments()
+        return self._vsegs
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        if not isinstance(self.store, ExactStore):
+            return super()._commit_state(commit, part)  # Qdrant persists itself
+        return {"vectors": self._segments().commit(commit, part, self.store)}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        if "vectors" not in state:
+            return super()._open_state(folder, state)
+        self._segments().open(folder, state["vectors"], self.store, self.documents)
 
     def _save_state(self, path: Path) -> None:
         self.store.save(path / "store")

@@ -7,7 +7,7 @@ ranked low by one retriever still gets its share from the other.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, check_k, check_query
@@ -65,19 +65,38 @@ class HybridRetriever(BaseRetriever):
         for r in self.retrievers:
             r.load()
 
-    def _add(self, docs: list[Document]) -> None:
+    def _share_documents(self, documents: Any) -> None:
+        """The children read the hybrid's documents: the corpus is held (and saved) once."""
+        self._docs = documents
         for r in self.retrievers:
-            r.index(docs)
+            r._share_documents(documents)
+
+    def _add(self, docs: list[Document]) -> None:
+        self._share_documents(self.documents)
+        for r in self.retrievers:
+            r.load()
+            r._add(docs)
 
     def _delete(self, ids: list[str]) -> None:
+        self._share_documents(self.documents)
         for r in self.retrievers:
-            r.delete(ids)
+            r._delete(ids)
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        parts = [r._commit_state(commit, f"{part}{i}") for i, r in enumerate(self.retrievers)]
+        return {"children": parts}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        self._share_documents(self.documents)
+        for r, s in zip(self.retrievers, state["children"], strict=True):
+            r._open_state(folder, s)
 
     def retrieve_batch(self, queries, k: int = 10, filter: dict | None = None) -> list[Ranking]:  # type: ignore[no-untyped-def]
         check_k(k)
         qs = [check_query(q) for q in queries]
         if not qs or not self.documents:
             return [Ranking(query=q, stage=self.name) for q in qs]
+        self._share_documents(self.documents)
         depth = self.depth if self.depth is not None else max(k, 100)
         per_child = [r.retrieve_batch(qs, k=depth, filter=filter) for r in self.retrievers]
         out = []

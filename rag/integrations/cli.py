@@ -36,7 +36,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-auth", action="store_true", help="serve without API keys (loopback)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)
     p.add_argument("--cors-origin", action="append", default=[], help="allow this CORS origin")
-    p.add_argument("--save", action="store_true", help="re-save the index after /documents")
+    p.add_argument(
+        "--read-only", action="store_true",
+        help="refuse /documents changes (by default they are committed to the index folder)",
+    )
+    p.add_argument("--save", action="store_true", help=argparse.SUPPRESS)  # the default now
 
 
 def add_mcp_args(p: argparse.ArgumentParser) -> None:
@@ -46,7 +50,7 @@ def add_mcp_args(p: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> Any:
     from rag.pipeline import Pipeline
 
-    pipe = Pipeline.open(args.index)
+    pipe = Pipeline.open(args.index, read_only=getattr(args, "read_only", False))
     if pipe.generator is None and str(args.model).lower() != "none":
         from rag.generators import TransformersGenerator
 
@@ -71,7 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth=not args.no_auth,
         max_body_bytes=args.max_body_bytes,
         cors_origins=args.cors_origin,
-        save_to=args.index if args.save else None,
+        read_only=args.read_only,
+        # an index in the layout before rag.index is re-saved once, so that writes are committed
+        save_to=args.index if pipe.folder is None and not args.read_only else None,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

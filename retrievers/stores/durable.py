@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError, DataError
+from rag.index.files import fsync_dir, write_durable
 from rag.persist import atomic_write_text, iter_jsonl
 from retrievers.stores.base import check_batch
 
@@ -39,18 +40,11 @@ MANIFEST = "manifest.json"
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path)
 
 
 def _write_durable(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    write_durable(path, data)  # the index layer's one writer: temp -> fsync -> rename
 
 
 class DurableIndex:
@@ -87,8 +81,9 @@ class DurableIndex:
         for p in self.path.glob("seg-*"):
             if p.name not in live:
                 p.unlink()
-        for p in self.path.glob(f".{MANIFEST}.*.tmp"):
-            p.unlink()
+        for pattern in (f".{MANIFEST}.*.tmp", ".seg-*.tmp"):  # a write killed before its rename
+            for p in self.path.glob(pattern):
+                p.unlink()
 
     @property
     def seq(self) -> int:

@@ -195,6 +195,16 @@ class ExactStore(Node):
         self._payloads = [self._payloads[r] for r in keep]
         self._row = {i: r for r, i in enumerate(self._ids)}
 
+    def attach(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Serve ``vectors`` ``(N, D)`` as given (e.g. memory-mapped from an index segment) for
+        ``ids``, replacing the contents; the compressed index is rebuilt on first search."""
+        check_batch(ids, vectors, payloads)
+        self._vecs, self._ids, self._payloads = vectors, list(ids), [dict(p) for p in payloads]
+        self._row = {i: r for r, i in enumerate(self._ids)}
+        self._codes, self._codebook = None, None
+
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         return np.asarray(self._vecs[[self._row[i] for i in ids]], dtype=np.float32)
 

@@ -112,7 +112,17 @@ class QdrantStore(Node):
             key = os.environ.get(self.api_key_env) if self.api_key_env else None
             return qc.QdrantClient(url=self.url, api_key=key)
         p = path or self.path
-        return qc.QdrantClient(path=p) if p else qc.QdrantClient(location=self.location)
+        try:
+            return qc.QdrantClient(path=p) if p else qc.QdrantClient(location=self.location)
+        except RuntimeError as e:  # local mode takes a folder lock: one client per folder
+            if "already accessed" not in str(e):
+                raise
+            from rag.errors import IndexLockedError
+
+            raise IndexLockedError(
+                f"Qdrant folder {p!r} is open in another process (local mode allows one client "
+                "per folder); stop that process, or serve it with a Qdrant server (url=)"
+            ) from None
 
     @property
     def client(self) -> Any:

@@ -1,0 +1,20 @@
+"""The index layer: one document store, immutable segments, an atomic manifest, one writer."""
+
+from rag.index.docstore import DocumentStore
+from rag.index.files import WriterLock, atomic_write_bytes, crash_point, write_durable
+from rag.index.folder import Commit, IndexFolder, is_index
+from rag.index.io import commit_index, open_index, write_index
+
+__all__ = [
+    "Commit",
+    "DocumentStore",
+    "IndexFolder",
+    "WriterLock",
+    "atomic_write_bytes",
+    "commit_index",
+    "crash_point",
+    "is_index",
+    "open_index",
+    "write_durable",
+    "write_index",
+]
