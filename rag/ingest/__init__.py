@@ -1,0 +1,17 @@
+"""Your own files in: loaders, token- and heading-aware chunking, contextual chunks,
+parent-aware retrieval, incremental re-indexing and span citations (docs/ingestion.md)."""
+
+from rag.ingest.loaders import CsvColumns, LoadResult, Skipped, SkipFile, load_file, load_paths
+from rag.ingest.splitter import Chunker, find_encoder, sections
+
+__all__ = [
+    "Chunker",
+    "CsvColumns",
+    "LoadResult",
+    "SkipFile",
+    "Skipped",
+    "find_encoder",
+    "load_file",
+    "load_paths",
+    "sections",
+]
