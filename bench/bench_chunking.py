@@ -43,13 +43,21 @@ from evals.measures import score_run  # noqa: E402
 from rag.ingest import Chunker, load_paths  # noqa: E402
 from rag.ingest.parents import group_by_parent  # noqa: E402
 from rag.ingest.splitter import sections  # noqa: E402
-from rag.types import Document, Query, Ranking  # noqa: E402
+from rag.types import Document, Query  # noqa: E402
 
 _HERE = Path(__file__).resolve()
-DATA = next(
-    (p for p in (_HERE.parents[2] / "shared", Path("/work/shared")) if (p / "datasets").exists()),
-    _HERE.parents[2] / "shared",
-) / "datasets" / "scifact-reports"
+DATA = (
+    next(
+        (
+            p
+            for p in (_HERE.parents[2] / "shared", Path("/work/shared"))
+            if (p / "datasets").exists()
+        ),
+        _HERE.parents[2] / "shared",
+    )
+    / "datasets"
+    / "scifact-reports"
+)
 CACHE = Path(os.environ.get("RAGNODES_BENCH_CACHE", "/work/cache/ingest"))
 SHOWN_CHARS = 1000
 
@@ -102,7 +110,11 @@ class CachedEncoder:
             self.cache.update(zip(todo, vecs))
             self.encoded += len(todo)
             self._flush()
-            print(f"encoded {self.encoded} new texts ({len(self.cache)} cached)", file=sys.stderr, flush=True)
+            print(
+                f"encoded {self.encoded} new texts ({len(self.cache)} cached)",
+                file=sys.stderr,
+                flush=True,
+            )
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         return np.stack([self.cache[k] for k in keys])
@@ -139,7 +151,11 @@ def retrievers(kind: str, enc: CachedEncoder | None):
     if kind == "bm25":
         return BM25Retriever()
     dense = DenseRetriever(encoder=enc)
-    return dense if kind == "dense" else HybridRetriever([BM25Retriever(), DenseRetriever(encoder=enc)])
+    return (
+        dense
+        if kind == "dense"
+        else HybridRetriever([BM25Retriever(), DenseRetriever(encoder=enc)])
+    )
 
 
 def section_index(doc: Document) -> dict[str, int]:
@@ -220,9 +236,9 @@ def main() -> None:
         "dataset": "scifact-reports",
         "reports": len(docs),
         "queries": len(queries),
-        "subset": "all" if len(docs) >= 648 else (
-            "relevant reports of the first test claims (half) + seeded random others"
-        ),
+        "subset": "all"
+        if len(docs) >= 648
+        else ("relevant reports of the first test claims (half) + seeded random others"),
         "load_files_per_s": round(len(docs) / t_load, 1),
         "chunks": {k: len(v) for k, v in variants.items()},
         "chunk_per_s": {k: round(len(variants[k]) / t, 1) for k, t in timing.items()},
@@ -236,12 +252,18 @@ def main() -> None:
             r.index(vdocs)
             depth = args.depth if name != "whole" else 10
             rankings = r.retrieve_batch(queries, k=depth)
-            row = {"retriever": kind, "docs": name, **evaluate(rankings, qrels, sect, reports, name != "whole")}
+            row = {
+                "retriever": kind,
+                "docs": name,
+                **evaluate(rankings, qrels, sect, reports, name != "whole"),
+            }
             print(json.dumps(row), file=sys.stderr, flush=True)
             result["results"].append(row)
     base = {r["retriever"]: r["ndcg@10"] for r in result["results"] if r["docs"] == "whole"}
     for r in result["results"]:
-        r["ndcg_ratio_vs_whole"] = round(r["ndcg@10"] / base[r["retriever"]], 3) if base[r["retriever"]] else None
+        r["ndcg_ratio_vs_whole"] = (
+            round(r["ndcg@10"] / base[r["retriever"]], 3) if base[r["retriever"]] else None
+        )
     print(json.dumps(result, indent=2))
 
 

@@ -42,10 +42,13 @@ def build_retriever(kind: str, qdrant_path: str | None = None, progress: bool = 
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from rag.ingest.cli import run_index, wants_ingest
     from rag.nodes import Node
     from rag.persist import read_documents
     from rag.pipeline import Pipeline
 
+    if wants_ingest(args):  # files, folders, globs: rag/ingest
+        return run_index(args, build_retriever)
     docs = read_documents(args.corpus)
     if args.config:
         node = Node.from_config(args.config)
@@ -54,6 +57,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         pipe = Pipeline(retriever=build_retriever(args.retriever))
     pipe.index(docs).save(args.out)
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
+    from rag.ingest.indexing import count_overlong
+
+    over, max_len = count_overlong(pipe.retriever, docs)
+    if max_len is not None:
+        print(f"{over} of {len(docs)} documents are longer than the encoder's max_length "
+              f"({max_len} tokens) and were truncated when embedded")
     return 0
 
 
@@ -93,10 +102,11 @@ def _print_answer(answer: Any, streamed: bool) -> None:
     if answer.citations:
         print("Sources:")
         by_id = {h.id: h for h in answer.contexts}
+        from rag.ingest.cli import print_citation
+
         for c in answer.citations:
             d = by_id[c.document_id].document
-            tag = "" if c.source == "generated" else f" ({c.source})"
-            print(f"  [{c.marker}] {c.document_id}: {d.title or d.text[:60]}{tag}")
+            print(print_citation(c, d.title or d.text[:60]))
     else:
         print("(no citation could be matched to the sources)")
     if answer.invalid_markers:
@@ -111,6 +121,10 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
     if pipe.generator is None:
         pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
     pipe.k = args.k
+    if getattr(pipe, "context", None) is None:  # fit the prompt to the window, check citations
+        from rag.ingest.context import ChunkContext
+
+        pipe.context = ChunkContext(neighbours=0)
     answer = None
     for item in pipe.ask_stream(_query(args)):
         if isinstance(item, Answer):
@@ -155,10 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rag", description="ragnodes: composable RAG nodes")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("index", help="index a JSONL corpus into a folder")
-    p.add_argument("corpus", help='JSONL with {"_id"|"id", "text", "title"?} per line')
+    p.add_argument(
+        "corpus", help='a file or folder (.md .txt .html .pdf .docx .csv), or JSONL {"_id", "text"}'
+    )
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid")
     p.add_argument("--config", help="a retriever or pipeline config (.json/.yaml) instead")
+    from rag.ingest.cli import add_index_args
+
+    add_index_args(p)  # files, folders, globs, chunking (rag/ingest)
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("search", help="search an index")
     p.add_argument("index")

@@ -157,7 +157,9 @@ def _import_all_nodes() -> None:
     """Import the node modules so that their classes register (no heavy imports happen)."""
     import importlib
 
-    for mod in ("retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors"):
+    for mod in (
+        "retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors", "rag.ingest"
+    ):
         try:
             importlib.import_module(mod)
         except ImportError as e:  # a missing optional module must not hide the registry

@@ -34,6 +34,7 @@ import csv
 import fnmatch
 import hashlib
 import io
+import logging
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -201,6 +202,8 @@ def _read_pdf(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
     from rag.extras import require
 
     pypdf = require("pypdf", feature="reading .pdf files")
+    log = logging.getLogger("pypdf")  # its repair notes would add lines to our one warning
+    level, log.level = log.level, logging.ERROR
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -212,6 +215,8 @@ def _read_pdf(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
         raise
     except Exception as e:  # pypdf raises many types for damaged files
         raise SkipFile(f"broken PDF ({type(e).__name__}: {str(e)[:80]})") from None
+    finally:
+        log.setLevel(level)
     if not any(texts):
         raise SkipFile("PDF has no extractable text (scanned images?)")
     pages, parts, pos = [], [], 0
@@ -256,7 +261,11 @@ def _read_docx(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
 def _read_csv(path: Path, data: bytes, source: str, columns: CsvColumns) -> list[Document]:
     text = _decode(data)
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in (*columns.text, columns.id, columns.title) if c and c not in (reader.fieldnames or [])]
+    missing = [
+        c
+        for c in (*columns.text, columns.id, columns.title)
+        if c and c not in (reader.fieldnames or [])
+    ]
     if missing:
         raise SkipFile(f"CSV has no column {missing[0]!r} (columns: {reader.fieldnames})")
     docs = []

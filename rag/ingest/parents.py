@@ -10,7 +10,8 @@ Grouping (``how``), over the chunk ranking ``c_1..c_n`` of one query, for a pare
 
 >>> from rag.types import Query
 >>> c = lambda i, p, s: Hit(document=Document(id=i, text="t", metadata={"parent_id": p}), score=s)
->>> r = Ranking(query=Query(text="q"), hits=(c("a#0", "a", 3.0), c("b#0", "b", 2.0), c("b#1", "b", 2.0)))
+>>> hits = (c("a#0", "a", 3.0), c("b#0", "b", 2.0), c("b#1", "b", 2.0))
+>>> r = Ranking(query=Query(text="q"), hits=hits)
 >>> group_by_parent(r, "max").ids, group_by_parent(r, "sum").ids
 (['a', 'b'], ['b', 'a'])
 """
@@ -105,7 +106,9 @@ def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
             "end": end,
             "merged": [d.id for d in parts],
         }
-        doc = Document(id="+".join(d.id for d in parts), text=text, title=first.title, metadata=meta)
+        doc = Document(
+            id="+".join(d.id for d in parts), text=text, title=first.title, metadata=meta
+        )
         out.append(Hit(document=doc, score=max(x.score for x in g)))
     return out
 

@@ -184,7 +184,8 @@ class Chunker(Node):
             )
         if not 0 <= chunk_overlap < size // 2:
             raise ConfigError(
-                f"chunk_overlap must be >= 0 and < chunk_size / 2 ({size // 2}), got {chunk_overlap}"
+                f"chunk_overlap must be >= 0 and < chunk_size / 2 ({size // 2}), "
+                f"got {chunk_overlap}"
             )
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -195,7 +196,11 @@ class Chunker(Node):
 
     @property
     def size(self) -> int:
-        return self.chunk_size if self.chunk_size is not None else self.max_length - self.special_tokens
+        return (
+            self.chunk_size
+            if self.chunk_size is not None
+            else self.max_length - self.special_tokens
+        )
 
     @classmethod
     def for_retriever(cls, retriever: Any, **kw: Any) -> Chunker:
@@ -218,7 +223,9 @@ class Chunker(Node):
         self.load()
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
 
-    def _header(self, doc: Document, path: list[str], cache: dict[tuple[str, ...], tuple[str, int]]) -> tuple[str, int]:
+    def _header(
+        self, doc: Document, path: list[str], cache: dict[tuple[str, ...], tuple[str, int]]
+    ) -> tuple[str, int]:
         key = tuple(path)
         if key not in cache:
             header = header_for(doc.title, path) if self.contextual else ""
