@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from rag.citations import parse_markers
 from rag.errors import ConfigError
-from rag.ingest.parents import chunk_documents, expand_neighbours, merge_adjacent
+from rag.ingest.parents import chunk_documents, expand_neighbours, merge_adjacent, trim_headings
 from rag.nodes import Node
 from rag.types import Answer, Citation, Hit, Query
 
@@ -80,7 +80,7 @@ class ChunkContext(Node):
             hits = expand_neighbours(hits, chunk_documents(pipe.retriever), self.neighbours)
         else:
             hits = merge_adjacent(hits)
-        return self.fit(pipe, q, hits)
+        return self.fit(pipe, q, [trim_headings(h) for h in hits])
 
     def fit(self, pipe: Any, q: Query, hits: Sequence[Hit]) -> list[Hit]:
         from rag.pipeline import format_sources

@@ -18,6 +18,7 @@ Grouping (``how``), over the chunk ranking ``c_1..c_n`` of one query, for a pare
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,8 @@ def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
             d0 = g[0].document
             if sp is None or _span(d0) is None or parent_of(d0) != parent_of(h.document):
                 continue
+            if d0.metadata.get("headings") != h.document.metadata.get("headings"):
+                continue  # a merged hit stays inside one section (one citation heading)
             chunk_nos = {int(x.document.metadata["chunk"]) for x in g}
             n = int(h.document.metadata["chunk"])
             if n - 1 in chunk_nos or n + 1 in chunk_nos:
@@ -118,7 +121,8 @@ def expand_neighbours(
 ) -> list[Hit]:
     """Add the ``window`` chunks before and after each chunk hit (from the index's ``documents``)
     and merge adjacent ones (:func:`merge_adjacent`), so the generator reads a passage in its
-    surroundings ("small-to-big" retrieval, LlamaIndex's sentence-window)."""
+    surroundings ("small-to-big" retrieval, LlamaIndex's sentence-window). Neighbours come from
+    the same section (same heading path) only."""
     if window < 0:
         raise ConfigError(f"window must be >= 0, got {window}")
     seen = {h.id for h in hits}
@@ -131,7 +135,10 @@ def expand_neighbours(
         for d in range(1, window + 1):
             for n in (int(m["chunk"]) - d, int(m["chunk"]) + d):
                 cid = f"{m['parent_id']}#{n}"
-                if cid in documents and cid not in seen:
+                same = cid in documents and documents[cid].metadata.get("headings") == m.get(
+                    "headings"
+                )
+                if same and cid not in seen:  # neighbours within the same section only
                     seen.add(cid)
                     grown.append(Hit(document=documents[cid], score=h.score))
     return merge_adjacent(grown)
@@ -143,3 +150,24 @@ def chunk_documents(retriever: Any) -> Mapping[str, Document]:
         return retriever.documents
     except AttributeError:
         return {}
+
+
+_HEADING_LINE = re.compile(r"[ \t]*#{1,6}[ \t]+[^\n]*\n?\s*")
+
+
+def trim_headings(hit: Hit) -> Hit:
+    """The hit without the Markdown heading lines its chunk starts with (the header already says
+    them); ``start`` moves past them, so the span stays exact."""
+    d = hit.document
+    cut = 0
+    while "start" in d.metadata:
+        m = _HEADING_LINE.match(d.text, cut)
+        if m is None or m.end() >= len(d.text):
+            break
+        cut = m.end()
+    if cut == 0:
+        return hit
+    meta = {**d.metadata, "start": int(d.metadata["start"]) + cut}
+    return Hit(
+        document=d.model_copy(update={"text": d.text[cut:], "metadata": meta}), score=hit.score
+    )
