@@ -186,3 +186,25 @@ def test_citations_get_span_locator_and_support_verdict():
     assert c1.supported and c1.judge == "lexical" and c1.support == 1.0
     assert c2.locator == "notes/moon.pdf:2" and c2.supported is False
     assert out.unsupported_markers == (2,)
+
+
+def test_framework_adapters_keep_the_parent(notes, chunker):
+    pytest.importorskip("llama_index.core")
+    pytest.importorskip("langchain_core")
+    from rag.ingest.adapters import to_langchain_documents, to_llama_nodes
+    from rag.integrations.langchain import from_documents
+    from rag.integrations.llamaindex import from_nodes
+
+    docs = load_paths([notes], include=["*.md"], warn=_quiet).documents
+    chunks = chunker.split(docs)
+    nodes = to_llama_nodes(chunks)
+    assert {n.ref_doc_id for n in nodes} == {"planets.md"}
+    assert nodes[1].prev_node.node_id == chunks[0].id
+    back = from_nodes(nodes)
+    q = Query(text="q")
+    r = Ranking(query=q, hits=tuple(Hit(document=d, score=1.0) for d in back))
+    assert group_by_parent(r).ids == ["planets.md"]
+    lc = to_langchain_documents(chunks)
+    assert lc[0].metadata["parent_id"] == "planets.md" and lc[0].id == chunks[0].id
+    lc_back = from_documents(lc)
+    assert lc_back[0].metadata["start"] == chunks[0].metadata["start"]

@@ -29,8 +29,10 @@ GROUPINGS = ("max", "sum", "rrf")
 
 
 def parent_of(doc: Document) -> str:
-    """A chunk's parent id (a document that is not a chunk is its own parent)."""
-    return str(doc.metadata.get("parent_id", doc.id))
+    """A chunk's parent id: ``parent_id`` (rag.ingest), else LlamaIndex's ``ref_doc_id``; a
+    document that is not a chunk is its own parent."""
+    m = doc.metadata
+    return str(m.get("parent_id", m.get("ref_doc_id", doc.id)))
 
 
 def group_by_parent(
