@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--reports", type=int, default=150)
     ap.add_argument("--no-dense", action="store_true")
     ap.add_argument("--depth", type=int, default=100, help="chunks retrieved before grouping")
+    ap.add_argument(
+        "--variants", default="whole,chunked,chunked+context", help="comma-separated variants"
+    )
     args = ap.parse_args()
     ids = subset(args.reports)
     tmp = Path(tempfile.mkdtemp(prefix="bench-chunking-"))
@@ -246,8 +249,9 @@ def main() -> None:
     }
     kinds = ["bm25"] if args.no_dense else ["bm25", "dense", "hybrid"]
     enc = None if args.no_dense else CachedEncoder("scifact-reports")
+    wanted = args.variants.split(",")
     for kind in kinds:
-        for name, vdocs in variants.items():
+        for name, vdocs in ((n, v) for n, v in variants.items() if n in wanted):
             r = retrievers(kind, enc)
             r.index(vdocs)
             depth = args.depth if name != "whole" else 10
@@ -260,7 +264,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
             result["results"].append(row)
     base = {r["retriever"]: r["ndcg@10"] for r in result["results"] if r["docs"] == "whole"}
-    for r in result["results"]:
+    for r in result["results"] if base else []:
         r["ndcg_ratio_vs_whole"] = (
             round(r["ndcg@10"] / base[r["retriever"]], 3) if base[r["retriever"]] else None
         )

@@ -208,3 +208,19 @@ def test_framework_adapters_keep_the_parent(notes, chunker):
     assert lc[0].metadata["parent_id"] == "planets.md" and lc[0].id == chunks[0].id
     lc_back = from_documents(lc)
     assert lc_back[0].metadata["start"] == chunks[0].metadata["start"]
+
+
+def test_situating_sentences_are_written_once_then_cached(notes, chunker, smollm, tmp_path):
+    from rag.ingest import Situator
+
+    doc = next(d for d in load_paths([notes], warn=_quiet).documents if d.id == "planets.md")
+    chunks = chunker.split([doc])[:2]
+    s = Situator(max_new_tokens=24, cache_dir=str(tmp_path)).use(smollm)
+    first = s.situate(doc, chunks)
+    assert s.generated == 2 and s.cached == 0
+    assert all(c.metadata["situating"] for c in first)
+    assert first[0].title.startswith(chunks[0].title + ". ")
+    assert [c.text for c in first] == [c.text for c in chunks]  # the span is untouched
+    again = Situator(max_new_tokens=24, cache_dir=str(tmp_path)).use(smollm)
+    assert [c.title for c in again.situate(doc, chunks)] == [c.title for c in first]
+    assert again.generated == 0 and again.cached == 2

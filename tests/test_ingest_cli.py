@@ -96,3 +96,16 @@ def test_strict_turns_bad_files_into_an_error(indexed, capsys):
     root, _ = indexed
     assert main(["index", "notes", "--out", "idx-strict", "--strict", "--retriever", "bm25"]) == 2
     assert "--strict" in capsys.readouterr().err
+
+
+def test_chunker_from_yaml_and_a_changed_chunker_rechunks_everything(indexed, capsys):
+    root, _ = indexed
+    (root / "chunker.yaml").write_text("type: chunker\nchunk_size: 40\nchunk_overlap: 0\n")
+    args = ["index", "notes", "--out", "idx-yaml", "--retriever", "bm25"]
+    assert main([*args, "--chunker", "chunker.yaml"]) == 0
+    manifest = json.loads((root / "idx-yaml" / "ingest.json").read_text())
+    assert manifest["chunker"]["chunk_size"] == 40
+    capsys.readouterr()
+    assert main([*args, "--chunk-size", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "0 new, " in out and " changed, 0 unchanged" in out

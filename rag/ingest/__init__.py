@@ -2,6 +2,7 @@
 parent-aware retrieval, incremental re-indexing and span citations (docs/ingestion.md)."""
 
 from rag.ingest.context import ChunkContext
+from rag.ingest.contextual import Situator
 from rag.ingest.loaders import CsvColumns, LoadResult, SkipFile, Skipped, load_file, load_paths
 from rag.ingest.splitter import Chunker, find_encoder, sections
 
@@ -11,6 +12,7 @@ __all__ = [
     "CsvColumns",
     "LoadResult",
     "SkipFile",
+    "Situator",
     "Skipped",
     "find_encoder",
     "load_file",

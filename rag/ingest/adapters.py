@@ -24,9 +24,7 @@ def to_langchain_documents(chunks: Sequence[Document]) -> list[Any]:
     from rag.integrations._common import out_metadata
 
     lc = require("langchain_core.documents", feature="LangChain ingestion")
-    return [
-        lc.Document(page_content=c.text, metadata=out_metadata(c), id=c.id) for c in chunks
-    ]
+    return [lc.Document(page_content=c.text, metadata=out_metadata(c), id=c.id) for c in chunks]
 
 
 def to_llama_nodes(chunks: Sequence[Document]) -> list[Any]:

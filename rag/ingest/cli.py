@@ -35,6 +35,18 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
         help="also split JSONL/CSV records longer than a chunk",
     )
     p.add_argument(
+        "--chunker",
+        default=None,
+        metavar="CONFIG",
+        help="a chunker config (.yaml/.json with type: chunker) instead of the chunk options",
+    )
+    p.add_argument(
+        "--situate",
+        action="store_true",
+        help="an LLM writes a situating sentence per chunk (cached by content hash; slow on CPU)",
+    )
+    p.add_argument("--situate-model", default="smollm2-135m", help="the model for --situate")
+    p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
 
@@ -54,6 +66,8 @@ def wants_ingest(args: argparse.Namespace) -> bool:
         args.chunk_overlap,
         args.chunk_records,
         args.csv_columns,
+        args.chunker,
+        args.situate,
     )
     return not legacy or any(opts)
 
@@ -74,8 +88,16 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
 
 
 def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
+    from rag.errors import ConfigError
+    from rag.ingest.contextual import Situator
     from rag.ingest.indexing import index_paths
     from rag.ingest.loaders import CsvColumns
+    from rag.ingest.splitter import Chunker
+    from rag.nodes import Node
+
+    chunker = Node.from_config(args.chunker) if args.chunker else None
+    if chunker is not None and not isinstance(chunker, Chunker):
+        raise ConfigError(f"--chunker {args.chunker!r} is a {chunker.name}, not a chunker")
 
     report = index_paths(
         [args.corpus, *args.more],
@@ -89,6 +111,8 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         chunk_records=args.chunk_records,
         csv_columns=CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
         warn=lambda line: print(f"warning: {line}", file=sys.stderr),
+        chunker=chunker,
+        situator=Situator(args.situate_model) if args.situate else None,
     )
     for line in report.lines():
         print(line)

@@ -92,11 +92,14 @@ def index_paths(
     chunk_records: bool = False,
     csv_columns: CsvColumns | None = None,
     warn: Callable[[str], None] | None = None,
+    chunker: Chunker | None = None,
+    situator: Any = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
-    ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened."""
-    from rag.nodes import Node
+    ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
+    ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
+    ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context."""
     from rag.persist import atomic_write_text
     from rag.pipeline import Pipeline
 
@@ -109,9 +112,14 @@ def index_paths(
         kw["chunk_size"] = chunk_size
     if chunk_overlap is not None:
         kw["chunk_overlap"] = chunk_overlap
-    chunker = Chunker.for_retriever(pipe.retriever, **kw)
+    if situator is not None:
+        kw["reserve_tokens"] = situator.max_new_tokens + 2
+    if chunker is None:
+        chunker = Chunker.for_retriever(pipe.retriever, **kw)
     old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
-    if manifest is not None and Node.from_config(manifest["chunker"]) != chunker:
+    settings = {"chunker": chunker.to_config()}
+    settings["situator"] = situator.to_config() if situator is not None else None
+    if manifest is not None and any(manifest.get(k) != v for k, v in settings.items()):
         old_files, old = old, {s: {**v, "sha256": ""} for s, v in old.items()}
     else:
         old_files = old
@@ -135,7 +143,8 @@ def index_paths(
     chunks: list[Document] = []
     for d in res.documents:
         whole = d.metadata.get("format") in RECORD_FORMATS and not chunk_records
-        chunks.extend([d] if whole else chunker.split_one(d))
+        parts = [d] if whole else chunker.split_one(d)
+        chunks.extend(situator.situate(d, parts) if situator is not None and not whole else parts)
     report.overlong, report.max_length = count_overlong(pipe.retriever, chunks)
     report.encoded = len(chunks)
     if chunks:
@@ -148,7 +157,7 @@ def index_paths(
     for c in chunks:
         files[str(c.metadata["source"])]["chunks"].append(c.id)
     pipe.save(out)
-    manifest = {"chunker": chunker.to_config(), "files": files}
+    manifest = {**settings, "files": files}
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     report.seconds = time.perf_counter() - t0
     return report

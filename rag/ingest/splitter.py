@@ -160,6 +160,8 @@ class Chunker(Node):
         chunk_overlap: tokens of whole pieces repeated from the previous chunk.
         contextual: put ``doc title > heading path`` in each chunk's ``title`` (indexed with it).
         special_tokens: tokens the encoder adds around a text ([CLS] and [SEP] for BERT).
+        reserve_tokens: tokens left free in every chunk for an LLM-written situating sentence
+            (:class:`~rag.ingest.contextual.Situator`).
     """
 
     name: ClassVar[str] = "chunker"
@@ -173,6 +175,7 @@ class Chunker(Node):
         chunk_overlap: int = 32,
         contextual: bool = True,
         special_tokens: int = 2,
+        reserve_tokens: int = 0,
     ) -> None:
         size = chunk_size if chunk_size is not None else max_length - special_tokens
         if size < 16:
@@ -193,6 +196,9 @@ class Chunker(Node):
         self.chunk_overlap = chunk_overlap
         self.contextual = contextual
         self.special_tokens = special_tokens
+        self.reserve_tokens = reserve_tokens
+        if size - reserve_tokens < 16:
+            raise ConfigError(f"reserve_tokens {reserve_tokens} leaves < 16 tokens of a chunk")
 
     @property
     def size(self) -> int:
@@ -230,7 +236,7 @@ class Chunker(Node):
         if key not in cache:
             header = header_for(doc.title, path) if self.contextual else ""
             n = self.count_tokens(header) + 1 if header else 0  # +1: the space before the text
-            limit = self.size // 2
+            limit = (self.size - self.reserve_tokens) // 2
             if n > limit:  # a runaway heading must not eat the chunk
                 ids = self._tok(header, add_special_tokens=False)["input_ids"][: limit - 4]
                 header = self._tok.decode(ids) + "..."
@@ -248,7 +254,7 @@ class Chunker(Node):
         out: list[Document] = []
         for s, e, path in sections(text):
             header, n_header = self._header(doc, path, headers)
-            budget = self.size - n_header
+            budget = self.size - n_header - self.reserve_tokens
             pieces = _pieces(text, s, e, budget, count)
             for a, b in pack(pieces, budget, self.chunk_overlap, count):
                 meta = {
