@@ -194,6 +194,56 @@ def evaluate(rankings, qrels, sect, reports, chunked: bool) -> dict:
     return out
 
 
+def incremental(n: int, kind: str) -> dict:
+    """Full ``index_paths`` of ``n`` reports (copied to a temp folder), then a rerun with nothing
+    changed, then one after appending a sentence to 1% of the files (at least one)."""
+    import shutil
+
+    import torch
+
+    from rag.cli import build_retriever
+    from rag.ingest.indexing import index_paths
+    from rag.pipeline import Pipeline
+
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
+    folder, out = tmp / "docs", tmp / "idx"
+    folder.mkdir()
+    ids = subset(n)
+    for i in ids:
+        shutil.copy(DATA / "docs" / i, folder / i)
+
+    def run() -> tuple[float, object]:
+        t0 = time.perf_counter()
+        rep = index_paths(
+            [folder], out, lambda: Pipeline(retriever=build_retriever(kind, progress=False))
+        )
+        return time.perf_counter() - t0, rep
+
+    full_s, full = run()
+    noop_s, _ = run()
+    touched = ids[:: max(1, len(ids) // max(1, len(ids) // 100))][: max(1, len(ids) // 100)]
+    for i in touched:
+        with open(folder / i, "a", encoding="utf-8") as f:
+            f.write("\nThis report was updated.\n")
+    re_s, re = run()
+    shutil.rmtree(tmp)
+    return {
+        "mode": "incremental",
+        "retriever": kind,
+        "reports": len(ids),
+        "full_s": round(full_s, 2),
+        "full_files_per_s": round(len(ids) / full_s, 2),
+        "full_chunks_per_s": round(full.chunks_added / full_s, 2),  # type: ignore[attr-defined]
+        "chunks": full.chunks_added,  # type: ignore[attr-defined]
+        "unchanged_rerun_s": round(noop_s, 2),
+        "touched_files": len(touched),
+        "reindex_s": round(re_s, 2),
+        "reindex_chunks": re.chunks_added,  # type: ignore[attr-defined]
+        "full_over_reindex": round(full_s / re_s, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reports", type=int, default=150)
@@ -202,7 +252,13 @@ def main() -> None:
     ap.add_argument(
         "--variants", default="whole,chunked,chunked+context", help="comma-separated variants"
     )
+    ap.add_argument(
+        "--incremental", default=None, metavar="KIND", help="time re-indexing with bm25|hybrid"
+    )
     args = ap.parse_args()
+    if args.incremental:
+        print(json.dumps(incremental(args.reports, args.incremental), indent=2))
+        return
     ids = subset(args.reports)
     tmp = Path(tempfile.mkdtemp(prefix="bench-chunking-"))
     for i in ids:  # a folder holding just the subset, as a user would index it

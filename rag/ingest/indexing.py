@@ -2,11 +2,12 @@
 rerun re-embeds only new or changed files and removes deleted ones.
 
 The manifest (``ingest.json`` in the index folder) maps each source file to the SHA-256 of its
-bytes and the ids of its chunks, plus the chunker's config. It is built on the public
-``Pipeline.index`` / ``retriever.delete`` / ``Pipeline.save`` API only, and written *after* the
-index is saved: a run killed in between leaves a manifest that is at worst behind the index, and
-the next run redoes that work (deleting a file's old chunk ids before adding is idempotent).
-A changed chunker config (``--chunk-size``...) re-chunks every file.
+bytes and the ids of its chunks, plus the chunker's (and situator's) config. It is built on the
+public ``Pipeline.open`` / ``retriever.delete`` / ``Pipeline.index`` / ``Pipeline.save`` API
+only. The updated index and its manifest are written to a fresh sibling folder that is then
+swapped in, so the folder always holds an index and the manifest that describes it; a run killed
+before the swap leaves the old pair, and the rerun redoes the work. A changed chunker config
+(``--chunk-size``...) re-chunks every file; a rerun with nothing changed writes nothing.
 
 >>> pipe = lambda: Pipeline(BM25Retriever())
 >>> index_paths(["notes/"], "idx", new_pipeline=pipe).lines()[0]     # doctest: +SKIP
@@ -16,6 +17,7 @@ A changed chunker config (``--chunk-size``...) re-chunks every file.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +68,9 @@ class IndexReport:
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:
+    old = out.with_name(out.name + ".old")
+    if not out.exists() and (old / MANIFEST).exists():  # killed between the two renames
+        os.replace(old, out)
     p = out / MANIFEST
     if not p.exists() or not (out / "config.json").exists():
         return None
@@ -78,6 +83,28 @@ def count_overlong(retriever: Any, docs: Sequence[Document]) -> tuple[int, int |
     if enc is None or not docs:
         return 0, None
     return enc.count_overlong([d.full_text for d in docs]), enc.max_length
+
+
+def _save_swapped(pipe: Any, out: Path, manifest: str) -> None:
+    """Save the pipeline and manifest into a fresh sibling folder, then swap it in.
+
+    A reopened index memory-maps its arrays (BM25, vectors); saving over the very files that
+    are mapped truncates them under the reader, so the new index never overwrites the old one
+    in place. Between the two renames the old index is at ``<out>.old``; :func:`read_manifest`
+    puts it back if a kill happened right there."""
+    import shutil
+
+    from rag.persist import atomic_write_text
+
+    new, old = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    pipe.save(new)
+    atomic_write_text(new / MANIFEST, manifest)
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def index_paths(
@@ -100,7 +127,6 @@ def index_paths(
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context."""
-    from rag.persist import atomic_write_text
     from rag.pipeline import Pipeline
 
     t0 = time.perf_counter()
@@ -156,8 +182,8 @@ def index_paths(
             files[s] = {"sha256": digest, "chunks": []}
     for c in chunks:
         files[str(c.metadata["source"])]["chunks"].append(c.id)
-    pipe.save(out)
     manifest = {**settings, "files": files}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    if chunks or drop or read_manifest(out) != manifest:
+        _save_swapped(pipe, out, json.dumps(manifest, indent=1))
     report.seconds = time.perf_counter() - t0
     return report
