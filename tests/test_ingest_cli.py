@@ -109,3 +109,15 @@ def test_chunker_from_yaml_and_a_changed_chunker_rechunks_everything(indexed, ca
     assert main([*args, "--chunk-size", "80"]) == 0
     out = capsys.readouterr().out
     assert "0 new, " in out and " changed, 0 unchanged" in out
+
+
+def test_a_kill_between_the_two_renames_is_repaired(indexed, capsys):
+    root, _ = indexed
+    args = ["index", "notes", "--out", "idx-kill", "--retriever", "bm25"]
+    assert main(args) == 0
+    # the state a kill -9 leaves right after `out -> out.old` and before `out.new -> out`
+    (root / "idx-kill").rename(root / "idx-kill.old")
+    capsys.readouterr()
+    assert main(args) == 0
+    assert " 0 new, 0 changed" in capsys.readouterr().out  # the old index was put back, reused
+    assert not (root / "idx-kill.old").exists()
