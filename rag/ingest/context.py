@@ -4,8 +4,9 @@ against the span it points at.
 
 * **Budget.** Sources are added best first while ``prompt + sources + max_new_tokens`` fits the
   generator's window (``max_position_embeddings`` of a local model, else ``budget_tokens``);
-  a source that does not fit is left out, never cut mid-way. ``rag ask -k 1000`` thus builds a
-  prompt that fits instead of a 212k-token one.
+  a source that does not fit is left out, never cut mid-way; the real chat-templated prompt is
+  then counted and the last sources dropped until it fits. ``rag ask -k 1000`` on cisi thus
+  builds an 8,013-token prompt (48 sources) instead of a 153,146-token one.
 * **Citations to the span.** Each citation gets the source ``path``, the character ``span``
   ``[start, end)`` into the source text, the ``page`` (PDF) and the ``heading``, so ``rag ask``
   prints ``path#heading`` or ``path:page``.
@@ -105,6 +106,14 @@ class ChunkContext(Node):
             if cost <= left:
                 kept.append(h)
                 left -= cost
+        # the sum of parts misses the chat template's and the separators' tokens: check the
+        # real prompt and drop the last sources until it fits
+        exact = getattr(gen, "prompt_ids", None)
+        while kept and exact is not None:
+            n = int(exact(pipe._messages(q, kept))["input_ids"].shape[-1])
+            if n + new_tokens <= window:
+                break
+            kept.pop()
         return kept
 
     # -- citations ----------------------------------------------------------------------------
