@@ -121,3 +121,21 @@ def test_a_kill_between_the_two_renames_is_repaired(indexed, capsys):
     assert main(args) == 0
     assert " 0 new, 0 changed" in capsys.readouterr().out  # the old index was put back, reused
     assert not (root / "idx-kill.old").exists()
+
+
+def test_a_thousand_contexts_fit_the_real_generator_window(smollm):
+    from rag.ingest import ChunkContext
+    from rag.pipeline import Pipeline
+    from rag.types import Document, Hit, Query
+    from retrievers import BM25Retriever
+
+    pipe = Pipeline(retriever=BM25Retriever(), generator=smollm)
+    hits = [
+        Hit(document=Document(id=f"d{i}", text=f"Fact {i}: " + "the sky is blue. " * 60), score=-i)
+        for i in range(1000)
+    ]
+    q = Query(text="What colour is the sky?")
+    kept = ChunkContext(neighbours=0).build(pipe, q, hits)
+    n = int(smollm.prompt_ids(pipe._messages(q, kept))["input_ids"].shape[-1])
+    assert 10 < len(kept) < 100 and [h.id for h in kept] == [f"d{i}" for i in range(len(kept))]
+    assert n + smollm.max_new_tokens <= smollm.lm.config.max_position_embeddings
