@@ -59,6 +59,7 @@ def build_retriever(kind: str, qdrant_path: str | None = None, progress: bool = 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from rag.index import ingest
+    from rag.ingest.cli import run_index, wants_ingest
     from rag.nodes import Node
     from rag.persist import read_documents
     from rag.pipeline import Pipeline
@@ -74,6 +75,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     if not args.corpus:
         raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
+    if wants_ingest(args):  # files, folders, globs: rag/ingest
+        return run_index(args, build_retriever)
     docs = read_documents(args.corpus)
 
     def make() -> Any:
@@ -88,6 +91,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     pipe.close()
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
+    from rag.ingest.indexing import count_overlong
+
+    over, max_len = count_overlong(pipe.retriever, docs)
+    if max_len is not None:
+        print(f"{over} of {len(docs)} documents are longer than the encoder's max_length "
+              f"({max_len} tokens) and were truncated when embedded")
     return 0
 
 
@@ -127,10 +136,11 @@ def _print_answer(answer: Any, streamed: bool) -> None:
     if answer.citations:
         print("Sources:")
         by_id = {h.id: h for h in answer.contexts}
+        from rag.ingest.cli import print_citation
+
         for c in answer.citations:
             d = by_id[c.document_id].document
-            tag = "" if c.source == "generated" else f" ({c.source})"
-            print(f"  [{c.marker}] {c.document_id}: {d.title or d.text[:60]}{tag}")
+            print(print_citation(c, d.title or d.text[:60]))
     else:
         print("(no citation could be matched to the sources)")
     if answer.invalid_markers:
@@ -145,6 +155,10 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
     if pipe.generator is None:
         pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
     pipe.k = args.k
+    if getattr(pipe, "context", None) is None:  # fit the prompt to the window, check citations
+        from rag.ingest.context import ChunkContext
+
+        pipe.context = ChunkContext(neighbours=0)
     answer = None
     for item in pipe.ask_stream(_query(args)):
         if isinstance(item, Answer):
@@ -198,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"ragnodes {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("index", help="index a JSONL corpus into a folder")
-    p.add_argument("corpus", nargs="?", help='JSONL with {"_id"|"id", "text", "title"?} per line')
+    p.add_argument(
+        "corpus",
+        nargs="?",
+        help='a file or folder (.md .txt .html .pdf .docx .csv), or JSONL {"_id", "text"}',
+    )
     p.add_argument("--out", help="index folder")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid")
     p.add_argument("--config", help="a retriever or pipeline config (.json/.yaml) instead")
@@ -207,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", action="append", metavar="ID", help="delete this id (repeatable)")
     p.add_argument("--repair", metavar="INDEX", help="rebuild INDEX from its intact documents")
     p.add_argument("--batch-size", type=int, default=10_000, help="documents per commit")
+    from rag.ingest.cli import add_index_args
+
+    add_index_args(p)  # files, folders, globs, chunking (rag/ingest)
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("search", help="search an index")
     p.add_argument("index")

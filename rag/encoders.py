@@ -206,6 +206,19 @@ class TransformerEncoder(Node):
         bar.close()
         return out
 
+    def count_overlong(self, texts: Sequence[str], kind: str = "document") -> int:
+        """How many ``texts`` (with the prefix for ``kind``) are longer than ``max_length`` tokens,
+        special tokens included, i.e. would be truncated by :meth:`encode` (nothing is silent:
+        ``rag index`` reports this count)."""
+        self.load()
+        prefix = self.query_prefix if kind == "query" else self.document_prefix
+        limit, self.tokenizer.model_max_length = self.tokenizer.model_max_length, 10**9
+        try:
+            ids = self.tokenizer([prefix + t for t in texts], truncation=False)["input_ids"]
+        finally:
+            self.tokenizer.model_max_length = limit
+        return sum(len(x) > self.max_length for x in ids)
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, kind="query")
 

@@ -19,6 +19,9 @@ _EXTRA_OF = {
     "vllm": "vllm",
     "httpx": "http",
     "matplotlib": "report",
+    "pypdf": "ingest",
+    "docx": "ingest",
+    "html2text": "ingest",
 }
 
 

@@ -168,7 +168,14 @@ def build_node(cls: type[Node], params: dict[str, Any]) -> Node:
         raise ConfigError(f"{cls.name}: {e}") from None
 
 
-NODE_MODULES = ("retrievers", "rerankers", "rag.generators", "rag.pipeline", "rag.compressors")
+NODE_MODULES = (
+    "retrievers",
+    "rerankers",
+    "rag.generators",
+    "rag.pipeline",
+    "rag.compressors",
+    "rag.ingest",
+)
 
 
 def _import_all_nodes() -> None:

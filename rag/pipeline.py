@@ -74,6 +74,8 @@ class Pipeline(Node):
             overlap; such citations are labelled ``source="attributed"``.
         demonstrations: a :class:`~rag.demonstrations.DemonstrationSelector`; its top-k solved
             examples for the question go before it as few-shot user/assistant turns.
+        context: a :class:`~rag.ingest.context.ChunkContext`: merges and expands chunk hits, fits
+            them to the generator's window and checks each citation against its span.
     """
 
     name: ClassVar[str] = "pipeline"
@@ -90,6 +92,7 @@ class Pipeline(Node):
         max_source_chars: int = 1000,
         attribute_uncited: bool = True,
         demonstrations: Any = None,
+        context: Any = None,
     ) -> None:
         check_k(k)
         if candidates is not None:
@@ -103,6 +106,7 @@ class Pipeline(Node):
         self.max_source_chars = max_source_chars
         self.attribute_uncited = attribute_uncited
         self.demonstrations = demonstrations
+        self.context = context
 
     def _load(self) -> None:
         for n in [self.retriever, *self.rerankers, *self.compressors]:
@@ -339,8 +343,13 @@ class Pipeline(Node):
         q = check_query(query)
         t0 = time.perf_counter()
         hits = self.search(q).hits
+        if self.context is not None:
+            hits = self.context.build(self, q, hits)
         timings = {"retrieve_s": time.perf_counter() - t0}
-        yield from self.stream_answer(q, hits, self._messages(q, hits), timings=timings)
+        for item in self.stream_answer(q, hits, self._messages(q, hits), timings=timings):
+            if self.context is not None and isinstance(item, Answer):
+                item = self.context.check(item)
+            yield item
 
     def stream_answer(
         self,

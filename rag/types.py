@@ -126,6 +126,24 @@ class Citation(BaseModel):
     document_id: str
     title: str = ""  # the cited document's title (empty when untitled)
     source: str = "generated"  # "generated" by the model, or "attributed" after the fact
+    # where the cited text sits (set for chunks of ingested files, rag.ingest.context)
+    path: str = ""
+    span: tuple[int, int] | None = None  # [start, end) character offsets into the source text
+    page: int | None = None
+    heading: str = ""
+    # support of the citing sentence by the cited span, by the judge named in ``judge``
+    support: float | None = None
+    judge: str = ""
+    supported: bool | None = None
+
+    @property
+    def locator(self) -> str:
+        """``path:page`` (PDF), ``path#heading``, the path, or the document id."""
+        if not self.path:
+            return self.document_id
+        if self.page is not None:
+            return f"{self.path}:{self.page}"
+        return f"{self.path}#{self.heading}" if self.heading else self.path
 
 
 class TraceStep(BaseModel):
@@ -156,6 +174,7 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     model: str = ""
     trace: tuple[TraceStep, ...] = ()
+    unsupported_markers: tuple[int, ...] = ()  # citations a judge found unsupported by their span
 
     @property
     def cited_ids(self) -> list[str]:

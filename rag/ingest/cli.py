@@ -1,0 +1,130 @@
+"""The ``rag index`` options for files and folders; the loading logic lives in
+:mod:`rag.ingest.indexing`, the command only parses and prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("more", nargs="*", default=[], help="more files or folders to index")
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files matching GLOB (path relative to the folder, or file name)",
+    )
+    p.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="skip files matching GLOB"
+    )
+    p.add_argument("--strict", action="store_true", help="a bad file is an error, not a warning")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="tokens per chunk (default: the encoder's max_length)",
+    )
+    p.add_argument("--chunk-overlap", type=int, default=None, help="tokens of overlap (32)")
+    p.add_argument(
+        "--chunk-records",
+        action="store_true",
+        help="also split JSONL/CSV records longer than a chunk",
+    )
+    p.add_argument(
+        "--chunker",
+        default=None,
+        metavar="CONFIG",
+        help="a chunker config (.yaml/.json with type: chunker) instead of the chunk options",
+    )
+    p.add_argument(
+        "--situate",
+        action="store_true",
+        help="an LLM writes a situating sentence per chunk (cached by content hash; slow on CPU)",
+    )
+    p.add_argument("--situate-model", default="smollm2-135m", help="the model for --situate")
+    p.add_argument(
+        "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
+    )
+
+
+def wants_ingest(args: argparse.Namespace) -> bool:
+    """The file/folder path: anything but one JSONL corpus with no ingestion option (whose
+    behaviour, ids and all, stays as it was)."""
+    paths = [args.corpus, *getattr(args, "more", [])]
+    if len(paths) > 1 or Path(paths[0]).is_dir():
+        return True
+    legacy = paths[0].endswith((".jsonl", ".jsonl.gz", ".json"))
+    opts = (
+        args.include,
+        args.exclude,
+        args.strict,
+        args.chunk_size,
+        args.chunk_overlap,
+        args.chunk_records,
+        args.csv_columns,
+        args.chunker,
+        args.situate,
+    )
+    return not legacy or any(opts)
+
+
+def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
+    from rag.ingest.context import ChunkContext
+    from rag.nodes import Node
+    from rag.pipeline import Pipeline
+
+    if args.config:
+        node = Node.from_config(args.config)
+        if isinstance(node, Pipeline):
+            return node
+        return Pipeline(retriever=node, max_source_chars=4000, context=ChunkContext())
+    return Pipeline(
+        retriever=build_retriever(args.retriever), max_source_chars=4000, context=ChunkContext()
+    )
+
+
+def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
+    from rag.errors import ConfigError
+    from rag.ingest.contextual import Situator
+    from rag.ingest.indexing import index_paths
+    from rag.ingest.loaders import CsvColumns
+    from rag.ingest.splitter import Chunker
+    from rag.nodes import Node
+
+    chunker = Node.from_config(args.chunker) if args.chunker else None
+    if chunker is not None and not isinstance(chunker, Chunker):
+        raise ConfigError(f"--chunker {args.chunker!r} is a {chunker.name}, not a chunker")
+
+    report = index_paths(
+        [args.corpus, *args.more],
+        args.out,
+        lambda: new_pipeline(args, build_retriever),
+        include=args.include,
+        exclude=args.exclude,
+        strict=args.strict,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        chunk_records=args.chunk_records,
+        csv_columns=CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
+        warn=lambda line: print(f"warning: {line}", file=sys.stderr),
+        chunker=chunker,
+        situator=Situator(args.situate_model) if args.situate else None,
+    )
+    for line in report.lines():
+        print(line)
+    print(f"index: {args.out}")
+    return 0
+
+
+def print_citation(c: Any, title: str) -> str:
+    """One ``Sources:`` line: locator, title, support verdict."""
+    tag = "" if c.source == "generated" else f" ({c.source})"
+    where = c.locator if c.path else f"{c.document_id}: {title}"
+    verdict = ""
+    if c.supported is False:
+        verdict = f"  [UNSUPPORTED: {c.judge} judge support {c.support:.2f}]"
+    return f"  [{c.marker}] {where}{tag}{verdict}"
