@@ -474,6 +474,37 @@ class QdrantHybridRetriever(BaseRetriever):
             )
         return reqs
 
+    def bm25_search(
+        self, texts: Sequence[str], k: int = 10, filter: dict | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """BM25 alone: the sparse vector searched by Qdrant, ``(doc_id, score)`` best first (only
+        documents sharing a term with the query, unlike bm25s, which scores every document)."""
+        check_k(k)
+        validate_filter(filter)
+        out: list[list[tuple[str, float]]] = []
+        with qdrant_errors(self.url):
+            if not self._exists():
+                return [[] for _ in texts]
+            for text in texts:
+                idx, val = self.sparse.query_vector(text)
+                if not len(idx):
+                    out.append([])
+                    continue
+                pts = self.client.query_points(
+                    self.collection,
+                    query=sparse_vector(idx, val),
+                    using="bm25",
+                    limit=k + _TIE_MARGIN,
+                    query_filter=to_qdrant(filter),
+                    with_payload=["doc_id"],
+                ).points
+                hits = sorted(
+                    ((p.payload["doc_id"], float(p.score)) for p in pts),
+                    key=lambda h: (-h[1], h[0]),
+                )
+                out.append(hits[:k])
+        return out
+
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
