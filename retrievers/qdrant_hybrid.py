@@ -26,6 +26,7 @@ ranks from 0, so the request carries ``Rrf(k=rrf_k + 1)`` and both give the same
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -291,7 +292,11 @@ class QdrantHybridRetriever(BaseRetriever):
             self.collection, **collection_config(self, dim, tok_dim, fde_dim)
         )
         for field, schema in payload_indexes(self.filter_fields).items():
-            self.client.create_payload_index(self.collection, field_name=field, field_schema=schema)
+            with warnings.catch_warnings():  # local mode filters without indexes, and says so
+                warnings.simplefilter("ignore", UserWarning)
+                self.client.create_payload_index(
+                    self.collection, field_name=field, field_schema=schema
+                )
 
     def _upsert(
         self,
