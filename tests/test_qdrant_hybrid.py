@@ -265,3 +265,15 @@ def test_bm25_search_results_are_sorted_and_filtered(demo_docs):
     hits = r.bm25_search(["planet"], k=50)[0]
     assert hits == sorted(hits, key=lambda h: (-h[1], h[0])) and hits
     assert json.dumps(r.to_config())  # JSON-safe
+
+
+def test_in_memory_collection_saves_and_loads(tmp_path, demo_docs):
+    from rag.persist import load_retriever
+
+    r = sparse_only(demo_docs)
+    want = r.bm25_search(["moons of Mars", "largest planet"], k=5)
+    r.save(tmp_path / "idx")
+    loaded = load_retriever(tmp_path / "idx")
+    assert loaded.bm25_search(["moons of Mars", "largest planet"], k=5) == want
+    assert len(loaded) == len(demo_docs)
+    loaded.close()
