@@ -436,6 +436,8 @@ class QdrantHybridRetriever(BaseRetriever):
             if self.fde is not None:
                 fde = self.fde.encode_queries([np.asarray(t, np.float32) for t in qtok])
         if self.fusion == "rrf":
+            if not hasattr(models, "RrfQuery"):  # parametrised RRF: Qdrant / qdrant-client 1.16
+                raise ConfigError("fusion='rrf' with rrf_k needs qdrant-client >= 1.16")
             fused: Any = models.RrfQuery(rrf=models.Rrf(k=self.rrf_k + 1))
         else:
             fused = models.FusionQuery(fusion=models.Fusion.DBSF)
