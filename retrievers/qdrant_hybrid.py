@@ -37,6 +37,13 @@ from rag.encoders import TransformerEncoder
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, check_k, check_query
 from rag.types import Document, Query, Ranking, as_documents, unique_ids
+from retrievers.qdrant_query import (
+    TIE_MARGIN,
+    document_points,
+    fusion_query,
+    payload_document,
+    query_requests,
+)
 from retrievers.qdrant_schema import (
     META_KEY,
     collection_config,
@@ -48,7 +55,6 @@ from retrievers.stores.filters import to_qdrant, validate_filter
 from retrievers.stores.qdrant import open_client, point_id, qdrant_errors
 
 FUSIONS = ("rrf", "dbsf")
-_TIE_MARGIN = 10  # extra fused hits fetched so that ties at rank k are broken by id, as in rrf()
 
 
 class QdrantHybridRetriever(BaseRetriever):
@@ -215,7 +221,7 @@ class QdrantHybridRetriever(BaseRetriever):
             if not ids or not self._exists():
                 return []
             pts = self.client.retrieve(self.collection, [point_id(i) for i in ids])
-        by_id = {p.payload["doc_id"]: _document(p.payload) for p in pts}
+        by_id = {p.payload["doc_id"]: payload_document(p.payload) for p in pts}
         return [by_id[i] for i in ids if i in by_id]
 
     def _lengths(self, ids: Sequence[str]) -> dict[str, int]:
@@ -306,34 +312,19 @@ class QdrantHybridRetriever(BaseRetriever):
         toks: list[list[str]],
         tokens: Sequence[np.ndarray] | None,
     ) -> None:
-        from qdrant_client import models
-
         fdes = None
         if tokens is not None and self.fde is not None:
             fdes = self.fde.encode_documents([np.asarray(t, np.float32) for t in tokens])
         for s in range(0, len(docs), self.upsert_batch):
-            points = []
-            for j in range(s, min(s + self.upsert_batch, len(docs))):
-                d = docs[j]
-                vec: dict[str, Any] = {
-                    "dense": dense[j].tolist(),
-                    "bm25": sparse_vector(*sparse[j]),
-                }
-                if tokens is not None:
-                    m = np.asarray(tokens[j], np.float32)
-                    vec["colbert"] = (
-                        m if len(m) else np.zeros((1, m.shape[1]), np.float32)
-                    ).tolist()
-                if fdes is not None:
-                    vec["fde"] = fdes[j].tolist()
-                payload = {
-                    "doc_id": d.id,
-                    "title": d.title,
-                    "text": d.text,
-                    "metadata": d.metadata,
-                    "bm25_len": len(toks[j]),
-                }
-                points.append(models.PointStruct(id=point_id(d.id), vector=vec, payload=payload))
+            e = min(s + self.upsert_batch, len(docs))
+            points = document_points(
+                docs[s:e],
+                dense[s:e],
+                sparse[s:e],
+                [len(t) for t in toks[s:e]],
+                None if tokens is None else tokens[s:e],
+                None if fdes is None else fdes[s:e],
+            )
             self.client.upsert(self.collection, points=points, wait=True)
 
     def _maybe_reweight(self, stats: dict[str, Any]) -> None:
@@ -358,7 +349,7 @@ class QdrantHybridRetriever(BaseRetriever):
                 pts, offset = self.client.scroll(
                     self.collection, limit=self.upsert_batch, offset=offset, with_payload=True
                 )
-                docs = [_document(p.payload) for p in pts]
+                docs = [payload_document(p.payload) for p in pts]
                 vecs = self.sparse.document_vectors(self.sparse.tokens(docs), avgdl)
                 self.client.update_vectors(
                     self.collection,
@@ -418,68 +409,25 @@ class QdrantHybridRetriever(BaseRetriever):
             res = self.client.query_batch_points(self.collection, requests=reqs)
         return [
             Ranking.from_scored(
-                q, ((_document(p.payload), p.score) for p in r.points), k, self.name
+                q, ((payload_document(p.payload), p.score) for p in r.points), k, self.name
             )
             for q, r in zip(qs, res)
         ]
 
     def requests(self, texts: list[str], k: int, filter: dict | None = None) -> list[Any]:
         """The ``QueryRequest`` of each query text: what a server or cluster receives."""
-        from qdrant_client import models
-
         depth = self.depth if self.depth is not None else max(k, 100)
-        flt = to_qdrant(filter)
         dense = self.encoder.encode(texts, kind="query")
         qtok = fde = None
         if self.token_encoder is not None:
             qtok = self.token_encoder.encode_queries(texts)
             if self.fde is not None:
                 fde = self.fde.encode_queries([np.asarray(t, np.float32) for t in qtok])
-        if self.fusion == "rrf":
-            if not hasattr(models, "RrfQuery"):  # parametrised RRF: Qdrant / qdrant-client 1.16
-                raise ConfigError("fusion='rrf' with rrf_k needs qdrant-client >= 1.16")
-            fused: Any = models.RrfQuery(rrf=models.Rrf(k=self.rrf_k + 1))
-        else:
-            fused = models.FusionQuery(fusion=models.Fusion.DBSF)
-        reqs = []
-        for i, text in enumerate(texts):
-            pre = [models.Prefetch(query=dense[i].tolist(), using="dense", limit=depth, filter=flt)]
-            sidx, sval = self.sparse.query_vector(text)
-            if len(sidx):  # a query of stopwords only has no lexical candidates
-                pre.append(
-                    models.Prefetch(
-                        query=sparse_vector(sidx, sval), using="bm25", limit=depth, filter=flt
-                    )
-                )
-            if fde is not None:
-                pre.append(
-                    models.Prefetch(query=fde[i].tolist(), using="fde", limit=depth, filter=flt)
-                )
-            if qtok is None:
-                reqs.append(
-                    models.QueryRequest(
-                        prefetch=pre,
-                        query=fused,
-                        limit=k + _TIE_MARGIN,
-                        filter=flt,
-                        with_payload=True,
-                    )
-                )
-                continue
-            n = self.rescore_depth if self.rescore_depth is not None else depth
-            reqs.append(
-                models.QueryRequest(
-                    prefetch=models.Prefetch(
-                        prefetch=pre, query=fused, limit=max(n, k), filter=flt
-                    ),
-                    query=np.asarray(qtok[i], np.float32).tolist(),
-                    using="colbert",
-                    limit=k + _TIE_MARGIN,
-                    filter=flt,
-                    with_payload=True,
-                )
-            )
-        return reqs
+        sparse = [self.sparse.query_vector(t) for t in texts]
+        fused = fusion_query(self.fusion, self.rrf_k)
+        return query_requests(
+            dense, sparse, fused, k, depth, to_qdrant(filter), qtok, fde, self.rescore_depth
+        )
 
     def bm25_search(
         self, texts: Sequence[str], k: int = 10, filter: dict | None = None
@@ -501,7 +449,7 @@ class QdrantHybridRetriever(BaseRetriever):
                     self.collection,
                     query=sparse_vector(idx, val),
                     using="bm25",
-                    limit=k + _TIE_MARGIN,
+                    limit=k + TIE_MARGIN,
                     query_filter=to_qdrant(filter),
                     with_payload=["doc_id"],
                 ).points
@@ -532,12 +480,3 @@ class QdrantHybridRetriever(BaseRetriever):
             return
         self.close()
         self._client = open_client(None, str(Path(path) / "qdrant"))
-
-
-def _document(payload: dict[str, Any]) -> Document:
-    return Document(
-        id=payload["doc_id"],
-        title=payload.get("title", ""),
-        text=payload.get("text", ""),
-        metadata=payload.get("metadata") or {},
-    )
