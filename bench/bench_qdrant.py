@@ -21,7 +21,8 @@ Dense document vectors come from the shared cache ``/work/cache/minilm/<set>.npy
 ``TransformerEncoder()``), token vectors from ``/work/cache/minilm_tokens`` (fp16); a set whose
 cache is missing is encoded here.
 
-    python bench/bench_qdrant.py [--sets adi med] [--maxsim-sets adi med] [--rss-docs 200000]
+    python bench/bench_qdrant.py [--sets adi med] [--maxsim-sets adi med] [--bm25-only scifact]
+                                 [--rss-docs 200000]
 """
 
 from __future__ import annotations
@@ -175,6 +176,15 @@ def bm25_parity(ds, bm25: BM25Retriever, q: QdrantHybridRetriever) -> dict:  # n
 def run_set(name: str, enc: TransformerEncoder, args: argparse.Namespace) -> dict:
     ds = load_beir(DATA / name)
     docs, queries = ds.corpus, ds.queries
+    if name in args.bm25_only:  # BM25 parity alone: placeholder dense vectors, no encoding
+        qh = QdrantHybridRetriever(collection=name).index_vectors(docs, np.ones((len(docs), 4)))
+        out = {
+            "docs": len(docs),
+            "queries": len(queries),
+            "bm25": bm25_parity(ds, BM25Retriever().index(docs), qh),
+        }
+        qh.close()
+        return out
     dvec = dense_vectors(name, docs, enc)
     qvec = enc.encode([q.text for q in queries], kind="query")
     table = {d.full_text: v for d, v in zip(docs, dvec, strict=True)}
@@ -262,6 +272,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="*", default=list(SETS))
     ap.add_argument("--maxsim-sets", nargs="*", default=["adi", "med"])
+    ap.add_argument("--bm25-only", nargs="*", default=[], help="sets run for BM25 parity only")
     ap.add_argument("--latency-queries", type=int, default=50)
     ap.add_argument("--rss-docs", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
