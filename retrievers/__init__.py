@@ -12,18 +12,22 @@ from retrievers.multivector import (
     TokenEncoder,
     TokenStore,
 )
+from retrievers.qdrant_hybrid import QdrantHybridRetriever
+from retrievers.sparse import BM25SparseEncoder
 from retrievers.splade import SpladeRetriever
 from retrievers.stores import ExactStore, QdrantStore
 from retrievers.think import ThinkRetriever
 
 __all__ = [
     "BM25Retriever",
+    "BM25SparseEncoder",
     "DenseRetriever",
     "ExactStore",
     "HybridRetriever",
     "LateInteractionReranker",
     "MultiVectorRetriever",
     "MuveraFDE",
+    "QdrantHybridRetriever",
     "QdrantMultiVectorStore",
     "QdrantStore",
     "SpladeRetriever",

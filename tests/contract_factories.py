@@ -16,6 +16,12 @@ def _qdrant_mv():
     return MultiVectorRetriever(backend="qdrant", qdrant=QdrantMultiVectorStore(collection="c"))
 
 
+def _qdrant_hybrid():
+    from retrievers import QdrantHybridRetriever
+
+    return QdrantHybridRetriever(collection="contract_hybrid")
+
+
 def _late():
     from retrievers.multivector import LateInteractionReranker
 
@@ -74,6 +80,7 @@ EXTRA_RETRIEVERS = {
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),
     "multivector-qdrant": _qdrant_mv,
+    "qdrant-hybrid": _qdrant_hybrid,
     "think": _think,
 }
 EXTRA_RERANKERS = {"late_interaction": _late}

@@ -31,6 +31,10 @@ def validate_filter(flt: dict[str, Any] | None) -> dict[str, Any] | None:
                 raise ConfigError(
                     f"filter on {key!r}: range operators are {RANGE_OPS}, got {sorted(cond)}"
                 )
+        elif isinstance(cond, (list, tuple, set)) and not cond:
+            raise ConfigError(
+                f"filter on {key!r}: an empty list matches nothing; drop it or add values"
+            )
     return flt
 
 
@@ -75,14 +79,38 @@ def to_qdrant(flt: dict[str, Any] | None, prefix: str = "metadata.") -> Any:
 
 def translate(flt: dict[str, Any], prefix: str, api: Any, range_cls: Any) -> Any:
     """``flt`` as a Qdrant ``Filter`` built from ``api``'s classes (qdrant-client's ``models``
-    or ``qdrant_edge``, which share the names but for the range class)."""
+    or ``qdrant_edge``, which share the names but for the range class).
+
+    Qdrant matches keywords, integers and booleans by value; a float equality becomes the range
+    ``[v, v]``, and a list mixing kinds (or holding booleans or floats, which ``MatchAny`` cannot
+    carry) becomes a nested ``should`` of single-value conditions.
+    """
     must = []
     for key, cond in validate_filter(flt).items():  # type: ignore[union-attr]
         field = prefix + key
         if isinstance(cond, dict):
             must.append(api.FieldCondition(key=field, range=range_cls(**cond)))
         elif isinstance(cond, (list, tuple, set)):
-            must.append(api.FieldCondition(key=field, match=api.MatchAny(any=list(cond))))
+            values = list(cond)
+            if values and (
+                all(isinstance(v, str) for v in values)
+                or all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            ):
+                must.append(api.FieldCondition(key=field, match=api.MatchAny(any=values)))
+            else:
+                should = [_equals(api, range_cls, field, v) for v in values]
+                must.append(api.Filter(should=should))
         else:
-            must.append(api.FieldCondition(key=field, match=api.MatchValue(value=cond)))
+            must.append(_equals(api, range_cls, field, cond))
     return api.Filter(must=must)
+
+
+def _equals(api: Any, range_cls: Any, field: str, value: Any) -> Any:
+    if isinstance(value, float):
+        return api.FieldCondition(key=field, range=range_cls(gte=value, lte=value))
+    if isinstance(value, bool):
+        # numpy's bool: qdrant-edge-py 0.9 reads a Python bool as the integer 1/0 (issue #17)
+        import numpy as np
+
+        value = np.bool_(value) if api.__name__ == "qdrant_edge" else value
+    return api.FieldCondition(key=field, match=api.MatchValue(value=value))

@@ -8,15 +8,16 @@ Document ids map to deterministic UUIDv5 point ids; the original id is kept in t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, IndexLockedError, RagError
 from rag.extras import require
 from rag.nodes import Node
 from retrievers.stores.base import check_batch
@@ -28,6 +29,52 @@ DISTANCES = ("dot", "cosine", "euclid")
 
 def point_id(doc_id: str) -> str:
     return str(uuid.uuid5(_NS, doc_id))
+
+
+class QdrantUnavailableError(RagError, ConnectionError):
+    """The Qdrant server at ``url`` cannot be reached."""
+
+
+class QdrantLockedError(IndexLockedError):
+    """A local-mode folder (``path=``) is open in another client or process."""
+
+
+def open_client(
+    url: str | None, path: str | None, location: str = ":memory:", api_key_env: str | None = None
+) -> Any:
+    """A ``QdrantClient`` for ``url`` (server), ``path`` (embedded, persistent) or ``location``;
+    a folder held by another client raises :class:`QdrantLockedError` in one line."""
+    qc = require("qdrant_client", feature="Qdrant stores")
+    if url:
+        key = os.environ.get(api_key_env) if api_key_env else None
+        return qc.QdrantClient(url=url, api_key=key)
+    if not path:
+        return qc.QdrantClient(location=location)
+    try:
+        return qc.QdrantClient(path=path)
+    except RuntimeError as e:
+        if "already accessed" not in str(e):
+            raise
+        raise QdrantLockedError(
+            f"Qdrant folder {path!r} is open in another client or process (qdrant-client's local "
+            "mode allows one at a time); close it there, or serve it with a Qdrant server (url=)"
+        ) from None
+
+
+@contextlib.contextmanager
+def qdrant_errors(url: str | None) -> Iterator[None]:
+    """Turn an unreachable server into one :class:`QdrantUnavailableError` line."""
+    try:
+        yield
+    except Exception as e:
+        from qdrant_client.http.exceptions import ResponseHandlingException
+
+        if url and isinstance(e, (ResponseHandlingException, ConnectionError, OSError)):
+            raise QdrantUnavailableError(
+                f"cannot reach the Qdrant server at {url!r} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'}); start it or fix url="
+            ) from None
+        raise
 
 
 class QdrantStore(Node):
@@ -50,8 +97,9 @@ class QdrantStore(Node):
         hnsw_m: HNSW edges per node (``None``: the server's default, 16).
         hnsw_ef_construct: HNSW build beam width.
         hnsw_ef: HNSW search beam width (``None``: the server's default).
-        shard_number / replication_factor: how a cluster splits and copies the collection
-            (server mode; ``None``: the server's defaults). See docs/scaling.md.
+        shard_number / replication_factor / write_consistency_factor: how a cluster splits and
+            copies the collection and how many replicas acknowledge a write (server mode;
+            ``None``: the server's defaults). See docs/scaling.md.
     """
 
     name: ClassVar[str] = "qdrant_store"
@@ -76,6 +124,7 @@ class QdrantStore(Node):
         hnsw_ef: int | None = None,
         shard_number: int | None = None,
         replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
     ) -> None:
         from retrievers.stores.quantize import check_kind
 
@@ -104,25 +153,13 @@ class QdrantStore(Node):
         self.hnsw_ef = hnsw_ef
         self.shard_number = shard_number
         self.replication_factor = replication_factor
+        self.write_consistency_factor = write_consistency_factor
         self._client: Any = None
 
     def _connect(self, path: str | None = None) -> Any:
-        qc = require("qdrant_client", feature="Qdrant stores")
         if self.url and path is None:
-            key = os.environ.get(self.api_key_env) if self.api_key_env else None
-            return qc.QdrantClient(url=self.url, api_key=key)
-        p = path or self.path
-        try:
-            return qc.QdrantClient(path=p) if p else qc.QdrantClient(location=self.location)
-        except RuntimeError as e:  # local mode takes a folder lock: one client per folder
-            if "already accessed" not in str(e):
-                raise
-            from rag.errors import IndexLockedError
-
-            raise IndexLockedError(
-                f"Qdrant folder {p!r} is open in another process (local mode allows one client "
-                "per folder); stop that process, or serve it with a Qdrant server (url=)"
-            ) from None
+            return open_client(self.url, None, api_key_env=self.api_key_env)
+        return open_client(None, path or self.path, self.location)
 
     @property
     def client(self) -> Any:
@@ -154,6 +191,8 @@ class QdrantStore(Node):
             cfg["shard_number"] = self.shard_number
         if self.replication_factor is not None:
             cfg["replication_factor"] = self.replication_factor
+        if self.write_consistency_factor is not None:
+            cfg["write_consistency_factor"] = self.write_consistency_factor
         return cfg
 
     def _search_params(self) -> Any:
@@ -184,39 +223,47 @@ class QdrantStore(Node):
         from qdrant_client import models
 
         validate_filter(filter)
-        if not len(queries) or not self.client.collection_exists(self.collection):
-            return [[] for _ in queries]
-        flt = to_qdrant(filter)
-        reqs = [
-            models.QueryRequest(
-                query=q, limit=k, filter=flt, with_payload=["doc_id"], params=self._search_params()
-            )
-            for q in queries
-        ]
-        res = self.client.query_batch_points(self.collection, requests=reqs)
+        with qdrant_errors(self.url):
+            if not len(queries) or not self.client.collection_exists(self.collection):
+                return [[] for _ in queries]
+            flt = to_qdrant(filter)
+            reqs = [
+                models.QueryRequest(
+                    query=q,
+                    limit=k,
+                    filter=flt,
+                    with_payload=["doc_id"],
+                    params=self._search_params(),
+                )
+                for q in queries
+            ]
+            res = self.client.query_batch_points(self.collection, requests=reqs)
         return [[(p.payload["doc_id"], float(p.score)) for p in r.points] for r in res]
 
     def count(self) -> int:
-        if not self.client.collection_exists(self.collection):
-            return 0
-        return int(self.client.count(self.collection, exact=True).count)
+        with qdrant_errors(self.url):
+            if not self.client.collection_exists(self.collection):
+                return 0
+            return int(self.client.count(self.collection, exact=True).count)
 
     def add(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
         vectors = check_batch(ids, vectors, payloads, np.float32)
         if len(ids):
-            self._ensure(vectors.shape[1])
-            self._upsert(ids, vectors.tolist(), payloads)
+            with qdrant_errors(self.url):
+                self._ensure(vectors.shape[1])
+                self._upsert(ids, vectors.tolist(), payloads)
 
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
 
-        if ids and self.client.collection_exists(self.collection):
-            self.client.delete(
-                self.collection,
-                points_selector=models.PointIdsList(points=[point_id(i) for i in ids]),
-            )
+        with qdrant_errors(self.url):
+            if ids and self.client.collection_exists(self.collection):
+                self.client.delete(
+                    self.collection,
+                    points_selector=models.PointIdsList(points=[point_id(i) for i in ids]),
+                )
 
     def search(
         self, queries: np.ndarray, k: int, filter: dict[str, Any] | None = None

@@ -113,6 +113,7 @@ class QdrantEdgeStore(Node):
     name: ClassVar[str] = "qdrant_edge_store"
     kind: ClassVar[str] = "store"
     requires: ClassVar[tuple[str, ...]] = ("qdrant_edge",)
+    ingest_batch: ClassVar[int] = 1024
 
     def __init__(
         self,
@@ -224,12 +225,16 @@ class QdrantEdgeStore(Node):
         if not len(ids):
             return
         shard = self._open(vectors.shape[1])
-        points = [
-            qe.Point(point_id(i), v, {**p, "doc_id": i})
-            for i, v, p in zip(ids, vectors.tolist(), payloads)
-        ]
-        for s in range(0, len(points), 1024):
-            shard.update(qe.UpdateOperation.upsert_points(points[s : s + 1024]))
+        # streamed: a batch's points are built from numpy rows (read by the binding without a
+        # Python float per value) and dropped once upserted, so ingestion holds one batch of
+        # Python objects, not the whole matrix as lists (issue #23: 100k x 384, see docs/scaling.md)
+        b = self.ingest_batch
+        for s in range(0, len(ids), b):
+            points = [
+                qe.Point(point_id(ids[j]), vectors[j], {**payloads[j], "doc_id": ids[j]})
+                for j in range(s, min(s + b, len(ids)))
+            ]
+            shard.update(qe.UpdateOperation.upsert_points(points))
         self._dirty = True
 
     def delete(self, ids: Sequence[str]) -> None:

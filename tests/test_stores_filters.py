@@ -1,0 +1,108 @@
+"""One metadata filter suite for every store: strings, integers, floats, booleans, ranges, lists
+(of values and as payload), each checked against a hand-written predicate."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+N = 40
+LANGS = ("en", "de", "fr")
+
+
+def meta(i: int) -> dict:
+    return {
+        "lang": LANGS[i % 3],
+        "n": i,
+        "score": i / 10,
+        "even": i % 2 == 0,
+        "tags": ["a", "b"] if i % 4 == 0 else ["c"],
+    }
+
+
+CASES = [
+    ({"lang": "en"}, lambda m: m["lang"] == "en"),
+    ({"n": 7}, lambda m: m["n"] == 7),
+    ({"score": 0.5}, lambda m: m["score"] == 0.5),
+    ({"even": True}, lambda m: m["even"]),
+    ({"even": False}, lambda m: not m["even"]),
+    ({"n": {"gte": 10, "lt": 20}}, lambda m: 10 <= m["n"] < 20),
+    ({"score": {"gt": 1.5, "lte": 3.0}}, lambda m: 1.5 < m["score"] <= 3.0),
+    ({"lang": ["en", "fr"]}, lambda m: m["lang"] in ("en", "fr")),
+    ({"n": [1, 2, 39]}, lambda m: m["n"] in (1, 2, 39)),
+    ({"n": [3, 2.5]}, lambda m: m["n"] == 3),
+    ({"even": [True]}, lambda m: m["even"]),
+    ({"tags": "a"}, lambda m: "a" in m["tags"]),
+    ({"tags": ["b", "c"]}, lambda m: bool({"b", "c"} & set(m["tags"]))),
+    (
+        {"even": True, "lang": "de", "n": {"lt": 30}},
+        lambda m: m["even"] and m["lang"] == "de" and m["n"] < 30,
+    ),
+]
+
+
+def _exact():
+    from retrievers.stores import ExactStore
+
+    return ExactStore()
+
+
+def _qdrant():
+    from retrievers.stores import QdrantStore
+
+    return QdrantStore(collection="filters")
+
+
+def _edge():
+    from retrievers.stores import QdrantEdgeStore
+
+    return QdrantEdgeStore()
+
+
+STORES = {"exact": _exact, "qdrant": _qdrant}
+if importlib.util.find_spec("qdrant_edge") is not None:
+    STORES["qdrant-edge"] = _edge
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(N, 384)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_store_filters(store, vectors):
+    s = STORES[store]()
+    ids = [f"d{i}" for i in range(N)]
+    s.add(ids, vectors, [{"metadata": meta(i)} for i in range(N)])
+    for flt, pred in CASES:
+        want = {f"d{i}" for i in range(N) if pred(meta(i))}
+        got = {i for i, _ in s.search(vectors[:1], N, flt)[0]}
+        assert got == want, (store, flt)
+
+
+def test_hybrid_filters(vectors, minilm):
+    pytest.importorskip("qdrant_client")
+    from retrievers import QdrantHybridRetriever
+
+    r = QdrantHybridRetriever(
+        collection="filters", encoder=minilm, filter_fields={"lang": "keyword", "n": "integer"}
+    )
+    docs = [{"id": f"d{i}", "text": f"note {i} on planets", "metadata": meta(i)} for i in range(N)]
+    r.index_vectors(docs, vectors)
+    for flt, pred in CASES:
+        want = {f"d{i}" for i in range(N) if pred(meta(i))}
+        got = set(r.retrieve("planets", k=N, filter=flt).ids)
+        assert got == want, flt
+        assert {i for i, _ in r.bm25_search(["planets"], k=N, filter=flt)[0]} == want, flt
+
+
+def test_empty_list_is_refused():
+    from rag.errors import ConfigError
+    from retrievers.stores.filters import validate_filter
+
+    with pytest.raises(ConfigError, match="empty list"):
+        validate_filter({"lang": []})
