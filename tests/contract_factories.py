@@ -30,7 +30,14 @@ def _think():
     return ThinkRetriever(BM25Retriever(), TransformersGenerator(max_new_tokens=24))
 
 
+def _anncur():
+    from retrievers.anncur import AnnCurRetriever
+
+    return AnnCurRetriever(n_anchor_queries=30, n_anchor_items=8, budget=16)
+
+
 EXTRA_RETRIEVERS = {
+    "anncur": _anncur,
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),
     "multivector-qdrant": _qdrant_mv,
