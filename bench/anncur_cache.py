@@ -63,7 +63,9 @@ def build(name: str, batch: int = 64) -> None:
         for j, v in enumerate(vecs):
             i = s + j
             if len(v) != lens[i]:
-                raise RuntimeError(f"{name}: doc {docs[i].id} has {len(v)} vectors, expected {lens[i]}")
+                raise RuntimeError(
+                    f"{name}: doc {docs[i].id} has {len(v)} vectors, expected {lens[i]}"
+                )
             out[offsets[i] : offsets[i + 1]] = v.astype(np.float16)
         print(f"{name}: {s + len(vecs)}/{len(texts)} docs, {time.time() - t0:.0f}s", flush=True)
     out.flush()

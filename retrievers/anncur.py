@@ -170,7 +170,7 @@ class AnnCurRetriever(BaseRetriever):
             )
         return np.array([got[d.id] for d in docs], dtype=np.float64)
 
-    # -- anchors and the offline matrix -------------------------------------------------------------
+    # -- anchors and the offline matrix ----------------------------------------------------------
     def _pseudo_queries(self, docs: list[Document]) -> list[str]:
         """Zero-shot anchor queries: ``pseudo_query_words``-word windows of random documents."""
         rng = np.random.default_rng(self.seed)
@@ -316,7 +316,10 @@ class AnnCurRetriever(BaseRetriever):
 
 
 def write_anchor_matrix(
-    path: str | os.PathLike[str], matrix: np.ndarray, item_ids: Sequence[str], anchors: Sequence[str]
+    path: str | os.PathLike[str],
+    matrix: np.ndarray,
+    item_ids: Sequence[str],
+    anchors: Sequence[str],
 ) -> Path:
     """Atomically write ``matrix (k_q, N)`` to ``path`` and ``{anchor_queries, item_ids}`` to
     ``path`` with suffix ``.json``."""

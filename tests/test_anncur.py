@@ -96,8 +96,12 @@ def test_fewer_anchor_items_approximate_and_rescore_exactly(scorer, docs) -> Non
 def test_budget_accounting(scorer, docs, anchor_items) -> None:
     fs = BM25Retriever() if anchor_items == "first_stage" else None
     r = AnnCurRetriever(
-        scorer, anchor_queries=ANCHORS[:6], n_anchor_items=3, budget=8,
-        anchor_items=anchor_items, first_stage=fs,
+        scorer,
+        anchor_queries=ANCHORS[:6],
+        n_anchor_items=3,
+        budget=8,
+        anchor_items=anchor_items,
+        first_stage=fs,
     )
     before = scorer.pairs
     r.index(docs)
