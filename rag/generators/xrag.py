@@ -50,9 +50,7 @@ class XRAGGenerator(TransformersGenerator):
         device: str = "auto",
     ) -> None:
         if not isinstance(projector, str) or not projector:
-            raise ConfigError(
-                f"projector must be the path of a trained projector, got {projector!r}"
-            )
+            raise ConfigError(f"projector must be a trained projector folder, got {projector!r}")
         super().__init__(model, max_new_tokens, temperature, stop, device)
         self.projector = projector
 
