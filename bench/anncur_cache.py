@@ -56,7 +56,8 @@ def build(name: str, batch: int = 64) -> None:
     lens = [len(x) for x in enc._tokenize(texts, "document")]  # plain convention keeps every token
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     tmp = tok_p.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(offsets[-1], enc.dim))
+    shape = (int(offsets[-1]), int(enc.dim))
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
     t0 = time.time()
     for s in range(0, len(texts), batch):
         vecs = enc.encode_documents(texts[s : s + batch])
@@ -77,10 +78,27 @@ def build(name: str, batch: int = 64) -> None:
     os.replace(ids_tmp, ids_p)
 
 
+def repair_header(path: Path) -> None:
+    """Rewrite an ``.npy`` header whose shape was written as ``np.int64(n)`` (numpy 2 repr of a
+    numpy integer) as a plain ``n``, in place and at the same length."""
+    import re
+
+    with open(path, "r+b") as f:
+        head = f.read(10)
+        n = int.from_bytes(head[8:10], "little")
+        text = f.read(n).decode("latin1")
+        fixed = re.sub(r"np\.int64\((\d+)\)", r"\1", text)
+        if fixed != text:
+            fixed = fixed.rstrip("\n").ljust(n - 1) + "\n"
+            f.seek(10)
+            f.write(fixed.encode("latin1"))
+
+
 def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(tokens (T, D) float16 memmap, offsets (N + 1,), ids)``; builds the cache if missing."""
     build(name)
     tok_p, off_p, ids_p = paths(name)
+    repair_header(tok_p)
     return np.load(tok_p, mmap_mode="r"), np.load(off_p), json.loads(ids_p.read_text())
 
 
