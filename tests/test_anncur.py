@@ -142,3 +142,31 @@ def test_bad_config() -> None:
         AnnCurRetriever(anchor_items="kmeans")
     with pytest.raises(ConfigError, match="scorer must be a reranker"):
         AnnCurRetriever(scorer=BM25Retriever())
+
+
+def test_cli_index_and_search_with_a_config(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from rag.cli import demo_corpus_path
+
+    cfg = tmp_path / "anncur.json"
+    cfg.write_text(json.dumps({"type": "anncur", "n_anchor_queries": 24, "n_anchor_items": 6,
+                               "budget": 12}))  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = [sys.executable, "-m", "rag.cli"]
+    subprocess.run(
+        [*run, "index", str(demo_corpus_path()), "--out", str(tmp_path / "idx"), "--config",
+         str(cfg)], check=True, env=env, capture_output=True,
+    )  # fmt: skip
+    assert (tmp_path / "idx").exists()
+    out = subprocess.run(
+        [*run, "search", str(tmp_path / "idx"), "red planet with two moons", "-k", "3", "--json"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "mars" in out.stdout

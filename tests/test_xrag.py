@@ -134,6 +134,23 @@ def test_compressor_to_generator_end_to_end(generator, minilm, demo_docs) -> Non
     assert not torch.allclose(a, b)
 
 
+def test_pipeline_answers_through_xrag(generator, demo_docs) -> None:
+    from rag.pipeline import Pipeline
+    from retrievers import BM25Retriever
+
+    pipe = Pipeline(
+        retriever=BM25Retriever(),
+        compressors=[XRAGCompressor(drop_title=True)],
+        generator=generator,
+        k=2,
+    ).index(demo_docs)
+    stages = pipe.run_stages(["Which planet is the largest?"])
+    hits = list(stages.values())[-1][0].hits
+    assert len(hits) == 2 and all(h.document.text.startswith("<xRAG:") for h in hits)
+    answer = pipe.ask("Which planet is the largest?")
+    assert isinstance(answer.text, str)
+
+
 def test_generator_checks() -> None:
     with pytest.raises(ConfigError, match="trained projector folder"):
         XRAGGenerator(projector="")
