@@ -112,6 +112,9 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
     t_start = time.time()
     ds = load_beir(DATA / name)
     docs, queries, qrels = ds.corpus, ds.queries, ds.qrels
+    if args.max_queries and len(queries) > args.max_queries:  # the first ones, in file order
+        queries = queries[: args.max_queries]
+        qrels = {q.id: qrels[q.id] for q in queries}
     tokens, offsets, ids = anncur_cache.load(name)
     if ids != [d.id for d in docs]:
         raise RuntimeError(f"{name}: token cache order differs from the corpus")
@@ -121,7 +124,10 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
     if name == "scifact":
         train = load_beir(DATA / name, split="train")
         anchors = [q.text for q in train.queries]
-        anchor_src = f"{len(anchors)} SciFact train claims"
+        if args.max_anchors and len(anchors) > args.max_anchors:
+            pick = np.random.default_rng(0).choice(len(anchors), args.max_anchors, replace=False)
+            anchors = [anchors[j] for j in sorted(pick)]
+        anchor_src = f"{len(anchors)} SciFact train claims (of {len(train.queries)})"
     else:
         probe = AnnCurRetriever(n_anchor_queries=args.pseudo_queries, seed=0)
         anchors = probe._pseudo_queries(docs)
@@ -129,8 +135,9 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
             f"{len(anchors)} pseudo-queries ({probe.pseudo_query_words}-word corpus windows)"
         )
     t0 = time.time()
-    s_test = maxsim_table(enc, [q.text for q in queries], tokens, offsets, f"exact_{name}_test")
-    r_anc = maxsim_table(enc, anchors, tokens, offsets, f"exact_{name}_anchors")
+    tag = f"exact_{name}_{len(queries)}q_{len(anchors)}a"
+    both = maxsim_table(enc, [q.text for q in queries] + anchors, tokens, offsets, tag)
+    s_test, r_anc = both[: len(queries)], both[len(queries) :]
     t_tables = time.time() - t0
     # the tables are the scorer's own scores: check a sample against LateInteractionReranker
     rng = np.random.default_rng(0)
@@ -154,7 +161,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
     }
     dense_ids = dense_candidates(name, queries, ids, max(args.budgets))
 
-    mat_path = CACHE / f"anchor_matrix_{name}.npy"
+    mat_path = CACHE / f"anchor_matrix_{name}_{len(anchors)}.npy"
     write_anchor_matrix(mat_path, r_anc, ids, anchors)
     out: dict = {
         "docs": len(docs),
@@ -236,6 +243,8 @@ def main() -> None:
     ap.add_argument("--budgets", nargs="+", type=int, default=[50, 100, 200])
     ap.add_argument("--split", type=float, default=0.5, help="share of the budget on anchor items")
     ap.add_argument("--pseudo-queries", type=int, default=200)
+    ap.add_argument("--max-queries", type=int, default=0, help="first N test queries (0: all)")
+    ap.add_argument("--max-anchors", type=int, default=0, help="random N train claims (0: all)")
     args = ap.parse_args()
     import torch
 
