@@ -144,6 +144,7 @@ def test_bad_config() -> None:
         AnnCurRetriever(scorer=BM25Retriever())
 
 
+@pytest.mark.slow  # two CLI subprocesses, each loading MiniLM
 def test_cli_index_and_search_with_a_config(tmp_path) -> None:
     import json
     import os
