@@ -1,5 +1,6 @@
 """Retriever nodes: BM25, dense, hybrid fusion, multi-vector, think-before-retrieve; stores."""
 
+from retrievers.anncur import AnnCurRetriever
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.fusion import rrf, score_fusion
@@ -19,6 +20,7 @@ from retrievers.stores import ExactStore, QdrantStore
 from retrievers.think import ThinkRetriever
 
 __all__ = [
+    "AnnCurRetriever",
     "BM25Retriever",
     "BM25SparseEncoder",
     "DenseRetriever",

@@ -75,7 +75,14 @@ def _splade():
     return SpladeRetriever(model=tiny_mlm_checkpoint(), max_length=64)
 
 
+def _anncur():
+    from retrievers.anncur import AnnCurRetriever
+
+    return AnnCurRetriever(n_anchor_queries=30, n_anchor_items=8, budget=16)
+
+
 EXTRA_RETRIEVERS = {
+    "anncur": _anncur,
     "splade": _splade,
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),

@@ -18,9 +18,11 @@ from rag.compressors import (
     TokenPruningCompressor,
     split_sentences,
 )
+from rag.compressors.xrag import XRAGCompressor
 from rag.errors import ConfigError
 from rag.nodes import REGISTRY, Compressor, Node, _import_all_nodes
 from rag.types import Document, Query, Ranking
+from rag.xrag import TOKEN_RE
 
 _import_all_nodes()
 
@@ -35,6 +37,7 @@ FACTORIES = {
     "redundancy_filter": lambda m, s: RedundancyFilter(mode="dedup+mmr", encoder=m),
     "relevance_cutoff": lambda m, s: RelevanceCutoff(adaptive=True, min_k=2),
     "lost_in_the_middle": lambda m, s: LostInTheMiddleReorder(),
+    "xrag": lambda m, s: XRAGCompressor(encoder=m),
 }
 
 
@@ -68,6 +71,8 @@ def _minilm_tokenizer():
 
 
 def _tokens(c: BaseCompressor, text: str) -> int:
+    if isinstance(c, XRAGCompressor) and TOKEN_RE.fullmatch(text):
+        return 1  # one LLM input position (rag.xrag)
     tok = c._gen.tokenizer if isinstance(c, TokenPruningCompressor) else _minilm_tokenizer()
     return len(tok(text, add_special_tokens=False)["input_ids"])
 

@@ -31,10 +31,17 @@ def _vllm():
     return VLLMGenerator(max_new_tokens=8, max_model_len=2048)
 
 
+def _xrag():
+    from rag.generators import XRAGGenerator
+
+    return XRAGGenerator(projector="xrag-projector", max_new_tokens=8)
+
+
 FACTORIES = {
     "transformers_generator": _transformers,
     "openai_http_generator": _http,
     "vllm_generator": _vllm,
+    "xrag_generator": _xrag,
 }
 
 

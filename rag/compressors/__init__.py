@@ -8,6 +8,7 @@ from rag.compressors.extractive import ExtractiveCompressor
 from rag.compressors.redundancy import RedundancyFilter
 from rag.compressors.selection import LostInTheMiddleReorder, RelevanceCutoff
 from rag.compressors.token_pruning import TokenPruningCompressor
+from rag.compressors.xrag import XRAGCompressor
 
 __all__ = [
     "BaseCompressor",
@@ -17,4 +18,5 @@ __all__ = [
     "RelevanceCutoff",
     "TokenPruningCompressor",
     "split_sentences",
+    "XRAGCompressor",
 ]

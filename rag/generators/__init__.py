@@ -9,6 +9,7 @@ from rag.generators.openai_http import (
 )
 from rag.generators.transformers import TransformersGenerator
 from rag.generators.vllm import VLLMGenerator
+from rag.generators.xrag import XRAGGenerator
 
 __all__ = [
     "Completion",
@@ -17,4 +18,5 @@ __all__ = [
     "ToolCall",
     "TransformersGenerator",
     "VLLMGenerator",
+    "XRAGGenerator",
 ]
