@@ -12,11 +12,14 @@ from retrievers.multivector import (
     TokenEncoder,
     TokenStore,
 )
+from retrievers.prf import DensePRFRetriever, RM3Retriever
+from retrievers.rerank_fusion import RerankFusionRetriever
 from retrievers.stores import ExactStore, QdrantStore
 from retrievers.think import ThinkRetriever
 
 __all__ = [
     "BM25Retriever",
+    "DensePRFRetriever",
     "DenseRetriever",
     "ExactStore",
     "HybridRetriever",
@@ -25,6 +28,8 @@ __all__ = [
     "MuveraFDE",
     "QdrantMultiVectorStore",
     "QdrantStore",
+    "RM3Retriever",
+    "RerankFusionRetriever",
     "ThinkRetriever",
     "TokenEncoder",
     "TokenStore",
