@@ -48,7 +48,7 @@ RM3_GRID = [
     for d, t, w in itertools.product((5, 10), (10, 20), (0.5, 0.7))
 ]
 PRF_GRID = [{"fb_docs": d, "beta": b} for d, b in itertools.product((3, 5, 10), (0.5, 1.0))]
-WEIGHTS = (0.0, 0.5, 1.0)
+LEX_WEIGHTS = (0.5, 0.75, 1.0, 1.5)
 SIGNALS = ("bm25", "rm3", "dense", "prf", "li")
 
 
@@ -297,12 +297,12 @@ def main() -> int:
     for held, pool in folds.items():
         rk = next(iter(chosen[held]["rm3_tuned"]["signals"]))
         pk = next(iter(chosen[held]["dense_prf_tuned"]["signals"]))
-        lis = (0.0,) if args.no_li else WEIGHTS
+        lis = (0.0,) if args.no_li else (0.0, 0.5, 1.0)
+        # one lexical and one dense child (an index is built once), relative weights, optional LI
         grid = [
-            {"signals": {"bm25": a, rk: b, "dense": c, pk: d}, "method": m, "li": e}
-            for a, b, c, d, e in itertools.product(WEIGHTS, WEIGHTS, WEIGHTS, WEIGHTS, lis)
-            for m in ("rrf", "score")
-            if a + b + c + d + e > 0 and (a + b > 0 and c + d > 0)
+            {"signals": {lex: a, den: 1.0}, "method": m, "li": e}
+            for lex, den in itertools.product(("bm25", rk), ("dense", pk))
+            for a, e, m in itertools.product(LEX_WEIGHTS, lis, ("rrf", "score"))
         ]
         simple = {"signals": {rk: 1.0, pk: 1.0}, "method": "rrf"}
         chosen[held]["rrf_rm3_prf"] = {**simple, "tuning_ndcg10": None}

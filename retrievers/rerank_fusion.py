@@ -34,7 +34,7 @@ class RerankFusionRetriever(HybridRetriever):
         rerankers: rerankers that score the pool of the children's candidates.
         weights: one per child, then one per reranker (default all 1).
         method / rrf_k / norm: as :class:`HybridRetriever`.
-        depth: candidates per child (default ``max(k, 100)``).
+        depth: candidates per child, at least ``k`` (default ``max(k, 100)``).
     """
 
     name: ClassVar[str] = "rerank_fusion"
@@ -72,7 +72,7 @@ class RerankFusionRetriever(HybridRetriever):
         qs = [check_query(q) for q in queries]
         if not qs or not self.documents:
             return [Ranking(query=q, stage=self.name) for q in qs]
-        depth = self.depth if self.depth is not None else max(k, 100)
+        depth = max(k, self.depth if self.depth is not None else 100)
         per_child = [r.retrieve_batch(qs, k=depth, filter=filter) for r in self.retrievers]
         pools = [rrf([p[i] for p in per_child]) for i in range(len(qs))]
         per_rr = [rr.rerank_batch(pools) for rr in self.rerankers]

@@ -30,7 +30,35 @@ def _think():
     return ThinkRetriever(BM25Retriever(), TransformersGenerator(max_new_tokens=24))
 
 
+def _rm3():
+    from retrievers import RM3Retriever
+
+    return RM3Retriever(fb_docs=1, fb_terms=5, original_query_weight=0.8)
+
+
+def _dense_prf():
+    from retrievers import DensePRFRetriever
+
+    return DensePRFRetriever(fb_docs=2)
+
+
+def _rerank_fusion():
+    from retrievers import (
+        BM25Retriever,
+        DenseRetriever,
+        LateInteractionReranker,
+        RerankFusionRetriever,
+    )
+
+    return RerankFusionRetriever(
+        [BM25Retriever(), DenseRetriever()], [LateInteractionReranker()], depth=10
+    )
+
+
 EXTRA_RETRIEVERS = {
+    "bm25_rm3": _rm3,
+    "dense_prf": _dense_prf,
+    "rerank_fusion": _rerank_fusion,
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),
     "multivector-qdrant": _qdrant_mv,
