@@ -47,9 +47,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     docs = read_documents(args.corpus)
+    if args.config and getattr(args, "preset", None):
+        raise ConfigError("pass either --config or --preset, not both")
     if args.config:
         node = Node.from_config(args.config)
         pipe = node if isinstance(node, Pipeline) else Pipeline(retriever=node)
+    elif getattr(args, "preset", None):
+        from rag.presets import load_preset
+
+        pipe = Pipeline(retriever=load_preset(args.preset))
     else:
         pipe = Pipeline(retriever=build_retriever(args.retriever))
     pipe.index(docs).save(args.out)
@@ -159,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid")
     p.add_argument("--config", help="a retriever or pipeline config (.json/.yaml) instead")
+    p.add_argument(
+        "--preset", help="a packaged retriever preset instead: fast | quality (docs/quality.md)"
+    )
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("search", help="search an index")
     p.add_argument("index")
