@@ -1,4 +1,4 @@
-"""RM3 and Rocchio behave as specified; the fast and quality presets build, index and search (adi)."""
+"""RM3 and Rocchio behave as specified; the fast and quality presets index and search adi."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import dataset_dir
+
 from rag.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,5 +153,7 @@ def test_cli_preset_errors(tmp_path):
     corpus = dataset_dir("adi") / "corpus.jsonl"
     r = _cli("index", str(corpus), "--out", str(tmp_path / "x"), "--preset", "best")
     assert r.returncode == 2 and r.stderr.startswith("error: unknown preset 'best'")
-    r = _cli("index", str(corpus), "--out", str(tmp_path / "x"), "--preset", "fast", "--config", "c")
+    r = _cli(
+        "index", str(corpus), "--out", str(tmp_path / "x"), "--preset", "fast", "--config", "c"
+    )
     assert r.returncode == 2 and "either --config or --preset" in r.stderr
