@@ -14,10 +14,12 @@ chosen for SciFact (scifact train + the four classic sets).
 
 Document vectors come from the shared cache (``/work/cache/minilm/<set>.npy``, fp32 MiniLM of
 ``title + " " + text``) and token vectors from ``/work/cache/minilm_tokens`` (see
-``encode_tokens.py`` there); only queries are encoded here. ``--verify`` re-runs the chosen
-preset end to end through the real nodes on every set and checks it against the fast path.
+``encode_tokens.py`` there); only queries are encoded here, and fusion runs on the top-100 lists
+(the same arithmetic as ``retrievers.fusion``). ``--costs SET`` instead indexes SET from scratch
+with each preset's real nodes and reports index time, bytes per document, latency and nDCG@10.
 
     python bench/bench_quality.py [--datasets adi,med,cisi,cranfield,scifact] [--no-li]
+    python bench/bench_quality.py --costs med
 """
 
 from __future__ import annotations
@@ -231,14 +233,63 @@ def choose(cols, pool, specs, cache) -> tuple[int, float]:  # type: ignore[no-un
     return best, best_v
 
 
+def costs(name: str) -> dict:
+    """Index time (wall and CPU), bytes per document of the saved index and per-query latency
+    of each preset and of RRF(BM25, dense), indexing ``name`` from scratch (MiniLM included)."""
+    import tempfile
+
+    from evals import evaluate, load_beir
+    from rag.presets import load_preset
+    from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    ds = load_beir(SHARED / name)
+    systems = {
+        "fast": load_preset("fast"),
+        "rrf_bm25_dense": HybridRetriever([BM25Retriever(), DenseRetriever()]),
+        "quality": load_preset("quality"),
+    }
+    out = {"dataset": name, "n_docs": len(ds.corpus), "n_queries": len(ds.queries)}
+    for s, r in systems.items():
+        w, c = time.perf_counter(), time.process_time()
+        r.index(ds.corpus)
+        if hasattr(r, "_build"):
+            r._build()
+        for child in getattr(r, "retrievers", []):
+            inner = getattr(child, "bm25", child)
+            if hasattr(inner, "_build"):
+                inner._build()
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        with tempfile.TemporaryDirectory() as tmp:
+            r.save(tmp)
+            files = [p for p in Path(tmp).rglob("*") if p.is_file()]
+            total = sum(p.stat().st_size for p in files)
+            docs = sum(p.stat().st_size for p in files if p.name == "documents.jsonl")
+        res = evaluate(r, ds, MEASURES, k=10, batch_size=1, progress=False)
+        out[s] = {
+            "index_wall_s": round(wall, 2),
+            "index_cpu_s": round(cpu, 2),
+            "index_bytes_per_doc": round((total - docs) / len(ds.corpus)),
+            "stored_text_bytes_per_doc": round(docs / len(ds.corpus)),
+            "p50_ms": round(res.latency.p50_ms, 2),
+            "p95_ms": round(res.latency.p95_ms, 2),
+            "nDCG@10": round(res.aggregate["nDCG@10"], 4),
+        }
+        print(f"costs {s}: {out[s]}", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="adi,med,cisi,cranfield,scifact")
     ap.add_argument("--no-li", action="store_true", help="skip late interaction candidates")
+    ap.add_argument("--costs", default=None, help="only measure the presets' costs on this set")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.costs:
+        print(json.dumps(costs(args.costs), indent=1))
+        return 0
     from evals import compare_systems
 
     names = args.datasets.split(",")
