@@ -56,6 +56,14 @@ def _check_count(name: str, v: Any) -> None:
         raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
 
 
+def _index_unless_held(inner: BaseRetriever, docs: list[Document]) -> None:
+    """Index ``docs`` into ``inner`` unless it already holds exactly them (an index shared with
+    a sibling in :class:`~retrievers.rerank_fusion.RerankFusionRetriever`, indexed first)."""
+    held = inner.documents
+    if not all(held.get(d.id) == d for d in docs):
+        inner.index(docs)
+
+
 def _top(scores: np.ndarray, order: list[str], k: int, mask: np.ndarray | None):  # type: ignore[no-untyped-def]
     s = np.where(mask, scores, -np.inf) if mask is not None else scores
     idx, vals = topk_rows(s[None, :], k)
@@ -104,7 +112,7 @@ class RM3Retriever(BaseRetriever):
         self.bm25.load()
 
     def _add(self, docs: list[Document]) -> None:
-        self.bm25.index(docs)
+        _index_unless_held(self.bm25, docs)
         for d in docs:
             self._tf.pop(d.id, None)
 
@@ -264,7 +272,7 @@ class DensePRFRetriever(BaseRetriever):
         self.dense.load()
 
     def _add(self, docs: list[Document]) -> None:
-        self.dense.index(docs)
+        _index_unless_held(self.dense, docs)
 
     def _delete(self, ids: list[str]) -> None:
         self.dense.delete(ids)

@@ -9,6 +9,11 @@ to beat RRF when its weight is tuned). So ``RerankFusionRetriever([bm25, dense],
 [LateInteractionReranker()])`` is three-way fusion of BM25, dense and late interaction, where late
 interaction only scores the ``<= 2 * depth`` pooled candidates instead of the whole corpus.
 
+A feedback child (``bm25_rm3``, ``dense_prf``) whose inner retriever equals another child shares
+that child's index: ``[BM25Retriever(), RM3Retriever()]`` builds one BM25 index and fuses the
+original and the expanded run (interpolating both runs, as Li et al., TOIS 2023, do for PRF); the
+shared index is saved once.
+
 >>> from retrievers import BM25Retriever
 >>> r = RerankFusionRetriever([BM25Retriever()], [], weights=[1.0])
 >>> r.index([{"id": "a", "text": "cats purr"}, {"id": "b", "text": "dogs"}]).retrieve("cat").ids
@@ -17,13 +22,16 @@ interaction only scores the ``<= 2 * depth`` pooled candidates instead of the wh
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, check_k, check_query
-from rag.types import Ranking
+from rag.types import Document, Ranking
 from retrievers.fusion import rrf, score_fusion
 from retrievers.hybrid import HybridRetriever
+
+_INNER = ("bm25", "dense")  # attributes holding a feedback node's inner retriever
 
 
 class RerankFusionRetriever(HybridRetriever):
@@ -61,6 +69,42 @@ class RerankFusionRetriever(HybridRetriever):
                 f"{len(self.rerankers)} rerankers ({n} needed)"
             )
         self.weights = weights
+        self._link()
+
+    def _link(self) -> None:
+        """Point each feedback child's inner retriever at an equal sibling (shared index)."""
+        self._followers: set[int] = set()
+        for i, c in enumerate(self.retrievers):
+            for attr in _INNER:
+                inner = getattr(c, attr, None)
+                if not isinstance(inner, BaseRetriever):
+                    continue
+                for o in self.retrievers:
+                    if o is not c and o is not inner and type(o) is type(inner) and o == inner:
+                        setattr(c, attr, o)
+                        self._followers.add(i)
+                        break
+
+    def _add(self, docs: list[Document]) -> None:
+        # shared indexes first, so that their followers find the documents already there
+        for i in sorted(range(len(self.retrievers)), key=lambda i: i in self._followers):
+            self.retrievers[i].index(docs)
+
+    def _save_state(self, path: Path) -> None:
+        for i, r in enumerate(self.retrievers):
+            if i not in self._followers:  # a follower's only state is its sibling's index
+                r.save(path / f"child{i}")
+
+    def _load_state(self, path: Path) -> None:
+        from rag.persist import load_retriever
+
+        self.retrievers = [
+            r if i in self._followers else load_retriever(path / f"child{i}")
+            for i, r in enumerate(self.retrievers)
+        ]
+        self._link()
+        for i in self._followers:
+            self.retrievers[i]._docs = dict(self.documents)
 
     def _load(self) -> None:
         super()._load()

@@ -55,10 +55,28 @@ def _rerank_fusion():
     )
 
 
+def _rerank_fusion_shared():
+    from retrievers import (
+        BM25Retriever,
+        DensePRFRetriever,
+        DenseRetriever,
+        RerankFusionRetriever,
+        RM3Retriever,
+    )
+
+    rm3 = RM3Retriever(fb_docs=1, fb_terms=5, original_query_weight=0.8)
+    return RerankFusionRetriever(
+        [rm3, BM25Retriever(), DensePRFRetriever(fb_docs=2), DenseRetriever()],
+        method="score",
+        weights=[0.5, 1.0, 0.5, 1.0],
+    )
+
+
 EXTRA_RETRIEVERS = {
     "bm25_rm3": _rm3,
     "dense_prf": _dense_prf,
     "rerank_fusion": _rerank_fusion,
+    "rerank_fusion-shared": _rerank_fusion_shared,
     "multivector-exact": _mv(backend="exact"),
     "multivector-muvera": _mv(backend="muvera", candidates=1000),
     "multivector-qdrant": _qdrant_mv,

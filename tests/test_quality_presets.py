@@ -157,3 +157,22 @@ def test_cli_preset_errors(tmp_path):
         "index", str(corpus), "--out", str(tmp_path / "x"), "--preset", "fast", "--config", "c"
     )
     assert r.returncode == 2 and "either --config or --preset" in r.stderr
+
+
+def test_fusion_shares_the_inner_index_of_feedback_children(adi, tmp_path):
+    from rag.persist import load_retriever
+    from retrievers import BM25Retriever, RerankFusionRetriever, RM3Retriever
+
+    r = RerankFusionRetriever([RM3Retriever(fb_docs=5), BM25Retriever()], weights=[0.5, 1.0])
+    assert r.retrievers[0].bm25 is r.retrievers[1]  # one BM25 index, two runs fused
+    r.index(adi.corpus)
+    before = r.retrieve_batch(adi.queries[:5], k=10)
+    r.save(tmp_path / "idx")
+    assert sorted(p.name for p in (tmp_path / "idx").glob("child*")) == ["child1"]
+    back = load_retriever(tmp_path / "idx")
+    assert back.retrievers[0].bm25 is back.retrievers[1]
+    after = back.retrieve_batch(adi.queries[:5], k=10)
+    assert [x.ids for x in after] == [x.ids for x in before]
+    # the expanded run is really fused: it differs from BM25 alone
+    alone = BM25Retriever().index(adi.corpus).retrieve_batch(adi.queries, k=10)
+    assert [x.ids for x in r.retrieve_batch(adi.queries, k=10)] != [x.ids for x in alone]
