@@ -54,6 +54,23 @@ LEX_WEIGHTS = (0.5, 0.75, 1.0, 1.5)
 SIGNALS = ("bm25", "rm3", "dense", "prf", "li")
 
 
+def token_cache(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(tokens (T, D) float16, offsets (N + 1,), ids)`` of the cached MiniLM token vectors: this
+    bench's layout (``minilm_tokens/<set>.*``, fp32 encoder) or a saved ``TokenStore`` folder
+    (``kernels/<set>_tokens``, TokenEncoder defaults) that another benchmark wrote."""
+    mine = CACHE / "minilm_tokens"
+    if (mine / f"{name}.ids.json").exists():
+        ids = json.loads((mine / f"{name}.ids.json").read_text())
+        tok = np.load(mine / f"{name}.tokens.npy", mmap_mode="r")
+        return tok, np.load(mine / f"{name}.offsets.npy"), ids
+    store = CACHE / "kernels" / f"{name}_tokens"
+    if (store / "store.json").exists():
+        ids = json.loads((store / "store.json").read_text())["ids"]
+        tok = np.load(store / "tokens.npy", mmap_mode="r")
+        return tok, np.load(store / "offsets.npy"), ids
+    raise FileNotFoundError(f"no cached token vectors for {name} under {CACHE}")
+
+
 # -- the signals of one collection ------------------------------------------------------------
 class Collection:
     """Top-``DEPTH`` lists of every signal for every query of one collection (test + train)."""
@@ -90,12 +107,8 @@ class Collection:
         self._li: dict[str, dict[str, float]] = {}
         self._tf: dict = {}
         if self.use_li:
-            tok = CACHE / "minilm_tokens"
-            self.tok = np.load(tok / f"{self.name}.tokens.npy", mmap_mode="r")
-            self.off = np.load(tok / f"{self.name}.offsets.npy")
-            self.tok_row = {
-                i: j for j, i in enumerate(json.loads((tok / f"{self.name}.ids.json").read_text()))
-            }
+            self.tok, self.off, ids = token_cache(self.name)
+            self.tok_row = {i: j for j, i in enumerate(ids)}
             from retrievers.multivector import TokenEncoder
 
             self.tenc = TokenEncoder(precision="fp32").load()
@@ -278,6 +291,78 @@ def costs(name: str) -> dict:
     return out
 
 
+def fusion_grid(rk: str, pk: str, lex_weights: tuple[float, ...], li: float) -> list[dict]:
+    """Lexical: BM25, RM3 or both (one shared index); dense: MiniLM, Rocchio or both; one weight
+    for the lexical children relative to the dense ones (1); late interaction at weight ``li``."""
+    return [
+        {"signals": {**{x: a for x in lex}, **{x: 1.0 for x in den}}, "method": m, "li": li}
+        for lex in (("bm25",), (rk,), ("bm25", rk))
+        for den in (("dense",), (pk,), ("dense", pk))
+        for a, m in itertools.product(lex_weights, ("rrf", "score"))
+    ]
+
+
+def choose_fused(cols, folds, chosen, use_li: bool, t0: float) -> None:  # type: ignore[no-untyped-def]
+    """Per fold: the fold's tuned RM3 and Rocchio settings, then the fusion. "quality" has no late
+    interaction (its query-time cost: docs/quality.md); "quality_li" adds it at weight 1."""
+    cache: dict = {}
+    for held, pool in folds.items():
+        rk = next(iter(chosen[held]["rm3_tuned"]["signals"]))
+        pk = next(iter(chosen[held]["dense_prf_tuned"]["signals"]))
+        chosen[held]["rrf_rm3_prf"] = {
+            "signals": {rk: 1.0, pk: 1.0},
+            "method": "rrf",
+            "tuning_ndcg10": None,
+        }
+        grids = {"quality": fusion_grid(rk, pk, LEX_WEIGHTS, 0.0)}
+        if use_li:
+            grids["quality_li"] = fusion_grid(rk, pk, (0.5, 1.0), 1.0)
+        for fam, specs in grids.items():
+            j, v = choose(cols, pool, specs, cache.setdefault((fam, rk, pk), {}))
+            chosen[held][fam] = {**specs[j], "tuning_ndcg10": round(v, 4)}
+        print(f"chose quality for {held} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+
+
+def test_report(c: Collection, systems: dict[str, dict]) -> dict:
+    """Test-query means of every system and its randomisation test (Holm over the systems of
+    this collection and measure) against RRF(BM25, dense)."""
+    from evals import compare_systems
+
+    per = {s: score(c, spec, "test") for s, spec in systems.items()}
+    out: dict = {"n_docs": len(c.docs), "n_queries": len(c.test.queries), "systems": {}}
+    for s, pq in per.items():
+        out["systems"][s] = {m: round(float(np.mean(list(pq[m].values()))), 4) for m in MEASURES}
+    for m in MEASURES:
+        cmp = compare_systems({s: {m: pq[m]} for s, pq in per.items()}, baseline="rrf_bm25_dense")
+        for row in cmp:
+            out["systems"][row.system][f"{m}_delta"] = round(row.delta, 4)
+            out["systems"][row.system][f"{m}_p_holm"] = round(row.p_adjusted, 5)
+            out["systems"][row.system][f"{m}_significant"] = row.significant
+    return out
+
+
+def _node(key: str) -> dict:
+    kind, _, cfg = key.partition(":")
+    params = json.loads(cfg) if cfg else {}
+    names = {"bm25": "bm25", "rm3": "bm25_rm3", "dense": "dense", "prf": "dense_prf"}
+    return {"type": names[kind], **params}
+
+
+def spec_config(spec: dict) -> dict:
+    """The node config (as in ``rag/data/presets/*.yaml``) that runs ``spec``."""
+    keys = [k for k, w in spec["signals"].items() if w > 0]
+    li = spec.get("li", 0.0)
+    if len(keys) == 1 and not li:
+        return _node(keys[0])
+    return {
+        "type": "rerank_fusion",
+        "retrievers": [_node(k) for k in keys],
+        "rerankers": [{"type": "late_interaction"}] if li else [],
+        "weights": [spec["signals"][k] for k in keys] + ([li] if li else []),
+        "method": spec["method"],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="adi,med,cisi,cranfield,scifact")
@@ -290,16 +375,12 @@ def main() -> int:
     if args.costs:
         print(json.dumps(costs(args.costs), indent=1))
         return 0
-    from evals import compare_systems
 
     names = args.datasets.split(",")
     t0 = time.perf_counter()
     cols = {n: Collection(n, use_li=not args.no_li) for n in names}
     print(f"loaded {names} in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     folds = pools(names)
-
-    def sig(**w: float) -> dict:
-        return dict(w)
 
     # candidate families: name -> (list of specs to choose from)
     rm3_keys = ["rm3:" + json.dumps(p, sort_keys=True) for p in RM3_GRID]
@@ -336,7 +417,6 @@ def main() -> int:
         "choices": {},
         "folds": {h: [f"{n}:{s}" for n, s in p] for h, p in folds.items()},
     }
-    cache: dict = {}
     chosen: dict[str, dict[str, dict]] = {h: {} for h in names}
     for fam, specs in families.items():
         ccache: dict = {}
@@ -344,56 +424,21 @@ def main() -> int:
             j, v = choose(cols, pool, specs, ccache)
             chosen[held][fam] = {**specs[j], "tuning_ndcg10": round(v, 4)}
         print(f"chose {fam} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
-    # PRF-fused candidates: the tuned RM3 and Rocchio settings of the fold, then fusion weights
-    for held, pool in folds.items():
-        rk = next(iter(chosen[held]["rm3_tuned"]["signals"]))
-        pk = next(iter(chosen[held]["dense_prf_tuned"]["signals"]))
-        lis = (0.0,) if args.no_li else (0.0, 0.5, 1.0)
-        # one lexical and one dense child (an index is built once), relative weights, optional LI
-        grid = [
-            {"signals": {lex: a, den: 1.0}, "method": m, "li": e}
-            for lex, den in itertools.product(("bm25", rk), ("dense", pk))
-            for a, e, m in itertools.product(LEX_WEIGHTS, lis, ("rrf", "score"))
-        ]
-        simple = {"signals": {rk: 1.0, pk: 1.0}, "method": "rrf"}
-        chosen[held]["rrf_rm3_prf"] = {**simple, "tuning_ndcg10": None}
-        j, v = choose(cols, pool, grid, cache.setdefault(("grid", rk, pk), {}))
-        chosen[held]["quality"] = {**grid[j], "tuning_ndcg10": round(v, 4)}
-        print(
-            f"chose quality for {held} ({time.perf_counter() - t0:.0f}s)",
-            file=sys.stderr,
-            flush=True,
-        )
+    choose_fused(cols, folds, chosen, not args.no_li, t0)
     report["choices"] = chosen
-    for name in names:
-        c = cols[name]
-        systems = {**fixed, **{k: v for k, v in chosen[name].items()}}
-        per = {s: score(c, spec, "test") for s, spec in systems.items()}
-        out = {"n_docs": len(c.docs), "n_queries": len(c.test.queries), "systems": {}}
-        for s, pq in per.items():
-            out["systems"][s] = {
-                m: round(float(np.mean(list(pq[m].values()))), 4) for m in MEASURES
-            }
-        for m in MEASURES:
-            cmp = compare_systems(
-                {s: {m: pq[m]} for s, pq in per.items()}, baseline="rrf_bm25_dense"
-            )
-            for row in cmp:
-                out["systems"][row.system][f"{m}_delta"] = round(row.delta, 4)
-                out["systems"][row.system][f"{m}_p_holm"] = round(row.p_adjusted, 5)
-                out["systems"][row.system][f"{m}_significant"] = row.significant
-        report["datasets"][name] = out
-    cands = [s for s in report["datasets"][names[0]]["systems"]]
+    report["datasets"] = {n: test_report(cols[n], {**fixed, **chosen[n]}) for n in names}
+    if "scifact" in chosen:
+        report["preset_quality_config"] = spec_config(chosen["scifact"]["quality"])
+    cands = list(report["datasets"][names[0]]["systems"])
+    sysv = {n: report["datasets"][n]["systems"] for n in names}
     report["mean_ndcg10"] = {
-        s: round(float(np.mean([report["datasets"][n]["systems"][s]["nDCG@10"] for n in names])), 4)
-        for s in cands
+        s: round(float(np.mean([sysv[n][s]["nDCG@10"] for n in names])), 4) for s in cands
     }
     report["significant_ndcg10_wins"] = {
         s: sum(
             1
             for n in names
-            if report["datasets"][n]["systems"][s].get("nDCG@10_significant")
-            and report["datasets"][n]["systems"][s]["nDCG@10_delta"] > 0
+            if sysv[n][s].get("nDCG@10_significant") and sysv[n][s]["nDCG@10_delta"] > 0
         )
         for s in cands
     }
