@@ -78,11 +78,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     if wants_ingest(args):  # files, folders, globs: rag/ingest
         return run_index(args, build_retriever)
     docs = read_documents(args.corpus)
+    if args.config and getattr(args, "preset", None):
+        raise ConfigError("pass either --config or --preset, not both")
 
     def make() -> Any:
         if args.config:
             node = Node.from_config(args.config)
             return node if isinstance(node, Pipeline) else Pipeline(retriever=node)
+        if getattr(args, "preset", None):
+            from rag.presets import load_preset
+
+            return Pipeline(retriever=load_preset(args.preset))
         return Pipeline(retriever=build_retriever(args.retriever))
 
     pipe = ingest.ingest(
@@ -228,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rag.ingest.cli import add_index_args
 
     add_index_args(p)  # files, folders, globs, chunking (rag/ingest)
+    p.add_argument(
+        "--preset", help="a packaged retriever preset instead: fast | quality (docs/quality.md)"
+    )
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("search", help="search an index")
     p.add_argument("index")

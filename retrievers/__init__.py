@@ -13,7 +13,9 @@ from retrievers.multivector import (
     TokenEncoder,
     TokenStore,
 )
+from retrievers.prf import DensePRFRetriever, RM3Retriever
 from retrievers.qdrant_hybrid import QdrantHybridRetriever
+from retrievers.rerank_fusion import RerankFusionRetriever
 from retrievers.sparse import BM25SparseEncoder
 from retrievers.splade import SpladeRetriever
 from retrievers.stores import ExactStore, QdrantStore
@@ -23,6 +25,7 @@ __all__ = [
     "AnnCurRetriever",
     "BM25Retriever",
     "BM25SparseEncoder",
+    "DensePRFRetriever",
     "DenseRetriever",
     "ExactStore",
     "HybridRetriever",
@@ -32,6 +35,8 @@ __all__ = [
     "QdrantHybridRetriever",
     "QdrantMultiVectorStore",
     "QdrantStore",
+    "RM3Retriever",
+    "RerankFusionRetriever",
     "SpladeRetriever",
     "ThinkRetriever",
     "TokenEncoder",
