@@ -58,6 +58,11 @@ class HybridRetriever(BaseRetriever):
         self.depth = depth
 
     @property
+    def matching_only(self) -> bool:
+        """Only documents that share a term with the query (every child is lexical)."""
+        return all(getattr(r, "matching_only", False) for r in self.retrievers)
+
+    @property
     def uses_instruction(self) -> bool:  # type: ignore[override]
         return any(getattr(r, "uses_instruction", False) for r in self.retrievers)
 

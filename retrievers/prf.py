@@ -71,6 +71,8 @@ def _top(scores: np.ndarray, order: list[str], k: int, mask: np.ndarray | None):
 
 
 class RM3Retriever(BaseRetriever):
+    matching_only: ClassVar[bool] = True  # BM25 over the expanded query
+
     """BM25 with RM3 query expansion (see the module docstring).
 
     Args:

@@ -58,6 +58,11 @@ class ThinkRetriever(BaseRetriever):
     name: ClassVar[str] = "think"
     uses_instruction: ClassVar[bool] = True
 
+    @property
+    def matching_only(self) -> bool:
+        """As the inner retriever: fused rankings of a lexical retriever stay lexical."""
+        return bool(getattr(self.retriever, "matching_only", False))
+
     def __init__(
         self,
         retriever: Any,
