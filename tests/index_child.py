@@ -49,6 +49,7 @@ def load(index: str, acks: str, seed: int, n: int) -> None:
             live = [i for i in pipe.retriever.documents]
             if live and rng.random() < 0.3:
                 victims = rng.sample(live, min(len(live), rng.randint(1, 3)))
+                ack(f, "try-del\t" + ",".join(victims))  # in flight: may or may not apply
                 pipe.delete(victims)
                 ack(f, "del\t" + ",".join(victims))
             else:
