@@ -6,7 +6,7 @@ write only after ``Pipeline.index``/``delete`` returned (i.e. after the commit).
     python tests/index_child.py hold INDEX               take the writer lock, print, sleep
     python tests/index_child.py init INDEX KIND          an empty bm25 or hybrid index
     python tests/index_child.py qdrant FOLDER            hold a Qdrant local folder open
-    python tests/index_child.py dense INDEX              write a dense index, print its results
+    python tests/index_child.py dense INDEX [QDRANT]     write a dense index, print its results
 
 ``$RAG_CRASH_AT`` (rag.index.files.crash_point) SIGKILLs the writer at a named step.
 """
@@ -89,10 +89,18 @@ def main() -> int:
         from rag.persist import read_documents
         from retrievers import DenseRetriever
 
-        pipe = Pipeline(retriever=DenseRetriever()).index(read_documents(demo_corpus_path()))
+        store = None
+        if len(sys.argv) > 3:  # a Qdrant local folder instead of the exact store
+            from retrievers import QdrantStore
+
+            store = QdrantStore(path=sys.argv[3])
+        pipe = Pipeline(retriever=DenseRetriever(store=store))
+        pipe.index(read_documents(demo_corpus_path()))
         pipe.save(index)
         out = [[(h.id, h.score) for h in pipe.search(q, k=5).hits] for q in QUERIES]
         print(json.dumps(out), flush=True)
+        if store is not None:
+            store.close()  # Qdrant local mode: release the folder for the reader
     return 0
 
 
