@@ -4,7 +4,7 @@ write only after ``Pipeline.index``/``delete`` returned (i.e. after the commit).
     python tests/index_child.py add INDEX ID TEXT        one document, prints "acked"
     python tests/index_child.py load INDEX ACKS SEED N   N mixed adds/deletes, one ack line each
     python tests/index_child.py hold INDEX               take the writer lock, print, sleep
-    python tests/index_child.py init INDEX KIND          an empty bm25 or hybrid index
+    python tests/index_child.py init INDEX KIND          an empty bm25, hybrid or multivector index
     python tests/index_child.py qdrant FOLDER            hold a Qdrant local folder open
     python tests/index_child.py dense INDEX [QDRANT]     write a dense index, print its results
 
@@ -64,8 +64,13 @@ def main() -> int:
         from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
         kind = sys.argv[3]
-        r = BM25Retriever() if kind == "bm25" else HybridRetriever(
-            [BM25Retriever(), DenseRetriever()])
+        if kind == "multivector":
+            from retrievers.multivector import MultiVectorRetriever
+
+            r = MultiVectorRetriever(backend="muvera")
+        else:
+            r = BM25Retriever() if kind == "bm25" else HybridRetriever(
+                [BM25Retriever(), DenseRetriever()])
         Pipeline(retriever=r).save(index)
     elif mode == "qdrant":  # hold a Qdrant local folder open
         from retrievers import QdrantStore

@@ -1,6 +1,7 @@
 """SIGKILL a writer at random moments under mixed add/delete load: every acknowledged document is
 present exactly once with its own text, no acknowledged delete comes back, and the index always
-opens. ``RAG_KILLS`` sets the number of kills of the slow variants (default 50)."""
+opens. ``RAG_KILLS`` sets the number of kills of the slow variants (default 50 for BM25, a fifth
+for the BM25 + MiniLM hybrid, a tenth for multi-vector MUVERA)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,9 @@ def test_random_kills_bm25_many(tmp_path):
 @pytest.mark.slow
 def test_random_kills_hybrid_bm25_dense(tmp_path):
     run(tmp_path, "hybrid", kills=int(os.environ.get("RAG_KILLS", "50")) // 5, seed=2)
+
+
+@pytest.mark.slow
+def test_random_kills_multivector_muvera(tmp_path):
+    run(tmp_path, "multivector", kills=max(2, int(os.environ.get("RAG_KILLS", "50")) // 10),
+        seed=3)
