@@ -4,9 +4,9 @@ write only after ``Pipeline.index``/``delete`` returned (i.e. after the commit).
     python tests/index_child.py add INDEX ID TEXT        one document, prints "acked"
     python tests/index_child.py load INDEX ACKS SEED N   N mixed adds/deletes, one ack line each
     python tests/index_child.py hold INDEX               take the writer lock, print, sleep
-    python tests/index_child.py init INDEX KIND          an empty bm25 or hybrid index
+    python tests/index_child.py init INDEX KIND          an empty bm25, hybrid or multivector index
     python tests/index_child.py qdrant FOLDER            hold a Qdrant local folder open
-    python tests/index_child.py dense INDEX              write a dense index, print its results
+    python tests/index_child.py dense INDEX [QDRANT]     write a dense index, print its results
 
 ``$RAG_CRASH_AT`` (rag.index.files.crash_point) SIGKILLs the writer at a named step.
 """
@@ -49,6 +49,7 @@ def load(index: str, acks: str, seed: int, n: int) -> None:
             live = [i for i in pipe.retriever.documents]
             if live and rng.random() < 0.3:
                 victims = rng.sample(live, min(len(live), rng.randint(1, 3)))
+                ack(f, "try-del\t" + ",".join(victims))  # in flight: may or may not apply
                 pipe.delete(victims)
                 ack(f, "del\t" + ",".join(victims))
             else:
@@ -63,8 +64,13 @@ def main() -> int:
         from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
         kind = sys.argv[3]
-        r = BM25Retriever() if kind == "bm25" else HybridRetriever(
-            [BM25Retriever(), DenseRetriever()])
+        if kind == "multivector":
+            from retrievers.multivector import MultiVectorRetriever
+
+            r = MultiVectorRetriever(backend="muvera")
+        else:
+            r = BM25Retriever() if kind == "bm25" else HybridRetriever(
+                [BM25Retriever(), DenseRetriever()])
         Pipeline(retriever=r).save(index)
     elif mode == "qdrant":  # hold a Qdrant local folder open
         from retrievers import QdrantStore
@@ -88,10 +94,18 @@ def main() -> int:
         from rag.persist import read_documents
         from retrievers import DenseRetriever
 
-        pipe = Pipeline(retriever=DenseRetriever()).index(read_documents(demo_corpus_path()))
+        store = None
+        if len(sys.argv) > 3:  # a Qdrant local folder instead of the exact store
+            from retrievers import QdrantStore
+
+            store = QdrantStore(path=sys.argv[3])
+        pipe = Pipeline(retriever=DenseRetriever(store=store))
+        pipe.index(read_documents(demo_corpus_path()))
         pipe.save(index)
         out = [[(h.id, h.score) for h in pipe.search(q, k=5).hits] for q in QUERIES]
         print(json.dumps(out), flush=True)
+        if store is not None:
+            store.close()  # Qdrant local mode: release the folder for the reader
     return 0
 
 

@@ -192,8 +192,10 @@ def test_reader_in_another_process_sees_the_writers_results(tmp_path, demo_docs)
 
 
 @pytest.mark.slow  # MiniLM in two processes
-def test_dense_exact_store_written_by_another_process_gives_its_results(tmp_path):
-    r = child("dense", str(tmp_path / "idx"))
+@pytest.mark.parametrize("store", ["exact", "qdrant-local"])
+def test_dense_index_written_by_another_process_gives_its_results(tmp_path, store):
+    extra = [str(tmp_path / "qdrant")] if store == "qdrant-local" else []
+    r = child("dense", str(tmp_path / "idx"), *extra)
     assert r.returncode == 0, r.stderr
     theirs = json.loads(r.stdout)
     mine = Pipeline.open(tmp_path / "idx", read_only=True)

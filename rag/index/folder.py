@@ -3,8 +3,8 @@
 Layout::
 
     manifest.json          {"manifest": {...}, "sha256": <of the canonical body>}
-    g000003-docs.docs.*    a document segment (rag.index.docstore)
-    g000003-<part>...      retriever state files written in generation 3
+    g000003-1-docs.docs    a document segment written in generation 3 (rag.index.docstore)
+    g000003-2-r0.bm25      a retriever's own files (BM25 postings, vectors, a snapshot folder)
     writer.lock            the writer's fcntl lock
 
 The manifest body holds the ``generation``, the retriever (and pipeline) config, every live file
