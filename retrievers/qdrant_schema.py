@@ -44,7 +44,7 @@ def collection_config(
     """``create_collection`` keyword arguments for retriever ``r``'s settings."""
     from qdrant_client import models
 
-    from retrievers.stores.qdrant_edge import client_hnsw, client_quantization
+    from retrievers.stores.qdrant_settings import client_hnsw, client_quantization
 
     dense = models.VectorParams(
         size=dim,

@@ -180,7 +180,7 @@ class QdrantStore(Node):
 
     def _collection_config(self, dim: int) -> dict[str, Any]:
         """Keyword arguments of ``create_collection``: vectors, quantization and HNSW."""
-        from retrievers.stores.qdrant_edge import client_hnsw, client_quantization
+        from retrievers.stores.qdrant_settings import client_hnsw, client_quantization
 
         cfg: dict[str, Any] = {"vectors_config": self._vectors_config(dim)}
         if self.quantization is not None:
@@ -198,7 +198,7 @@ class QdrantStore(Node):
     def _search_params(self) -> Any:
         if self.quantization is None and self.hnsw_ef is None:
             return None
-        from retrievers.stores.qdrant_edge import client_search_params
+        from retrievers.stores.qdrant_settings import client_search_params
 
         return client_search_params(
             self.quantization, self.rescore, self.oversampling, self.hnsw_ef

@@ -4,7 +4,7 @@ qdrant-client's local mode is a pure-Python exact scan that ignores quantization
 ``qdrant_edge.EdgeShard`` is the real Qdrant segment engine (HNSW graphs, binary/scalar
 quantization with rescoring), so measurements taken here carry over to a Qdrant server. The same
 settings map to a server collection through :class:`~retrievers.stores.qdrant.QdrantStore`
-(``url=``) with :func:`client_quantization` / :func:`client_hnsw`.
+(``url=``) with :mod:`retrievers.stores.qdrant_settings`.
 
 HNSW: Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using
 Hierarchical Navigable Small World graphs", TPAMI 2018. Binary quantization with oversampled,
@@ -28,49 +28,8 @@ from rag.nodes import Node
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import translate, validate_filter
 from retrievers.stores.qdrant import DISTANCES, point_id
+from retrievers.stores.qdrant_settings import SCALAR_QUANTILE
 from retrievers.stores.quantize import check_kind
-
-_SCALAR_QUANTILE = 0.99
-
-
-def client_quantization(kind: str | None) -> Any:
-    """``qdrant_client.models`` quantization config for a server collection (``None``: none)."""
-    if check_kind(kind) is None:
-        return None
-    from qdrant_client import models
-
-    if kind == "int8":
-        return models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, quantile=_SCALAR_QUANTILE, always_ram=True
-            )
-        )
-    enc = models.BinaryQuantizationEncoding
-    return models.BinaryQuantization(
-        binary=models.BinaryQuantizationConfig(
-            always_ram=True, encoding=enc.ONE_BIT if kind == "binary" else enc.TWO_BITS
-        )
-    )
-
-
-def client_hnsw(m: int | None, ef_construct: int) -> Any:
-    """``qdrant_client.models.HnswConfigDiff`` (``m=None``: the server's default graph)."""
-    if m is None:
-        return None
-    from qdrant_client import models
-
-    return models.HnswConfigDiff(m=m, ef_construct=ef_construct)
-
-
-def client_search_params(
-    kind: str | None, rescore: bool, oversampling: float, hnsw_ef: int | None, exact: bool = False
-) -> Any:
-    from qdrant_client import models
-
-    quant = None
-    if kind is not None:
-        quant = models.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
-    return models.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=quant)
 
 
 def edge_quantization(kind: str | None) -> Any:
@@ -80,7 +39,7 @@ def edge_quantization(kind: str | None) -> Any:
     import qdrant_edge as qe
 
     if kind == "int8":
-        return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=_SCALAR_QUANTILE)
+        return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=SCALAR_QUANTILE)
     enc = qe.BinaryQuantizationEncoding
     return qe.BinaryQuantizationConfig(encoding=enc.OneBit if kind == "binary" else enc.TwoBits)
 
