@@ -329,10 +329,11 @@ class BaseRetriever(Node):
 
     # persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``config.json``, ``documents.jsonl`` and the node's own state under ``path``."""
-        from rag.persist import save_retriever
+        """Save as an index folder (:func:`rag.index.io.write_index`): documents once, this
+        node's state, a checksummed manifest."""
+        from rag.index.io import write_index
 
-        return save_retriever(self, Path(path))
+        return write_index(self, Path(path))
 
     def _save_state(self, path: Path) -> None:
         """Hook: write index state (vectors, postings) under ``path``."""

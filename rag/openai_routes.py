@@ -57,7 +57,7 @@ from rag.openai_api import (
     Source,
     openai_error,
 )
-from rag.server import State
+from rag.server_state import State
 from rag.tool_turn import tool_turn
 from rag.types import Answer, Query, TraceStep
 

@@ -15,17 +15,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rag", "retrievers", "rerankers", "prompts", "evals")
-# The bottom layer: value types, errors, the node contract and its configs, persistence, model
-# resolution. It may import only itself (and third-party packages).
+# The bottom layer: value types, errors, the node contract and its configs, model resolution,
+# and the index layer's writing half (files, segments, manifest, validation). It may import only
+# itself (and third-party packages). Opening an index (rag.index.opening, rag.persist) needs the
+# node registry, so it sits above rag.nodes.
 CORE = {
-    "rag",
     "rag.types",
     "rag.errors",
     "rag.nodes",
     "rag.config",
-    "rag.persist",
     "rag.extras",
     "rag.models",
+    "rag.index.io",
+    "rag.index.docstore",
+    "rag.index.files",
+    "rag.index.folder",
+    "rag.index.validate",
 }
 
 

@@ -3,7 +3,8 @@
 from rag.index.docstore import DocumentStore
 from rag.index.files import WriterLock, atomic_write_bytes, crash_point, write_durable
 from rag.index.folder import Commit, IndexFolder, is_index
-from rag.index.io import commit_index, open_index, write_index
+from rag.index.io import commit_index, write_index
+from rag.index.opening import open_index
 
 __all__ = [
     "Commit",

@@ -78,17 +78,3 @@ def write_index(
     finally:
         folder.close()
     return folder.path
-
-
-def open_index(path: str | os.PathLike[str], checksums: bool = True) -> tuple[Any, IndexFolder]:
-    """The retriever of the index at ``path`` (verified) and its :class:`IndexFolder`."""
-    from rag.nodes import Node
-
-    folder = IndexFolder(path)
-    body = folder.load(checksums)
-    retriever = Node.from_config(body["config"])
-    store = DocumentStore.open(folder.path, body["docs"])
-    store.folder = folder.path  # type: ignore[attr-defined]
-    retriever._share_documents(store)
-    retriever._open_state(folder.path, body["state"])
-    return retriever, folder
