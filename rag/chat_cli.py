@@ -53,7 +53,7 @@ def add_chat_parser(sub: Any) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
-    from rag.cli import build_retriever, demo_corpus_path
+    from rag.demo import build_retriever, demo_corpus_path
     from rag.persist import read_documents
     from rag.pipeline import Pipeline
 

@@ -11,13 +11,11 @@ import json
 import os
 import sys
 import tempfile
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from rag.demo import RETRIEVERS, build_retriever, demo_corpus_path  # noqa: F401  (re-exported)
 from rag.errors import ConfigError, RagError
 
-RETRIEVERS = ("bm25", "dense", "hybrid")
 USER_PATH_ERRORS = (
     FileNotFoundError,
     FileExistsError,
@@ -35,26 +33,6 @@ def _version() -> str:
         return version("ragnodes")
     except PackageNotFoundError:
         return "unknown (not installed)"
-
-
-def demo_corpus_path() -> Path:
-    return Path(str(resources.files("rag") / "data" / "demo_corpus.jsonl"))
-
-
-def build_retriever(kind: str, qdrant_path: str | None = None, progress: bool = True) -> Any:
-    from retrievers import BM25Retriever, DenseRetriever, HybridRetriever, QdrantStore
-
-    def dense() -> DenseRetriever:
-        store = QdrantStore(path=qdrant_path) if qdrant_path else None
-        return DenseRetriever(store=store, show_progress=progress)
-
-    if kind == "bm25":
-        return BM25Retriever()
-    if kind == "dense":
-        return dense()
-    if kind == "hybrid":
-        return HybridRetriever([BM25Retriever(), dense()])
-    raise ConfigError(f"--retriever must be one of {RETRIEVERS}, got {kind!r}")
 
 
 def cmd_index(args: argparse.Namespace) -> int:
