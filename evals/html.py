@@ -117,7 +117,8 @@ def to_html(results: Sequence[EvalResult], comparisons: Sequence[Comparison] = (
 
 def _md_tables_to_html(md: str) -> str:
     """Render the small subset of Markdown that :func:`to_markdown` writes."""
-    out, rows = [], []
+    out: list[str] = []
+    rows: list[list[str]] = []
 
     def flush() -> None:
         if rows:

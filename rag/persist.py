@@ -110,7 +110,7 @@ def _load_legacy(p: Path) -> Any:
         raise ConfigError(
             f"{str(p)!r} is not a saved index (no manifest.json); run `rag index` first"
         )
-    retriever = Node.from_config(p / "config.json")
+    retriever: Any = Node.from_config(p / "config.json")
     rows = read_jsonl(p / "documents.jsonl")
     retriever._docs = {r["id"]: Document(**r) for r in rows}
     retriever._load_state(p)

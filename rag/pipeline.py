@@ -11,6 +11,7 @@ A query's instruction that a stage cannot use is reported with a warning, never 
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -210,7 +211,7 @@ class Pipeline(Node):
         if self._folder is not None:
             self._folder.close()
 
-    def save(self, path: str | Path, config: bool = True) -> Path:
+    def save(self, path: str | os.PathLike[str], config: bool = True) -> Path:
         """Save the index (documents once, retriever state) and this pipeline's config (unless
         ``config=False``) as a new generation of the folder ``path``; later writes commit there."""
         from rag.index import IndexFolder, commit_index
@@ -231,7 +232,7 @@ class Pipeline(Node):
         return folder.path
 
     @classmethod
-    def open(cls, path: str | Path, read_only: bool = False) -> Pipeline:
+    def open(cls, path: str | os.PathLike[str], read_only: bool = False) -> Pipeline:
         """Open a saved index (verified: a damaged file is an error naming it): the pipeline
         config if present, the retriever over the index's one document store."""
         from rag.index import is_index, open_index

@@ -143,8 +143,8 @@ def error_response(
 
         body = openai_error(status, code, message, details)
         return JSONResponse(body, status_code=status, headers=headers)
-    body = ErrorResponse(error=code, message=message, details=details or [])
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    err = ErrorResponse(error=code, message=message, details=details or [])
+    return JSONResponse(err.model_dump(), status_code=status, headers=headers)
 
 
 def _validation_message(errors: Sequence[dict]) -> tuple[str, list[dict]]:

@@ -67,7 +67,9 @@ def roundtrip(vecs: np.ndarray) -> np.ndarray:
 def projector_class() -> Any:
     torch = require("torch", feature="xRAG")
 
-    class Projector(torch.nn.Module):
+    module: Any = torch.nn.Module
+
+    class Projector(module):
         """``P(e) = W2 gelu(W1 e + b1) + b2``: ``e (B, d_in)`` -> ``(B, d_out)`` (xRAG's 2-layer
         MLP modality projector)."""
 

@@ -238,7 +238,10 @@ class AnnCurRetriever(BaseRetriever):
     def _first_stage_anchors(self, query: Query) -> np.ndarray:
         k_i = min(self.n_anchor_items, len(self._items))
         col = {i: c for c, i in enumerate(self._items)}
-        got = [col[i] for i in self.first_stage.retrieve(query, k=k_i).ids if i in col]
+        first = self.first_stage
+        if first is None:
+            raise ConfigError("anchor items from a first stage need first_stage= (a retriever)")
+        got = [col[i] for i in first.retrieve(query, k=k_i).ids if i in col]
         if len(got) < k_i:  # a first stage that returns fewer items: fill at random
             rest = np.setdiff1d(np.arange(len(self._items)), got)
             rng = np.random.default_rng(self.seed)

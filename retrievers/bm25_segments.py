@@ -57,8 +57,12 @@ def build_segment(ids: list[str], tokens: Sequence[Sequence[str]]) -> Segment:
     lens = np.array([len(t) for t in tokens], dtype=np.int64)
     flat = [t for doc in tokens for t in doc]
     if not flat:
-        arrays = {"indptr": np.zeros(1, np.int64), "rows": np.zeros(0, np.int32),
-                  "tf": np.zeros(0, np.float32), "dl": lens.astype(np.int32)}
+        arrays: dict[str, np.ndarray] = {
+            "indptr": np.zeros(1, np.int64),
+            "rows": np.zeros(0, np.int32),
+            "tf": np.zeros(0, np.float32),
+            "dl": lens.astype(np.int32),
+        }
         return Segment(list(ids), [], arrays)
     terms, tid = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
     row = np.repeat(np.arange(len(ids), dtype=np.int64), lens)
@@ -88,7 +92,11 @@ def _from_triplets(
 def merge(segments: list[Segment]) -> Segment:
     """One segment with the live documents of ``segments``, in their order (no re-tokenizing)."""
     ids: list[str] = []
-    tids, rows, tfs, dls, vocab = [], [], [], [], []
+    tids: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    tfs: list[np.ndarray] = []
+    dls: list[np.ndarray] = []
+    vocab: list[np.ndarray] = []
     base = 0
     for seg in segments:
         keep = np.flatnonzero(np.asarray(seg.live))

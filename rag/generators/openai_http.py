@@ -391,7 +391,8 @@ class OpenAICompatibleGenerator(Node):
         stops = list(stop) if stop is not None else self.stop
         body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, True)
         shown = StopFilter(stops)
-        finish, usage, model = None, {}, ""
+        finish, model = None, ""
+        usage: dict[str, Any] = {}
         calls: dict[int, dict[str, Any]] = {}
         resp = self._send(body)
         try:

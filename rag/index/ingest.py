@@ -49,7 +49,8 @@ def ingest(
     legacy = (p / "config.json").exists() and not is_index(p)
     start = 0
     if (is_index(p) or legacy) and not overwrite:
-        done = None if legacy else IndexFolder(p).read_manifest()["cursors"].get(source)
+        body = None if legacy else IndexFolder(p).read_manifest()
+        done = body["cursors"].get(source) if body is not None else None
         if append:
             pipe = Pipeline.open(p)
         elif done is not None and done < len(docs):
@@ -92,7 +93,8 @@ def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> 
     body = folder.read_manifest()  # a damaged manifest cannot be repaired: it says so
     if body is None:
         raise ConfigError(f"{str(path)!r} has no {MANIFEST}; nothing to repair, re-ingest")
-    good, lost = [], 0
+    good: list[Any] = []
+    lost = 0
     for seg in body["docs"]["segments"]:
         names = [f"{seg['name']}.docs"]
         ok = all(

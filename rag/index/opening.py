@@ -17,7 +17,7 @@ def open_index(path: str | os.PathLike[str], checksums: bool = True) -> tuple[An
 
     folder = IndexFolder(path)
     body = folder.load(checksums)
-    retriever = Node.from_config(body["config"])
+    retriever: Any = Node.from_config(body["config"])
     store = DocumentStore.open(folder.path, body["docs"])
     store.folder = folder.path  # type: ignore[attr-defined]
     retriever._share_documents(store)

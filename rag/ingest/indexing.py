@@ -143,7 +143,7 @@ def index_paths(
     if chunker is None:
         chunker = Chunker.for_retriever(pipe.retriever, **kw)
     old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
-    settings = {"chunker": chunker.to_config()}
+    settings: dict[str, Any] = {"chunker": chunker.to_config()}
     settings["situator"] = situator.to_config() if situator is not None else None
     if manifest is not None and any(manifest.get(k) != v for k, v in settings.items()):
         old_files, old = old, {s: {**v, "sha256": ""} for s, v in old.items()}

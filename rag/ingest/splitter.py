@@ -49,7 +49,8 @@ def sections(text: str) -> list[tuple[int, int, list[str]]]:
     """``[(start, end, heading_path)]`` covering ``text``; a heading line opens its section."""
     out: list[tuple[int, int, list[str]]] = []
     stack: list[tuple[int, str]] = []
-    start, path, fenced, pos, body = 0, [], False, 0, False
+    start, fenced, pos, body = 0, False, 0, False
+    path: list[str] = []
     for line in text.splitlines(keepends=True):
         if _FENCE.match(line):
             fenced = not fenced
