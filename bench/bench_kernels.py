@@ -525,7 +525,11 @@ def bench_rerank(args, out: dict) -> None:  # noqa: ANN001
         "candidates": 50, "first_stage": "bm25",
         "index_time_tokens_p50_ms": p50(warm.rerank, pools),
         "encode_per_query_p50_ms": p50(cold.rerank, pools[:3], warm=0),
-        "scores_identical": all(x.ids == y.ids and x.scores == y.scores for x, y in zip(a, b)),
+        # the store's vectors were encoded in batches of 256, the cold ones in batches of 50:
+        # padding moves the float16-rounded vectors slightly
+        "top10_identical": float(np.mean([x.ids[:10] == y.ids[:10] for x, y in zip(a, b)])),
+        "max_abs_score_diff": max(float(np.abs(np.sort(x.scores) - np.sort(y.scores)).max())
+                                  for x, y in zip(a, b)),
     }
     out["rerank"]["speedup"] = round(out["rerank"]["encode_per_query_p50_ms"]
                                      / out["rerank"]["index_time_tokens_p50_ms"], 1)
