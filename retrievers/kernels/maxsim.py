@@ -135,13 +135,13 @@ class PackedTokens:
         """MaxSim of one query ``q (Lq, D)`` against the documents at ``rows`` -> ``(len,)``
         (a reranking call: the candidates' rows are gathered, then one product)."""
         q = np.ascontiguousarray(q, dtype=np.float32)
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.zeros(len(rows), dtype=np.float32)
-        lens = self.lens[rows]
+        at = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(at), dtype=np.float32)
+        lens = self.lens[at]
         keep = np.flatnonzero(lens > 0)
         if not len(keep) or not len(q):
             return out
-        starts = self.offsets[rows[keep]]
+        starts = self.offsets[at[keep]]
         idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lens[keep][:-1]])), lens[keep])
         idx += np.arange(len(idx))
         seg = np.concatenate([[0], np.cumsum(lens[keep])[:-1]])

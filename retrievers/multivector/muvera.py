@@ -87,9 +87,9 @@ class MuveraFDE(Node):
                 raise ConfigError(f"{nm} must be an int >= {lo}, got {v!r}")
         if k_sim > 30:
             raise ConfigError(f"k_sim must be <= 30 (2**k_sim partitions), got {k_sim}")
-        for nm, v in (("d_proj", d_proj), ("d_final", d_final)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{nm} must be an int >= 1 or None, got {v!r}")
+        for nm, dim in (("d_proj", d_proj), ("d_final", d_final)):
+            if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+                raise ConfigError(f"{nm} must be an int >= 1 or None, got {dim!r}")
         self.k_sim = k_sim
         self.r_reps = r_reps
         self.d_proj = d_proj

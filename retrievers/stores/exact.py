@@ -222,6 +222,8 @@ class ExactStore(Node):
         mask = None
         if filter:
             mask = np.array([matches(p.get("metadata", {}), filter) for p in self._payloads])
+        idx: Any
+        vals: Any
         if self.quantization == "binary":  # popcount shortlist, asymmetric + float re-scoring
             codes = self._index()
             assert self._codebook is not None  # set by _index()
