@@ -262,6 +262,9 @@ def costs(name: str) -> dict:
         "rrf_bm25_dense": HybridRetriever([BM25Retriever(), DenseRetriever()]),
         "quality": load_preset("quality"),
     }
+    only = os.environ.get("BENCH_QUALITY_ONLY")  # e.g. "quality": re-measure one system
+    if only:
+        systems = {s: r for s, r in systems.items() if s in only.split(",")}
     out = {"dataset": name, "n_docs": len(ds.corpus), "n_queries": len(ds.queries)}
     for s, r in systems.items():
         w, c = time.perf_counter(), time.process_time()
