@@ -27,7 +27,7 @@ and :func:`evals.answers.judge_agreement`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -128,7 +128,7 @@ class LLMJudge:
         names = ("judge_faithfulness", "judge_answer_relevance", "judge_stance")
         return {**self._lm.provenance, **{n: prompts.version(n) for n in names}}
 
-    def _label_ids(self, labels: dict[str, Sequence[str]]) -> list[list[int]]:
+    def _label_ids(self, labels: Mapping[str, Sequence[str]]) -> list[list[int]]:
         key = "|".join(labels)
         if key not in self._groups:
             groups = [first_token_ids(self._lm.tokenizer, s) for s in labels.values()]
@@ -144,7 +144,7 @@ class LLMJudge:
     def label_probs(
         self,
         template: str,
-        labels: dict[str, Sequence[str]],
+        labels: Mapping[str, Sequence[str]],
         rows: Sequence[dict[str, str]],
         cut: Sequence[str] = (),
     ) -> np.ndarray:

@@ -67,7 +67,8 @@ def _index_unless_held(inner: BaseRetriever, docs: list[Document]) -> None:
 def _top(scores: np.ndarray, order: list[str], k: int, mask: np.ndarray | None):  # type: ignore[no-untyped-def]
     s = np.where(mask, scores, -np.inf) if mask is not None else scores
     idx, vals = topk_rows(s[None, :], k)
-    return [(order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v)]
+    # only documents with a non-zero score (a term of the expanded query): no zero-score padding
+    return [(order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v) and v != 0]
 
 
 class RM3Retriever(BaseRetriever):
@@ -143,11 +144,11 @@ class RM3Retriever(BaseRetriever):
         if w0 == 1:
             return weights
         top = [(bm._order[j], float(v)) for j, v in zip(*_first(first, self.fb_docs)) if v > 0]
-        rel: Counter[str] = Counter()
+        rel: dict[str, float] = {}
         for doc_id, s in top:
             tf, n = self._term_counts(doc_id)
             for t, c in tf.items():
-                rel[t] += s * c / max(n, 1)
+                rel[t] = rel.get(t, 0.0) + s * c / max(n, 1)
         indptr = bm._bm25.scores["indptr"]
         n_docs = max(len(bm._order), 1)
         kept = []

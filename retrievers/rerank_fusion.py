@@ -34,6 +34,14 @@ from retrievers.hybrid import HybridRetriever
 _INNER = ("bm25", "dense")  # attributes holding a feedback node's inner retriever
 
 
+def _forget(retriever: Any, ids: list[str]) -> None:
+    """Drop what a feedback node cached about ``ids`` (RM3's term counts)."""
+    cache = getattr(retriever, "_tf", None)
+    if isinstance(cache, dict):
+        for i in ids:
+            cache.pop(i, None)
+
+
 class RerankFusionRetriever(HybridRetriever):
     """Fuse child retrievers and rerankers of their pooled candidates.
 
@@ -86,9 +94,37 @@ class RerankFusionRetriever(HybridRetriever):
                         break
 
     def _add(self, docs: list[Document]) -> None:
-        # shared indexes first, so that their followers find the documents already there
-        for i in sorted(range(len(self.retrievers)), key=lambda i: i in self._followers):
-            self.retrievers[i].index(docs)
+        # the children read this node's one document store (rag.index); a follower's only
+        # index is its sibling's, so it just forgets what it cached about these documents
+        self._share_documents(self.documents)
+        for i, r in enumerate(self.retrievers):
+            if i in self._followers:
+                _forget(r, [d.id for d in docs])
+            else:
+                r.load()
+                r._add(docs)
+
+    def _delete(self, ids: list[str]) -> None:
+        self._share_documents(self.documents)
+        for i, r in enumerate(self.retrievers):
+            if i in self._followers:
+                _forget(r, ids)
+            else:
+                r._delete(ids)
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        parts = [
+            {"follower": True} if i in self._followers else r._commit_state(commit, f"{part}{i}")
+            for i, r in enumerate(self.retrievers)
+        ]
+        return {"children": parts}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        self._share_documents(self.documents)
+        for r, s in zip(self.retrievers, state["children"], strict=True):
+            if not s.get("follower"):
+                r._open_state(folder, s)
+        self._link()  # followers read their sibling's (now opened) index again
 
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):
