@@ -65,7 +65,8 @@ class Range(BaseModel):
         return self
 
 
-Filter = dict[str, Scalar | list[Scalar] | Range]
+# an empty list would match nothing: the schema says so (minItems 1), so it is a 422, not a 400
+Filter = dict[str, Scalar | Annotated[list[Scalar], Field(min_length=1)] | Range]
 FILTER_DESCRIPTION = (
     'metadata filter, all conditions must hold: {"year": 2020} (equality), '
     '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '

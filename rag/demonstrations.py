@@ -97,12 +97,18 @@ class DemonstrationSelector(Node):
         self, query: Query | str, k: int | None = None, exclude: Sequence[str] = ()
     ) -> list[Demonstration]:
         """The ``k`` nearest demonstrations, most similar first; ids in ``exclude`` (e.g. the
-        test example itself, when pool and test overlap) are never returned."""
+        test example itself, when pool and test overlap) are never returned. When fewer than
+        ``k`` share a term with the query (a lexical retriever ranks only those), the rest of
+        the pool follows in its own order, so a prompt always gets ``k`` shots."""
         self.load()
         k = check_k(k) if k is not None else self.k
         skip = set(exclude)
         ranking = self._retriever.retrieve(as_query(query), k=k + len(skip))
-        return [self._pool[i] for i in ranking.ids if i not in skip][:k]
+        ids = [i for i in ranking.ids if i not in skip]
+        if len(ids) < k:
+            seen = set(ids)
+            ids += [i for i in self._pool if i not in skip and i not in seen]
+        return [self._pool[i] for i in ids[:k]]
 
 
 def demo_turns(

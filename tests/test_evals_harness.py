@@ -67,7 +67,8 @@ def test_evaluate_retriever(adi) -> None:
     assert isinstance(res, EvalResult)
     assert res.final_stage == "retrieval" and res.n_queries == 35
     assert res.aggregate["nDCG@10"] == pytest.approx(0.4802, abs=1e-4)
-    assert res.aggregate["R@100"] == 1.0  # adi has 82 documents
+    # adi has 82 documents, but BM25 ranks only those sharing a term with the query
+    assert 0.9 < res.aggregate["R@100"] < 1.0
     assert set(res.per_query["nDCG@10"]) == {q.id for q in adi.queries}
     assert 0 < res.latency.p50_ms <= res.latency.p95_ms and res.latency.qps > 0
     assert res.config == retrievers.BM25Retriever().to_config()

@@ -169,7 +169,11 @@ def test_mcp_ask_cites_in_the_shared_citation_model(pipe):
     assert names == ["search", "fetch", "ask"]
     answer = _get(out, "structured_content", "structuredContent")
     top = pipe.search(QUERY).hits[0]
-    assert answer["citations"][0] == {
+    from rag.types import Citation
+
+    cited = answer["citations"][0]
+    assert set(cited) == set(Citation.model_fields)  # the one citation model, every field
+    assert {k: cited[k] for k in ("marker", "document_id", "title", "source")} == {
         "marker": 1,
         "document_id": top.id,
         "title": top.document.title,

@@ -71,8 +71,10 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     old = out.with_name(out.name + ".old")
     if not out.exists() and (old / MANIFEST).exists():  # killed between the two renames
         os.replace(old, out)
+    from rag.index import is_index
+
     p = out / MANIFEST
-    if not p.exists() or not (out / "config.json").exists():
+    if not p.exists() or not (is_index(out) or (out / "config.json").exists()):
         return None
     return json.loads(p.read_text(encoding="utf-8"))
 
