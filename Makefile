@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragnodes-installed
 
-.PHONY: demo test test-full setup setup-vllm lint clean
+.PHONY: demo test test-full setup setup-vllm lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-full: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rag retrievers rerankers prompts evals tests bench
+
+# mypy over the five packages ([tool.mypy] in pyproject.toml): zero errors
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache
