@@ -125,8 +125,10 @@ def speed(systems: dict, texts: list[str], n_tokens: int, rounds: int, queries: 
     times: dict[str, list[float]] = {k: [] for k in systems}
     for fn in systems.values():  # warm-up (kernel selection, lazy init)
         fn(texts[:32])
-    for _ in range(rounds):
-        for name, fn in systems.items():
+    names = list(systems)
+    for r in range(rounds):  # interleaved, and the order rotates so no system always goes first
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = systems[name]
             t0 = time.perf_counter()
             fn(texts)
             times[name].append(time.perf_counter() - t0)
