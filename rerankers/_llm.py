@@ -221,9 +221,7 @@ class VLLMLM:
             path = resolve_model(model)
             kw = engine_kwargs(path, dtype, enforce_eager)
             try:
-                engine = shared_engine(
-                    vllm, model=path, seed=0, gpu_memory_utilization=0.5, **kw
-                )
+                engine = shared_engine(vllm, model=path, seed=0, gpu_memory_utilization=0.5, **kw)
             except OSError as e:
                 raise offline_hint(model, e) from e
         self.llm = engine
@@ -250,13 +248,20 @@ class VLLMLM:
         return out
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
-        """Log-probabilities of ``token_ids`` as the first assistant token. vLLM returns the top
-        ``logprobs`` tokens: the whole vocabulary when the engine allows it (``max_logprobs=-1``,
-        as :class:`VLLMLM` builds it), else the top 20, and a wanted token outside them gets the
+        """Log-probabilities of ``token_ids`` as the first assistant token: exactly those
+        (``SamplingParams(logprob_token_ids=...)``) where vLLM offers it; else the top
+        ``logprobs`` tokens, the whole vocabulary when the engine allows it (``max_logprobs=-1``,
+        as :class:`VLLMLM` builds it) or the top 20, a wanted token outside them getting the
         lowest returned logprob (an upper bound on its true value)."""
-        limit = getattr(self.llm.llm_engine.model_config, "max_logprobs", 20)
-        want = -1 if limit == -1 else min(20, limit)
-        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=want)
+        ids = list(token_ids)
+        fields = getattr(self._vllm.SamplingParams, "__struct_fields__", None) or ()
+        if "logprob_token_ids" in fields and len(ids) <= 128:
+            # exactly the wanted tokens (vLLM >= 0.30): no full-vocabulary logprob objects
+            params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids)
+        else:
+            limit = getattr(self.llm.llm_engine.model_config, "max_logprobs", 20)
+            want = -1 if limit == -1 else min(20, limit)
+            params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=want)
         outs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         rows = []
         for o in outs:
