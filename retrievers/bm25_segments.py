@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,55 @@ class SegmentedBM25:
     def ids(self) -> list[str]:
         """Ids of all rows (dead ones too), in row order."""
         return [i for s in self.segments for i in s.ids]
+
+    def matrix_fresh(self) -> bool:
+        """Whether :meth:`matrix` is built for the current statistics (no write since)."""
+        return self._stats is not None and getattr(self, "_matrix_key", None) is self._stats
+
+    def matrix(self) -> Any:
+        """The live postings with their BM25 term scores precomputed, term-major in bm25s's
+        layout (``scores = {data, indptr, indices, num_docs}``, ``vocab_dict``): what the
+        batched kernel (:mod:`retrievers.kernels.bm25`) scans. Built once per generation of the
+        statistics (any add/delete invalidates it) in O(postings), with no re-tokenizing; each
+        term score is the float32 that :meth:`row_scores` adds, so sums are bit-identical."""
+        stats = self._global()
+        if getattr(self, "_matrix_key", None) is stats:
+            return self._matrix
+        live, norm, _, n = stats
+        vocab: dict[str, int] = {}
+        gt, rw, tf = [], [], []
+        base = 0
+        for seg in self.segments:
+            local = np.array([vocab.setdefault(t, len(vocab)) for t in seg.terms], dtype=np.int64)
+            cols = np.repeat(local, np.diff(np.asarray(seg.indptr)))
+            rows = np.asarray(seg.rows).astype(np.int64) + base
+            keep = live[rows] if len(rows) else np.zeros(0, bool)
+            gt.append(cols[keep])
+            rw.append(rows[keep])
+            tf.append(np.asarray(seg.tf)[keep])
+            base += seg.n
+        g = np.concatenate(gt) if gt else np.zeros(0, np.int64)
+        r = np.concatenate(rw) if rw else np.zeros(0, np.int64)
+        f = np.concatenate(tf) if tf else np.zeros(0, np.float32)
+        order = np.lexsort((r, g))
+        g, r, f = g[order], r[order], f[order]
+        df = np.bincount(g, minlength=len(vocab))
+        w = np.array([np.float32(idf(self.method, int(d), n)) if d else 0.0 for d in df],
+                     dtype=np.float32)
+        if self.method == "atire":
+            s = (f * np.float32(self.k1 + 1)) / (f.astype(np.float64) + norm[r])
+        else:
+            s = f / (norm[r] + f.astype(np.float64))
+        data = (w[g].astype(np.float64) * s).astype(np.float32)
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(df)
+        live_vocab = {t: j for t, j in vocab.items() if df[j]}
+        self._matrix = SimpleNamespace(
+            scores={"data": data, "indptr": indptr, "indices": r, "num_docs": len(live)},
+            vocab_dict=live_vocab, dtype="float32", nonoccurrence_array=None,
+        )
+        self._matrix_key = stats
+        return self._matrix
 
     def row_scores(self, tokens: Sequence[str]) -> np.ndarray:
         """BM25 of every row for the query tokens (duplicates count twice, as in bm25s)

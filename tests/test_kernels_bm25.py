@@ -75,3 +75,21 @@ def test_topk_backends_agree_including_ties_and_filters(corpus) -> None:
             np.testing.assert_array_equal(np.isfinite(b[1]), finite)
             np.testing.assert_array_equal(a[0][finite], b[0][finite])
             np.testing.assert_array_equal(a[1][finite], b[1][finite])
+
+
+def test_segments_kernel_equals_the_postings_path_after_writes(corpus) -> None:
+    """Default BM25 (segments): the batched kernel over the precomputed score matrix and the
+    per-query postings path (used for a few queries right after a write) give identical
+    rankings and scores, deletes and filters included."""
+    docs, queries = corpus
+    r = BM25Retriever().index(docs[:200])
+    r.index(docs[200:])  # a second segment
+    r.delete(["d3", "d250", "dup1"])  # tombstones in both
+    qs = [Query(text=q) for q in queries]
+    seg = r._index
+    rows = r._search_rows(qs, 10, {"even": True})
+    assert not seg.matrix_fresh()
+    batch = r._search(qs, 10, {"even": True})  # >= BATCH_MATRIX queries: builds the matrix
+    assert seg.matrix_fresh() and batch == rows
+    assert r._search(qs[:2], 500, None) == r._search_rows(qs[:2], 500, None)
+    assert all("d3" not in [i for i, _ in hits] for hits in batch)
