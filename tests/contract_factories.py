@@ -36,35 +36,41 @@ def _think():
     return ThinkRetriever(BM25Retriever(), TransformersGenerator(max_new_tokens=24))
 
 
+def tiny_bert(path, head: str = "BertForMaskedLM", **config) -> str:
+    """A 2-layer BERT (random weights, seed 0) with MiniLM's tokenizer, saved at ``path``: no
+    cross-encoder, ColBERT or SPLADE weights exist offline, so those paths are proven on this
+    (``head``: a transformers BERT class; ``config``: more BertConfig fields)."""
+    import torch
+    import transformers
+
+    from rag.models import resolve_model
+
+    torch.manual_seed(0)
+    tok = transformers.AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    cfg = transformers.BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        **config,
+    )
+    getattr(transformers, head)(cfg).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 def tiny_mlm_checkpoint(path=None) -> str:
-    """A 2-layer BERT masked-LM (random weights, seed 0) with MiniLM's tokenizer: no SPLADE
-    weights exist offline, so the SPLADE paths are proven on this."""
+    """The SPLADE test checkpoint: a tiny masked-LM BERT (once per path)."""
     import functools
     import tempfile
 
     @functools.cache
     def build(target: str) -> str:
-        import torch
-        import transformers
-
-        from rag.models import resolve_model
-
-        torch.manual_seed(0)
-        tok = transformers.AutoTokenizer.from_pretrained(resolve_model("minilm"))
-        cfg = transformers.BertConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            # small weights keep scores O(1) like a trained SPLADE's (random ones reach ~800,
-            # where float32 batching noise exceeds the contract's 1e-4 tolerance)
-            initializer_range=0.002,
-        )
-        transformers.BertForMaskedLM(cfg).eval().save_pretrained(target)
-        tok.save_pretrained(target)
-        return target
+        # small weights keep scores O(1) like a trained SPLADE's (random ones reach ~800,
+        # where float32 batching noise exceeds the contract's 1e-4 tolerance)
+        return tiny_bert(target, "BertForMaskedLM", initializer_range=0.002)
 
     return build(str(path) if path else _SPLADE_DIR.setdefault("p", tempfile.mkdtemp()))
 

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 st_ce = pytest.importorskip("sentence_transformers.cross_encoder")
 
-from rag.models import resolve_model  # noqa: E402
 from rag.types import Document, Query, Ranking  # noqa: E402
 from rerankers import CrossEncoderReranker  # noqa: E402
 
@@ -28,21 +27,9 @@ TEXTS = [
 
 
 def tiny_checkpoint(path, num_labels: int) -> str:
-    torch.manual_seed(0)
-    tok = transformers.AutoTokenizer.from_pretrained(resolve_model("minilm"))
-    cfg = transformers.BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=num_labels,
-    )
-    model = transformers.BertForSequenceClassification(cfg).eval()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    from contract_factories import tiny_bert
+
+    return tiny_bert(path, "BertForSequenceClassification", num_labels=num_labels)
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-label", "two-labels"])
