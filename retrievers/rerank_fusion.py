@@ -88,7 +88,9 @@ class RerankFusionRetriever(HybridRetriever):
                 if not isinstance(inner, BaseRetriever):
                     continue
                 for o in self.retrievers:
-                    if o is not c and o is not inner and type(o) is type(inner) and o == inner:
+                    if o is c:
+                        continue
+                    if o is inner or (type(o) is type(inner) and o == inner):
                         setattr(c, attr, o)
                         self._followers.add(i)
                         break
