@@ -141,6 +141,8 @@ class SegmentedBM25:
         self.segments: list[Segment] = []
         self.where: dict[str, tuple[int, int]] = {}
         self._stats: tuple[np.ndarray, np.ndarray, float, int] | None = None
+        self._matrix: Any = None  # matrix(): the kernel's view of the live postings
+        self._matrix_key: Any = None  # the statistics it was built for
 
     # -- writes ---------------------------------------------------------------------------------
     def add(self, seg: Segment) -> None:
@@ -201,7 +203,7 @@ class SegmentedBM25:
 
     def matrix_fresh(self) -> bool:
         """Whether :meth:`matrix` is built for the current statistics (no write since)."""
-        return self._stats is not None and getattr(self, "_matrix_key", None) is self._stats
+        return self._stats is not None and self._matrix_key is self._stats
 
     def matrix(self) -> Any:
         """The live postings with their BM25 term scores precomputed, term-major in bm25s's
@@ -210,7 +212,7 @@ class SegmentedBM25:
         statistics (any add/delete invalidates it) in O(postings), with no re-tokenizing; each
         term score is the float32 that :meth:`row_scores` adds, so sums are bit-identical."""
         stats = self._global()
-        if getattr(self, "_matrix_key", None) is stats:
+        if self._matrix_key is stats:
             return self._matrix
         live, norm, _, n = stats
         vocab: dict[str, int] = {}
