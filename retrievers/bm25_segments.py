@@ -143,10 +143,12 @@ class SegmentedBM25:
         self._stats: tuple[np.ndarray, np.ndarray, float, int] | None = None
         self._matrix: Any = None  # matrix(): the kernel's view of the live postings
         self._matrix_key: Any = None  # the statistics it was built for
+        self._row_ids: list[str] | None = None  # ids(), rebuilt when rows change (not on deletes)
 
     # -- writes ---------------------------------------------------------------------------------
     def add(self, seg: Segment) -> None:
         self.segments.append(seg)
+        self._row_ids = None
         k = len(self.segments) - 1
         for r, i in enumerate(seg.ids):
             self.where[i] = (k, r)
@@ -176,6 +178,7 @@ class SegmentedBM25:
 
     def _reset(self, segments: list[Segment]) -> None:
         self.segments = [s for s in segments if s.n]
+        self._row_ids = None
         self.where = {}
         for k, seg in enumerate(self.segments):
             for r in np.flatnonzero(np.asarray(seg.live)):
@@ -198,8 +201,11 @@ class SegmentedBM25:
         return self._stats
 
     def ids(self) -> list[str]:
-        """Ids of all rows (dead ones too), in row order."""
-        return [i for s in self.segments for i in s.ids]
+        """Ids of all rows (dead ones too), in row order; built once per set of segments, not
+        per search (a delete only clears a live bit)."""
+        if self._row_ids is None:
+            self._row_ids = [i for s in self.segments for i in s.ids]
+        return self._row_ids
 
     def matrix_fresh(self) -> bool:
         """Whether :meth:`matrix` is built for the current statistics (no write since)."""
