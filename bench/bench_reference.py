@@ -6,7 +6,6 @@ scifact, the published references (MiniLM 0.6451 by MTEB; BM25 0.6762 by bm25s/P
 and BEIR's Elasticsearch figure 0.665 next to our Elasticsearch-like BM25 configuration).
 
     python bench/bench_reference.py [--datasets scifact,adi] [--precision fp32|bf16]
-        [--vectors DIR]   # precomputed document vectors: skips corpus encoding
 
 Dense indexes are cached under ``$RAGNODES_CACHE/bench`` so a re-run only pays for queries.
 """
@@ -26,44 +25,20 @@ SHARED = ROOT.parent / "shared" / "datasets"
 MEASURES = ["nDCG@10", "R@100", "RR@10"]
 
 
-def _precomputed(encoder, name: str, ds, folder: Path):
-    """``encoder`` whose document vectors come from ``folder/<name>.npy`` (rows in the order of
-    ``<name>.ids.json``), written earlier by the same encoder settings; queries still encode."""
-    import numpy as np
-
-    vecs = np.load(folder / f"{name}.npy", mmap_mode="r")
-    ids = json.loads((folder / f"{name}.ids.json").read_text())
-    by_id = {d.id: d for d in ds.corpus}
-    row = {by_id[i].full_text: r for r, i in enumerate(ids)}
-    encode = encoder.encode
-
-    def encode_cached(texts, kind="document"):
-        if kind != "document" or any(t not in row for t in texts):
-            return encode(texts, kind=kind)
-        return np.asarray(vecs[[row[t] for t in texts]], dtype=np.float32)
-
-    encoder.encode = encode_cached
-    return encoder
-
-
-def dense_index(name: str, ds, precision: str, vectors: Path | None = None):
+def dense_index(name: str, ds, precision: str):
     from rag.encoders import TransformerEncoder
     from rag.models import cache_dir
     from rag.persist import load_retriever
     from retrievers import DenseRetriever
 
     path = cache_dir() / "bench" / f"{name}-minilm-{precision}"
-    if vectors is None and (path / "manifest.json").exists():
+    if (path / "manifest.json").exists():  # a saved index folder (rag.index)
         return load_retriever(path), None
-    encoder = TransformerEncoder(precision=precision)
-    if vectors is not None:
-        encoder = _precomputed(encoder.load(), name, ds, vectors)
-    r = DenseRetriever(encoder=encoder, show_progress=vectors is None)
+    r = DenseRetriever(encoder=TransformerEncoder(precision=precision), show_progress=True)
     t = time.perf_counter()
     r.index(ds.corpus)
     took = time.perf_counter() - t
-    if vectors is None:
-        r.save(path)
+    r.save(path)
     return r, took
 
 
@@ -78,13 +53,13 @@ def cached_hybrid(ds, precision: str = "auto"):
     return bm25, dense, hybrid
 
 
-def run_one(name: str, precision: str, vectors: Path | None = None) -> dict:
+def run_one(name: str, precision: str) -> dict:
     from evals import compare_systems, evaluate, load_beir
     from retrievers import BM25Retriever, HybridRetriever
 
     ds = load_beir(SHARED / name)
     bm25 = BM25Retriever().index(ds.corpus)
-    dense, index_s = dense_index(name, ds, precision, vectors)
+    dense, index_s = dense_index(name, ds, precision)
     hybrid = HybridRetriever([bm25, dense])
     hybrid._docs = dict(bm25.documents)  # children are already indexed
     systems = {"bm25": bm25, "dense": dense, "hybrid": hybrid}
@@ -116,20 +91,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="scifact,cranfield,cisi,med,adi")
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument(
-        "--vectors",
-        type=Path,
-        default=None,
-        help="folder of precomputed document vectors (<set>.npy + <set>.ids.json) of the same "
-        "encoder settings: skips corpus encoding",
-    )
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     report = {"precision": args.precision, "datasets": {}}
     for name in args.datasets.split(","):
-        report["datasets"][name] = run_one(name, args.precision, args.vectors)
+        report["datasets"][name] = run_one(name, args.precision)
         print(f"done {name}", file=sys.stderr, flush=True)
     sf = report["datasets"].get("scifact")
     if sf:
