@@ -71,7 +71,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     pipe = ingest.ingest(
         args.out, docs, make, ingest.source_key([args.corpus]), append=args.append,
-        overwrite=args.overwrite, batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        batch_size=ingest.DEFAULT_BATCH if args.batch_size is None else args.batch_size,
     )
     pipe.close()
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
@@ -208,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the index at --out")
     p.add_argument("--delete", action="append", metavar="ID", help="delete this id (repeatable)")
     p.add_argument("--repair", metavar="INDEX", help="rebuild INDEX from its intact documents")
-    p.add_argument("--batch-size", type=int, default=10_000, help="documents per commit")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="documents per commit (10,000; for files: chunks per commit, 2,000); a killed run "
+        "resumes after its last commit",
+    )
     from rag.ingest.cli import add_index_args
 
     add_index_args(p)  # files, folders, globs, chunking (rag/ingest)

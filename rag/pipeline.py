@@ -116,11 +116,12 @@ class Pipeline(Node):
     def index(
         self,
         documents: Sequence[Document | dict[str, Any]],
-        cursor: tuple[str, int] | None = None,
+        cursor: tuple[str, Any] | None = None,
     ) -> Pipeline:
         """Add (or replace by id) documents. On an index opened or saved in a folder the change
-        is committed before this returns (:mod:`rag.index`); ``cursor=(source, n)`` records in
-        the same commit that ``n`` records of ``source`` are in (resumable ingestion).
+        is committed before this returns (:mod:`rag.index`); ``cursor=(source, value)`` records
+        in the same commit how far ``source`` is in (resumable ingestion): a record count, or
+        any JSON value such as a folder's file manifest (:mod:`rag.ingest.indexing`).
         Rerankers with index-time state (late interaction's token store) index them too."""
         from rag.index.validate import check_documents
 
@@ -135,10 +136,11 @@ class Pipeline(Node):
         self._write(change, cursor)
         return self
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Remove documents by id (committed, as :meth:`index`); returns how many were present."""
+    def delete(self, ids: Sequence[str], cursor: tuple[str, Any] | None = None) -> int:
+        """Remove documents by id (committed, as :meth:`index`, with an optional ``cursor``);
+        returns how many were present."""
         out: list[int] = []
-        self._write(lambda: out.append(self.retriever.delete(list(ids))))
+        self._write(lambda: out.append(self.retriever.delete(list(ids)) if ids else 0), cursor)
         return out[0]
 
     def compact(self) -> None:
@@ -163,7 +165,12 @@ class Pipeline(Node):
         """Where this pipeline's index is committed (``None``: in memory only)."""
         return self._folder.path if self._folder is not None else None
 
-    def _write(self, change: Any, cursor: tuple[str, int] | None = None) -> None:
+    def cursor(self, source: str) -> Any:
+        """The committed cursor of ``source`` (see :meth:`index`), ``None`` if there is none."""
+        return ((self._folder.manifest or {}).get("cursors") or {}).get(source) \
+            if self._folder is not None else None
+
+    def _write(self, change: Any, cursor: tuple[str, Any] | None = None) -> None:
         if self._folder is None:
             change()
             return
@@ -174,7 +181,8 @@ class Pipeline(Node):
         self._folder.acquire()  # a second writer fails here, before anything is applied
         cursors = dict((self._folder.manifest or {}).get("cursors", {}))
         if cursor is not None:
-            cursors[cursor[0]] = int(cursor[1])
+            value = cursor[1]
+            cursors[cursor[0]] = int(value) if isinstance(value, (int, float)) else value
         try:
             change()
             commit_index(self._folder, self.retriever, cursors=cursors)

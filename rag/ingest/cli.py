@@ -90,7 +90,7 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
 def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     from rag.errors import ConfigError
     from rag.ingest.contextual import Situator
-    from rag.ingest.indexing import index_paths
+    from rag.ingest.indexing import DEFAULT_BATCH, index_paths
     from rag.ingest.loaders import CsvColumns
     from rag.ingest.splitter import Chunker
     from rag.nodes import Node
@@ -113,6 +113,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         warn=lambda line: print(f"warning: {line}", file=sys.stderr),
         chunker=chunker,
         situator=Situator(args.situate_model) if args.situate else None,
+        batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
     )
     for line in report.lines():
         print(line)
