@@ -101,6 +101,10 @@ def _query(args: argparse.Namespace) -> Any:
 
 def cmd_search(args: argparse.Namespace) -> int:
     pipe = _open(args.index)
+    if args.group:  # documents, not chunks: rank each parent by its chunks
+        from retrievers.parents import ParentRetriever
+
+        pipe.retriever = ParentRetriever(pipe.retriever, how=args.group, depth=args.group_depth)
     ranking = pipe.search(_query(args), k=args.k)
     if args.json:
         print(
@@ -227,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index")
     p.add_argument("query")
     _add_query_args(p, 10)
+    p.add_argument(
+        "--group",
+        choices=("max", "sum", "rrf"),
+        default=None,
+        help="rank the chunks' parent documents (files) instead of chunks, by their best chunk "
+        "(max), the sum of their chunks' scores, or RRF",
+    )
+    p.add_argument(
+        "--group-depth", type=int, default=None, help="chunks grouped (default max(10k, 100))"
+    )
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("index")

@@ -13,6 +13,7 @@ from retrievers.multivector import (
     TokenEncoder,
     TokenStore,
 )
+from retrievers.parents import ParentRetriever
 from retrievers.prf import DensePRFRetriever, RM3Retriever
 from retrievers.qdrant_hybrid import QdrantHybridRetriever
 from retrievers.rerank_fusion import RerankFusionRetriever
@@ -32,6 +33,7 @@ __all__ = [
     "LateInteractionReranker",
     "MultiVectorRetriever",
     "MuveraFDE",
+    "ParentRetriever",
     "QdrantHybridRetriever",
     "QdrantMultiVectorStore",
     "QdrantStore",

@@ -132,6 +132,12 @@ def _rerank_fusion_shared():
     )
 
 
+def _parents():
+    from retrievers import BM25Retriever, DenseRetriever, HybridRetriever, ParentRetriever
+
+    return ParentRetriever(HybridRetriever([BM25Retriever(), DenseRetriever()]), how="max")
+
+
 EXTRA_RETRIEVERS = {
     "anncur": _anncur,
     "splade": _splade,
@@ -144,6 +150,7 @@ EXTRA_RETRIEVERS = {
     "multivector-qdrant": _qdrant_mv,
     "qdrant-hybrid": _qdrant_hybrid,
     "think": _think,
+    "parents": _parents,
 }
 EXTRA_RERANKERS = {"late_interaction": _late}
 # node names whose factory builds a model with random weights: the contract holds, relevance
