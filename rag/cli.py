@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rag.config_cli import add_config_parser
 
     add_config_parser(sub)  # `rag config validate FILE`, `rag config schema [TYPE]`
+    from rag.completion import add_completion_parser
+
+    add_completion_parser(sub, build_parser)  # `rag completion bash|zsh`
     try:
         from evals.answers_cli import add_answer_parsers
         from evals.cli import add_eval_parser
