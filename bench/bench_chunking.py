@@ -227,6 +227,7 @@ def incremental(n: int, kind: str) -> dict:
         with open(folder / i, "a", encoding="utf-8") as f:
             f.write("\nThis report was updated.\n")
     re_s, re = run()
+    resumed = resume_after_kill(folder, tmp / "killed", kind, full.chunks_added)  # type: ignore[attr-defined]
     shutil.rmtree(tmp)
     return {
         "mode": "incremental",
@@ -241,6 +242,38 @@ def incremental(n: int, kind: str) -> dict:
         "reindex_s": round(re_s, 2),
         "reindex_chunks": re.chunks_added,  # type: ignore[attr-defined]
         "full_over_reindex": round(full_s / re_s, 2),
+        **resumed,
+    }
+
+
+def resume_after_kill(folder: Path, out: Path, kind: str, chunks: int) -> dict:
+    """``rag index`` in a subprocess, SIGKILLed in the commit after half of its batches, then
+    rerun (in-process, like the full run): how many chunks it still embeds and how long it
+    takes."""
+    import math
+    import subprocess
+
+    from rag.ingest.indexing import DEFAULT_BATCH
+
+    batches = math.ceil(chunks / DEFAULT_BATCH)
+    kill_at = 1 + max(1, batches // 2) + 1  # generation 1, half the batches, then the next
+    cmd = [sys.executable, "-m", "rag.cli", "index", str(folder), "--out", str(out)]
+    cmd += ["--retriever", kind]
+    env = {**os.environ, "PYTHONPATH": str(_HERE.parents[1])}
+    killed = subprocess.run(
+        cmd, env={**env, "RAG_CRASH_AT": f"after-state:{kill_at}"}, capture_output=True
+    )
+    from rag.cli import build_retriever
+    from rag.ingest.indexing import index_paths
+    from rag.pipeline import Pipeline
+
+    t0 = time.perf_counter()  # the rerun in-process, as the full run was timed
+    rep = index_paths([folder], out, lambda: Pipeline(retriever=build_retriever(kind)))
+    return {
+        "killed_rc": killed.returncode,
+        "resume_rerun_s": round(time.perf_counter() - t0, 2),
+        "resume_rerun_chunks": rep.chunks_added,
+        "resume_rerun_report": rep.lines()[0],
     }
 
 
