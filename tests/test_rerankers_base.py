@@ -109,3 +109,14 @@ def test_rank_scores_are_rank_derived() -> None:
     hits = tuple(Hit(document=d, score=0.0) for d in DOCS[:2])
     out = Reverse().rerank(Ranking(query=Query(text="q"), hits=hits))
     assert out.ids == ["d1", "d0"] and out.scores == [2.0, 1.0]
+
+
+def test_the_rerankers_private_helpers_stay_inside_their_package() -> None:
+    from test_layers import import_graph
+
+    outside = {
+        m: "rerankers._common"
+        for m, deps in import_graph().items()
+        if "rerankers._common" in deps and not m.startswith("rerankers")
+    }
+    assert outside == {}
