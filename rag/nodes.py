@@ -388,7 +388,8 @@ class BaseReranker(Node):
       ranking with unique ids and at least one hit; for rerankers that batch across queries, read
       the input scores (the relevance filter) or order passages listwise (they return
       :meth:`rank_scores` of their permutation: ``n`` for the best of ``n``, ``1`` for the last).
-      The default calls ``_score`` per query.
+      The default calls ``_score`` per query; a reranker that implements ``_score_batch`` gets
+      ``_score`` in return (the documents in the given order are the prior ranking).
 
     Optional: :meth:`provenance` (what produced the scores, for the stage label) and
     ``last_run`` (a per-call dict, emptied at the start of every call, that a hook may record
