@@ -113,3 +113,13 @@ def format_query(
             "or pass default_task"
         )
     return template.query.format(task=task.strip(), query=query.text)
+
+
+def instruction_line(query: Query) -> str:
+    """``"Instruction: ...\\n"`` for a query that carries one, else the empty string: the
+    ``{{instruction}}`` slot of the LLM prompt templates (rerankers, the think retriever).
+
+    >>> instruction_line(Query(text="bm25?", instruction="Prefer reviews."))
+    'Instruction: Prefer reviews.\\n'
+    """
+    return f"Instruction: {query.instruction.strip()}\n" if query.instruction else ""

@@ -8,9 +8,21 @@ layer...; not batch size or device). Inside, each shard is a pair of ``.npy`` fi
 every text (hex, ``S40``) and its float32 vector; shards are written atomically (temp file + rename,
 vectors first, hashes last), so concurrent writers and a killed process leave no half shard.
 
+The same class is the in-memory document-vector cache: with ``capacity > 0`` the last
+``capacity`` vectors are kept in an LRU that is checked before the shards, and with
+``folder=None`` there are no shards at all (a memory-only cache).
+
 Where it is used: :class:`~rag.encoders.TransformerEncoder` sends documents (never queries)
-through the cache when its ``cache`` folder, ``$RAGNODES_EMBED_CACHE`` or the process default
-(:func:`set_default`, set by ``rag eval``) names one. :data:`STATS` counts hits and misses.
+through the on-disk cache when its ``cache`` folder, ``$RAGNODES_EMBED_CACHE`` or the process
+default (:func:`set_default`, set by ``rag eval``) names one; :data:`STATS` counts its hits and
+misses. :class:`~rerankers.embedding.EmbeddingReranker` keeps its candidates' unit vectors in a
+memory-only one (:func:`memory_cache`), so overlapping candidate pools are encoded once.
+
+>>> cache = memory_cache(capacity=2)
+>>> calls = []
+>>> embed = lambda texts: calls.append(len(texts)) or np.ones((len(texts), 3), np.float32)
+>>> cache.encode(["a", "b", "a"], embed).shape, cache.encode(["b", "a"], embed).shape, calls
+((3, 3), (2, 3), [2])
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import json
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,8 +105,14 @@ def cache_for(encoder: Any) -> EmbeddingCache | None:
     folder = str(Path(root).expanduser() / ns)
     with _lock:
         if folder not in _caches:
-            _caches[folder] = EmbeddingCache(folder, key)
+            _caches[folder] = EmbeddingCache(folder, key, stats=STATS)
         return _caches[folder]
+
+
+def memory_cache(capacity: int) -> EmbeddingCache:
+    """A cache of the last ``capacity`` vectors in memory only (``0``: nothing is kept; each
+    distinct text of one call is still computed once). Its ``stats`` are its own."""
+    return EmbeddingCache(None, "", capacity=capacity)
 
 
 def text_hashes(texts: Sequence[str]) -> list[bytes]:
@@ -101,17 +120,28 @@ def text_hashes(texts: Sequence[str]) -> list[bytes]:
 
 
 class EmbeddingCache:
-    """Text-hash -> vector shards in one folder (one model + encoder config)."""
+    """Text-hash -> vector for one model + encoder config: an LRU of the last ``capacity``
+    vectors in memory (checked first), then the shards in ``folder`` (``None``: no disk tier).
+    ``stats`` counts hits and misses (:data:`STATS` for the encoders' on-disk caches)."""
 
-    def __init__(self, folder: str, key: str) -> None:
-        self.folder = Path(folder)
+    def __init__(
+        self,
+        folder: str | os.PathLike[str] | None,
+        key: str,
+        capacity: int = 0,
+        stats: dict[str, int] | None = None,
+    ) -> None:
+        self.folder = Path(folder) if folder is not None else None
         self.key = key
+        self.capacity = capacity
+        self.stats = stats if stats is not None else {"hits": 0, "misses": 0}
+        self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._index: dict[bytes, tuple[str, int]] = {}
         self._seen: set[str] = set()
         self._vecs: dict[str, np.ndarray] = {}
 
     def _refresh(self) -> None:
-        if not self.folder.is_dir():
+        if self.folder is None or not self.folder.is_dir():
             return
         for f in sorted(self.folder.glob("*.hashes.npy")):
             shard = f.name[: -len(".hashes.npy")]
@@ -123,51 +153,82 @@ class EmbeddingCache:
 
     def _vectors(self, shard: str) -> np.ndarray:
         if shard not in self._vecs:
+            if self.folder is None:  # shards are indexed only under a folder
+                raise KeyError(shard)
             self._vecs[shard] = np.load(self.folder / f"{shard}.vecs.npy", mmap_mode="r")
         return self._vecs[shard]
 
     def __len__(self) -> int:
         self._refresh()
-        return len(self._index)
+        return len(self._index.keys() | self._memory.keys())
+
+    def _lookup(self, hsh: bytes) -> np.ndarray | None:
+        """The stored vector of one text hash (memory first, then disk), or ``None``."""
+        if hsh in self._memory:
+            self._memory.move_to_end(hsh)
+            return self._memory[hsh]
+        if hsh in self._index:
+            shard, r = self._index[hsh]
+            vec = np.array(self._vectors(shard)[r], dtype=np.float32)
+            self._remember([hsh], vec[None])
+            return vec
+        return None
 
     def encode(self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """Vectors for ``texts``: cached ones read back, the others computed by ``embed`` (each
-        distinct text once) and stored as a new shard."""
+        distinct text once, in order of first appearance) and stored."""
         hashes = text_hashes(texts)
         self._refresh()
+        found: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, int] = {}
         for i, hsh in enumerate(hashes):
-            if hsh not in self._index and hsh not in missing:
+            if hsh in found or hsh in missing:
+                continue
+            vec = self._lookup(hsh)
+            if vec is None:
                 missing[hsh] = i
-        new = None
+            else:
+                found[hsh] = vec
         if missing:
             new = np.asarray(embed([texts[i] for i in missing.values()]), dtype=np.float32)
-            self._write(list(missing), new)
-        STATS["misses"] += len(missing)
-        STATS["hits"] += len(texts) - len(missing)
-        rows: list[np.ndarray] = []
-        fresh = {h: j for j, h in enumerate(missing)}
-        for hsh in hashes:
-            if hsh in fresh and new is not None:
-                rows.append(new[fresh[hsh]])
-            else:
-                shard, r = self._index[hsh]
-                rows.append(self._vectors(shard)[r])
-        return np.array(rows, dtype=np.float32)
+            self._store(list(missing), new)
+            found.update(zip(missing, new))
+        self.stats["misses"] += len(missing)
+        self.stats["hits"] += len(texts) - len(missing)
+        return np.array([found[h] for h in hashes], dtype=np.float32)
 
-    def _write(self, hashes: list[bytes], vecs: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        key_file = self.folder / "key.json"
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (one row per text) computed elsewhere by the same model."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self._store(text_hashes(texts), vectors)
+
+    def _store(self, hashes: list[bytes], vecs: np.ndarray) -> None:
+        if self.folder is not None:
+            self._write(self.folder, hashes, vecs)
+        self._remember(hashes, vecs)
+
+    def _remember(self, hashes: list[bytes], vecs: np.ndarray) -> None:
+        if not self.capacity:
+            return
+        for hsh, v in zip(hashes, vecs, strict=True):
+            self._memory[hsh] = v
+            self._memory.move_to_end(hsh)
+        while len(self._memory) > self.capacity:
+            self._memory.popitem(last=False)
+
+    def _write(self, folder: Path, hashes: list[bytes], vecs: np.ndarray) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file = folder / "key.json"
         if not key_file.exists():
             tmp = key_file.with_name(f".key.{uuid.uuid4().hex}.tmp")
             tmp.write_text(self.key, encoding="utf-8")
             os.replace(tmp, key_file)
         shard = uuid.uuid4().hex
         for suffix, arr in ((".vecs.npy", vecs), (".hashes.npy", np.array(hashes, dtype="S40"))):
-            tmp = self.folder / f".{shard}{suffix}.tmp"
+            tmp = folder / f".{shard}{suffix}.tmp"
             with open(tmp, "wb") as f:
                 np.save(f, arr)
-            os.replace(tmp, self.folder / f"{shard}{suffix}")
+            os.replace(tmp, folder / f"{shard}{suffix}")
         self._seen.add(shard)
         self._vecs[shard] = vecs
         for r, hsh in enumerate(hashes):

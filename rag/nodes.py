@@ -365,10 +365,97 @@ class BaseRetriever(Node):
 
 
 class BaseReranker(Node):
-    """Owns ``k`` checks and ordering; subclasses implement ``_score(query, docs) -> scores``."""
+    """Owns the reranking loop; a concrete reranker fills in one scoring hook.
+
+    ``rerank_batch(rankings, k)`` (and ``rerank``, one ranking) does, for every reranker:
+
+    1. checks ``k`` and loads the model (:meth:`load`);
+    2. de-duplicates each input ranking (the first occurrence of a repeated id is kept);
+    3. scores the candidates of ``query_batch_size`` queries at a time (``None``: all at once)
+       through the hook below; an empty ranking is never sent to it;
+    4. sorts by score (ties by id, :meth:`Ranking.from_scored`), keeps the hits scoring
+       ``>= threshold`` (all when ``threshold`` is None) but at least ``min_k``, and at most
+       ``k`` / ``max_k``;
+    5. labels each output ``Ranking.stage`` with :attr:`stage` (``name``, plus the model and
+       backend from :meth:`provenance` when the reranker runs one) and records
+       :attr:`last_provenance` for the call.
+
+    The hooks (implement exactly one):
+
+    * ``_score(query, docs) -> scores``: pointwise, one score per document of one query
+      (embedding, cross-encoder, LLM yes/no).
+    * ``_score_batch(rankings) -> [scores]``: the candidates of several queries at once, each
+      ranking with unique ids and at least one hit; for rerankers that batch across queries, read
+      the input scores (the relevance filter) or order passages listwise (they return
+      :meth:`rank_scores` of their permutation: ``n`` for the best of ``n``, ``1`` for the last).
+      The default calls ``_score`` per query; a reranker that implements ``_score_batch`` gets
+      ``_score`` in return (the documents in the given order are the prior ranking).
+
+    Optional: :meth:`provenance` (what produced the scores, for the stage label) and
+    ``last_run`` (a per-call dict, emptied at the start of every call, that a hook may record
+    counters in; integer entries are added to :attr:`last_provenance`). Per-class defaults
+    (``threshold``, ``min_k``, ``max_k``, ``query_batch_size``) are attributes a reranker's
+    ``__init__`` may set from its config.
+
+    >>> class ByLength(BaseReranker):                       # a complete reranker
+    ...     def _score(self, query, docs):
+    ...         return [float(len(d.text)) for d in docs]
+    >>> r = Ranking.from_scored(Query(text="q"), [(Document(id="a", text="xx"), 1.0),
+    ...                                          (Document(id="b", text="xxx"), 0.5)])
+    >>> ByLength().rerank(r, k=1).ids
+    ['b']
+    """
 
     kind: ClassVar[str] = "reranker"
     uses_instruction: ClassVar[bool] = False
+    threshold: float | None = None  # drop hits scoring below this (None keeps every hit)
+    min_k: int = 0  # keep at least this many hits per query, whatever the threshold
+    max_k: int | None = None  # keep at most this many (besides rerank's k)
+    query_batch_size: int | None = None  # queries per _score_batch call (None: all at once)
+    last_run: dict[str, Any]  # what the hooks recorded during the last call (reset per call)
+
+    @staticmethod
+    def check_threshold(threshold: float | None) -> float | None:
+        """``threshold`` itself when it is a number or None; else a :class:`ConfigError`."""
+        if threshold is None:
+            return None
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"threshold must be a number or None, got {threshold!r}")
+        return threshold
+
+    @staticmethod
+    def rank_scores(order: Sequence[int]) -> list[float]:
+        """Rank-derived scores of a permutation ``order`` (indices, best first) of ``n``
+        candidates: candidate ``order[p]`` scores ``n - p``, so the best scores ``n``, the last 1.
+
+        >>> BaseReranker.rank_scores([2, 0, 1])
+        [2.0, 1.0, 3.0]
+        """
+        scores = [0.0] * len(order)
+        for pos, i in enumerate(order):
+            scores[i] = float(len(order) - pos)
+        return scores
+
+    def provenance(self) -> dict[str, str]:
+        """Hook: what produces the scores (``model``, ``backend``, ``backend_version``, prompt
+        version...). Default: nothing recorded."""
+        return {}
+
+    @property
+    def stage(self) -> str:
+        """``Ranking.stage`` of the outputs: ``name``, or ``name:<model>@<backend>-<version>``
+        when :meth:`provenance` names them (e.g. ``llm_listwise:smollm2-135m@transformers-5.2``)."""
+        prov = self.provenance()
+        if {"model", "backend", "backend_version"} <= prov.keys():
+            return f"{self.name}:{prov['model']}@{prov['backend']}-{prov['backend_version']}"
+        return self.name
+
+    @property
+    def last_provenance(self) -> dict[str, str]:
+        """:meth:`provenance` plus the counters the last call recorded in ``last_run``."""
+        run = getattr(self, "last_run", {})
+        counts = {key: str(v) for key, v in run.items() if isinstance(v, int)}
+        return {**self.provenance(), **counts}
 
     def rerank(self, ranking: Ranking, k: int | None = None) -> Ranking:
         return self.rerank_batch([ranking], k=k)[0]
@@ -377,15 +464,75 @@ class BaseReranker(Node):
         if k is not None:
             check_k(k)
         self.load()
+        self.last_run = {}
+        pools = [self._unique(r) for r in rankings]
+        scores: dict[int, Sequence[float]] = {}
+        # queries are grouped by position, empty ones included, so that a group is the same
+        # whatever its rankings hold; empty rankings are then left out of the hook's call
+        size = self.query_batch_size or max(len(pools), 1)
+        for start in range(0, len(pools), size):
+            group = [i for i in range(start, start + size) if i < len(pools) and pools[i].hits]
+            if not group:
+                continue
+            got = self._score_batch([pools[i] for i in group])
+            for i, s in zip(group, got, strict=True):
+                if len(s) != len(pools[i].hits):
+                    from rag.errors import RagError
+
+                    raise RagError(
+                        f"{type(self).__name__} returned {len(s)} scores "
+                        f"for {len(pools[i].hits)} documents"
+                    )
+                scores[i] = s
+        stage = self.stage
         out = []
-        for r in rankings:
-            docs = [h.document for h in r.hits]
-            scores = self._score(r.query, docs) if docs else []
-            out.append(Ranking.from_scored(r.query, zip(docs, scores), k, self.name))
+        for i, pool in enumerate(pools):
+            docs = [h.document for h in pool.hits]
+            ranked = Ranking.from_scored(pool.query, zip(docs, scores.get(i, ())), None, stage)
+            out.append(self._cut(ranked, k))
         return out
 
+    @staticmethod
+    def _unique(ranking: Ranking) -> Ranking:
+        """``ranking`` with the first occurrence of each document id only."""
+        ids = ranking.ids
+        if len(set(ids)) == len(ids):
+            return ranking
+        first: dict[str, Any] = {}  # id -> its first Hit
+        for h in ranking.hits:
+            first.setdefault(h.id, h)
+        return ranking.model_copy(update={"hits": tuple(first.values())})
+
+    def _cut(self, ranking: Ranking, k: int | None) -> Ranking:
+        """The hits scoring ``>= threshold`` (at least ``min_k``), at most ``k`` and ``max_k``."""
+        hits = ranking.hits
+        if self.threshold is not None:
+            kept = tuple(h for h in hits if h.score >= self.threshold)
+            floor = min(self.min_k, len(hits))
+            hits = kept if len(kept) >= floor else hits[:floor]
+        caps = [c for c in (k, self.max_k) if c is not None]
+        if caps:
+            hits = hits[: min(caps)]
+        return ranking if hits is ranking.hits else ranking.model_copy(update={"hits": hits})
+
+    def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
+        """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order."""
+        return [self._score(r.query, [h.document for h in r.hits]) for r in rankings]
+
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
-        raise NotImplementedError
+        """Hook: one score per document of ``docs`` for ``query`` (higher is more relevant).
+
+        Default, for a reranker that implements ``_score_batch``: ``docs`` in the given order
+        are its prior ranking (a repeated id scores as its first copy)."""
+        if type(self)._score_batch is BaseReranker._score_batch:
+            raise NotImplementedError(f"{type(self).__name__} implements no scoring hook")
+        if not docs:
+            return []
+        self.load()
+        self.last_run = {}
+        prior = Ranking.from_scored(query, ((d, float(len(docs) - i)) for i, d in enumerate(docs)))
+        scores = dict(zip(prior.ids, self._score_batch([prior])[0], strict=True))
+        return [scores[d.id] for d in docs]
 
 
 def require_indexed(retriever: BaseRetriever) -> None:

@@ -48,6 +48,10 @@ class CascadeReranker(BaseReranker):
         for reranker, _ in self.stages:
             reranker.load()
 
+    # The one reranker that keeps its own loop: a cascade is a composition, not a scorer. Each
+    # stage drops candidates before the next reads them, so there is no score per input
+    # candidate to hand back to the base loop; k checks, thresholds, de-duplication and query
+    # batching happen in each stage's own (base-owned) loop.
     def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
         if k is not None:
             check_k(k)

@@ -25,10 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.nodes import BaseReranker, check_k
+from rag.nodes import BaseReranker
 from rag.runtime import PRECISIONS, EncoderRuntime, resolve_precision
-from rag.types import Document, Query, Ranking
-from rerankers._common import check_threshold, doc_text, drop_below
+from rag.types import Document, Query
+from rerankers._common import doc_text
 
 __all__ = ["ACTIVATIONS", "PRECISIONS", "CrossEncoderReranker"]
 
@@ -77,7 +77,7 @@ class CrossEncoderReranker(BaseReranker):
         self.batch_size = batch_size
         self.activation = activation
         self.label = label
-        self.threshold = check_threshold(threshold)
+        self.threshold = self.check_threshold(threshold)
         self.precision = resolve_precision(precision)
         self.device = device
 
@@ -136,9 +136,3 @@ class CrossEncoderReranker(BaseReranker):
 
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         return self.predict(query.text, [doc_text(d) for d in docs]).tolist()
-
-    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
-        if k is not None:
-            check_k(k)
-        out = super().rerank_batch(rankings)
-        return [drop_below(r, self.threshold).top(k) for r in out]  # top(None) keeps all

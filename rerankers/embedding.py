@@ -2,8 +2,10 @@
 
 score(q, d) = cos(E(q), E(d)) with ``E`` a :class:`rag.encoders.TransformerEncoder`; queries use
 the encoder's query prefix and documents its document prefix (``title + " " + text``).
-The vectors of the last ``cache_size`` documents (keyed by id and text) are kept, so reranking
-overlapping candidate pools for many queries encodes each document once.
+The unit vectors of the last ``cache_size`` document texts are kept in the library's one
+document-vector cache (:class:`rag.embed_cache.EmbeddingCache`, memory tier), so reranking
+overlapping candidate pools for many queries encodes each document once; an encoder with an
+on-disk ``cache`` folder also reads the documents it has embedded before back from disk.
 
 >>> rr = EmbeddingReranker(TransformerEncoder("minilm"))
 >>> rr.rerank(bm25_ranking, k=10)                              # doctest: +SKIP
@@ -11,13 +13,12 @@ overlapping candidate pools for many queries encodes each document once.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
+from rag.embed_cache import memory_cache
 from rag.encoders import TransformerEncoder
 from rag.errors import ConfigError
 from rag.nodes import BaseReranker
@@ -40,32 +41,20 @@ class EmbeddingReranker(BaseReranker):
             raise ConfigError(f"cache_size must be an int >= 0, got {cache_size!r}")
         self.encoder = encoder if encoder is not None else TransformerEncoder("minilm")
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cache = memory_cache(cache_size)  # text -> unit vector, the last cache_size texts
 
     def _load(self) -> None:
         self.encoder.load()
 
     def document_vectors(self, docs: Sequence[Document]) -> np.ndarray:
         """Unit vectors ``(N, H)`` of ``docs``, from the cache where possible."""
-        texts = [doc_text(d) for d in docs]
-        keys = [
-            (d.id, hashlib.blake2b(t.encode(), digest_size=8).hexdigest())
-            for d, t in zip(docs, texts, strict=True)
-        ]
-        todo = [j for j, key in enumerate(keys) if key not in self._cache]
-        out = np.zeros((len(docs), self.encoder.dim), dtype=np.float32)
-        if todo:
-            out[todo] = _unit(self.encoder.encode([texts[j] for j in todo], kind="document"))
-        fresh = set(todo)
-        for j, key in enumerate(keys):
-            if j not in fresh:
-                out[j] = self._cache[key]
-                self._cache.move_to_end(key)
-            elif self.cache_size:
-                self._cache[key] = out[j]
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return out
+        if not docs:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return _unit(self.encoder.encode(texts, kind="document"))
+
+        return self._cache.encode([doc_text(d) for d in docs], embed)
 
     def cache_vectors(self, docs: Sequence[Document], vectors: np.ndarray) -> None:
         """Seed the cache with ``vectors`` computed elsewhere by this same encoder (e.g. the
@@ -76,12 +65,7 @@ class EmbeddingReranker(BaseReranker):
             raise ConfigError(
                 f"vectors must be ({len(docs)}, {self.encoder.dim}), got {vectors.shape}"
             )
-        unit = _unit(vectors)
-        for d, v in zip(docs, unit, strict=True):
-            t = doc_text(d)
-            self._cache[(d.id, hashlib.blake2b(t.encode(), digest_size=8).hexdigest())] = v
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put([doc_text(d) for d in docs], _unit(vectors))
 
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         q = _unit(self.encoder.encode([query.text], kind="query"))  # (1, H)

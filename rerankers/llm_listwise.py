@@ -18,9 +18,10 @@ Output text goes through :func:`rerankers.permutation.parse_permutation`, which 
 ``constrained=True`` (transformers: a LogitsProcessor; vLLM: guided decoding) allows only digits,
 ``[``, ``]``, ``>``, space and end-of-sequence while decoding.
 
-Scores are rank-derived: of ``n`` candidates the first scores ``n``, the last ``1``. Each output
-``Ranking.stage`` reads ``llm_listwise:<model>@<backend>-<version>``; ``last_provenance`` holds the
-full record (backend and torch versions, model path and revision, windows, repaired outputs).
+Scores are rank-derived (:meth:`rag.nodes.BaseReranker.rank_scores`): of ``n`` candidates the
+first scores ``n``, the last ``1``. Each output ``Ranking.stage`` reads
+``llm_listwise:<model>@<backend>-<version>``; ``last_provenance`` holds the full record of the
+last call (backend and torch versions, model path and revision, windows, repaired outputs).
 
 >>> rr = LLMListwiseReranker("smollm2-135m", window=10, step=5)
 >>> rr.rerank(ranking, k=10)                                    # doctest: +SKIP
@@ -33,15 +34,12 @@ from typing import ClassVar
 
 import prompts
 from rag.errors import ConfigError
-from rag.nodes import BaseReranker, check_k
-from rag.types import Document, Query, Ranking
+from rag.nodes import BaseReranker
+from rag.types import Query, Ranking
 from rerankers._common import (
     doc_text,
-    from_order,
     instruction_line,
-    stage_label,
     template_tag,
-    unique_documents,
 )
 from rerankers._llm import BACKENDS, make_lm
 from rerankers.permutation import mentioned_ids, parse_permutation
@@ -120,13 +118,27 @@ class LLMListwiseReranker(BaseReranker):
         self.constrained = constrained
         self.backend = backend
         self.device = device
-        self.last_provenance: dict[str, str] = {}
-        self.last_outputs: list[str] = []
+        self.query_batch_size = batch_size  # the base hands _score_batch this many queries
 
     def _load(self) -> None:
         self.lm = make_lm(self.backend, self.model, self.device)
         self.template = "rerank_listwise"
-        self.last_provenance = {**self.lm.provenance, "prompt": template_tag(self.template)}
+
+    def provenance(self) -> dict[str, str]:
+        """The LLM's record (backend and versions, model path and revision), prompt and mode."""
+        if not self._loaded:
+            return {}
+        return {
+            **self.lm.provenance,
+            "prompt": template_tag(self.template),
+            "mode": "full_list" if self.full_list else f"window={self.window},step={self.step}",
+            "passes": str(self.passes),
+        }
+
+    @property
+    def last_outputs(self) -> list[str]:
+        """The model's raw answers during the last call, window by window."""
+        return getattr(self, "last_run", {}).get("outputs", [])
 
     def plan(self, n: int) -> list[tuple[int, int]]:
         """The windows one query of ``n`` candidates goes through, in order, over all passes."""
@@ -143,30 +155,14 @@ class LLMListwiseReranker(BaseReranker):
             passages=numbered,
         )
 
-    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
-        if k is not None:
-            check_k(k)
-        self.load()
-        self.last_outputs = []
-        stats = {"windows": 0, "repaired": 0}
-        out: list[Ranking] = []
-        for start in range(0, len(rankings), self.batch_size):
-            out.extend(self._rerank_group(rankings[start : start + self.batch_size], k, stats))
-        self.last_provenance = {
-            **self.lm.provenance,
-            "prompt": template_tag(self.template),
-            "mode": "full_list" if self.full_list else f"window={self.window},step={self.step}",
-            "passes": str(self.passes),
-            "windows": str(stats["windows"]),
-            "repaired_windows": str(stats["repaired"]),
-        }
-        return out
-
-    def _rerank_group(
-        self, group: Sequence[Ranking], k: int | None, stats: dict[str, int]
-    ) -> list[Ranking]:
-        """Run every query's windows in lockstep: window j of all queries in one generate call."""
-        docs = [unique_documents(r) for r in group]
+    def _score_batch(self, group: Sequence[Ranking]) -> list[Sequence[float]]:
+        """Run every query's windows in lockstep: window j of all queries in one generate call;
+        returns rank-derived scores of each query's final order."""
+        run = self.last_run
+        outputs: list[str] = run.setdefault("outputs", [])
+        run.setdefault("windows", 0)
+        run.setdefault("repaired_windows", 0)
+        docs = [[h.document for h in r.hits] for r in group]
         cut = self.max_passage_tokens
         texts = [self.lm.truncate([doc_text(d) for d in ds], cut) for ds in docs]
         orders = [list(range(len(ds))) for ds in docs]
@@ -181,21 +177,11 @@ class LLMListwiseReranker(BaseReranker):
             budget = max(m * (len(str(m)) + 3) + 8 for m in sizes)
             allowed = ANSWER_CHARS if self.constrained else None
             answers = self.lm.generate(prompts, budget, allowed, prefix=ANSWER_PREFIX)
-            self.last_outputs.extend(answers)
+            outputs.extend(answers)
             for q, m, text in zip(todo, sizes, answers, strict=True):
                 a, b = plans[q][j]
                 perm = parse_permutation(text, m)
-                stats["windows"] += 1
-                stats["repaired"] += int(len(mentioned_ids(text, m)) < m)
+                run["windows"] += 1
+                run["repaired_windows"] += int(len(mentioned_ids(text, m)) < m)
                 orders[q][a:b] = [orders[q][a + p] for p in perm]
-        stage = stage_label(self.name, self.lm.provenance)
-        return [
-            from_order(r.query, ds, order, k, stage)
-            for r, ds, order in zip(group, docs, orders, strict=True)
-        ]
-
-    def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
-        r = Ranking.from_scored(query, ((d, -i) for i, d in enumerate(docs)))
-        ranked = self.rerank(r)
-        pos = {h.id: h.score for h in ranked.hits}
-        return [pos[d.id] for d in docs]
+        return [self.rank_scores(order) for order in orders]

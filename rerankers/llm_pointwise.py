@@ -30,14 +30,11 @@ import numpy as np
 
 import prompts
 from rag.errors import ConfigError
-from rag.nodes import BaseReranker, check_k
-from rag.types import Document, Query, Ranking
+from rag.nodes import BaseReranker
+from rag.types import Document, Query
 from rerankers._common import (
-    check_threshold,
     doc_text,
-    drop_below,
     instruction_line,
-    stage_label,
     template_tag,
 )
 from rerankers._llm import BACKENDS, label_probs, make_lm, single_token_ids
@@ -84,10 +81,9 @@ class LLMPointwiseReranker(BaseReranker):
         self.graded = graded
         self.batch_size = batch_size
         self.max_passage_tokens = max_passage_tokens
-        self.threshold = check_threshold(threshold)
+        self.threshold = self.check_threshold(threshold)
         self.backend = backend
         self.device = device
-        self.last_provenance: dict[str, str] = {}
 
     def _load(self) -> None:
         self.lm = make_lm(self.backend, self.model, self.device)
@@ -100,7 +96,12 @@ class LLMPointwiseReranker(BaseReranker):
         if not all(groups):
             raise ConfigError(f"model {self.model!r} has no single-token answer for every label")
         self._groups = groups
-        self.last_provenance = {**self.lm.provenance, "prompt": template_tag(self.template)}
+
+    def provenance(self) -> dict[str, str]:
+        """The LLM's record (backend and versions, model path and revision) and the prompt."""
+        if not self._loaded:
+            return {}
+        return {**self.lm.provenance, "prompt": template_tag(self.template)}
 
     def prompts(self, query: Query, docs: Sequence[Document]) -> list[str]:
         """The user messages sent for ``docs`` (passages cut to ``max_passage_tokens``)."""
@@ -118,12 +119,3 @@ class LLMPointwiseReranker(BaseReranker):
         if self.graded:  # the expected grade
             return (probs @ np.arange(len(self._groups), dtype=np.float64)).tolist()
         return probs[:, 0].tolist()
-
-    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
-        if k is not None:
-            check_k(k)
-        out = super().rerank_batch(rankings)
-        stage = stage_label(self.name, self.last_provenance) if self.last_provenance else self.name
-        return [
-            drop_below(r, self.threshold).top(k).model_copy(update={"stage": stage}) for r in out
-        ]

@@ -152,22 +152,11 @@ class RelevanceFilter(BaseReranker):
         self.threshold = _pick_threshold(p, y, sum(groups), target_precision)
         return self
 
-    def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]:
-        if k is not None:
-            check_k(k)
-        caps = [c for c in (k, self.max_k) if c is not None]
-        cap = min(caps) if caps else None
-        out = []
-        for r in rankings:
-            p = self.calibrate(r.scores) if r.hits else np.zeros(0)
-            keep = int(np.sum(p >= self.threshold))
-            keep = max(keep, min(self.min_k, len(r.hits)))
-            keep = min(keep, cap) if cap is not None else keep
-            # the mapping is monotone, so the order is the input's (up to ties of saturated p)
-            pairs = ((h.document, pi) for h, pi in zip(r.hits, p, strict=True))
-            ranked = Ranking.from_scored(r.query, pairs)
-            out.append(Ranking(query=r.query, hits=ranked.hits[:keep], stage=self.name))
-        return out
+    def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
+        """Each ranking's own scores mapped to calibrated probabilities; the base then keeps
+        ``p >= threshold`` (at least ``min_k``, at most ``max_k`` / ``k``). The mapping is
+        monotone, so the order is the input's (up to ties of saturated ``p``)."""
+        return [self.calibrate(r.scores).tolist() for r in rankings]
 
 
 def _pick_threshold(

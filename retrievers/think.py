@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import prompts
+from prompts.instructions import instruction_line
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, Node, check_k
 from rag.persist import atomic_write_text, iter_jsonl
 from rag.types import Document, Query
-from rerankers._common import instruction_line
 from retrievers.fusion import rrf
 
 MODES = ("query", "thought", "fusion")
