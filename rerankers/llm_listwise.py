@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import prompts
 from rag.errors import ConfigError
+from rag.llm import BACKENDS, get_llm
 from rag.nodes import BaseReranker, check_k
 from rag.types import Document, Query, Ranking
 from rerankers._common import (
@@ -43,7 +44,6 @@ from rerankers._common import (
     template_tag,
     unique_documents,
 )
-from rerankers._llm import BACKENDS, make_lm
 from rerankers.permutation import mentioned_ids, parse_permutation
 
 ANSWER_CHARS = "0123456789[]> "
@@ -124,7 +124,7 @@ class LLMListwiseReranker(BaseReranker):
         self.last_outputs: list[str] = []
 
     def _load(self) -> None:
-        self.lm = make_lm(self.backend, self.model, self.device)
+        self.lm = get_llm(self.backend, self.model, self.device).load()
         self.template = "rerank_listwise"
         self.last_provenance = {**self.lm.provenance, "prompt": template_tag(self.template)}
 

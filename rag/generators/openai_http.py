@@ -29,20 +29,20 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import ConfigError, RagError
-from rag.generators.transformers import (
+from rag.generators.base import (
+    BaseGenerator,
     Messages,
+    Sampling,
     StopFilter,
     check_messages,
-    check_sampling,
     cut_at_stop,
 )
-from rag.nodes import Node
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -140,7 +140,7 @@ def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: Sequence[dict[str
             slot["function"]["arguments"] += args
 
 
-class OpenAICompatibleGenerator(Node):
+class OpenAICompatibleGenerator(BaseGenerator):
     """Chat completions over HTTP from an OpenAI-compatible server.
 
     Args:
@@ -161,7 +161,6 @@ class OpenAICompatibleGenerator(Node):
     """
 
     name: ClassVar[str] = "openai_http_generator"
-    kind: ClassVar[str] = "generator"
     requires: ClassVar[tuple[str, ...]] = ("httpx",)
 
     def __init__(
@@ -181,7 +180,7 @@ class OpenAICompatibleGenerator(Node):
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        check_sampling(max_new_tokens, temperature)
+        super().__init__(max_new_tokens, temperature, stop)
         if timeout <= 0 or connect_timeout <= 0:
             raise ConfigError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -190,9 +189,6 @@ class OpenAICompatibleGenerator(Node):
             raise ConfigError(f"backoff must be >= 0, got {backoff}")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.stop = list(stop) if stop is not None else []
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -238,25 +234,23 @@ class OpenAICompatibleGenerator(Node):
 
     def _body(
         self,
-        messages: Messages | str,
-        max_new_tokens: int | None,
-        temperature: float | None,
-        stops: Sequence[str],
+        messages: Messages,
+        s: Sampling,
         tools: Sequence[dict[str, Any]] | None,
         tool_choice: str | dict[str, Any] | None,
         stream: bool,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             **self.extra_body,
-            "messages": check_messages(messages),
-            "max_tokens": max_new_tokens if max_new_tokens is not None else self.max_new_tokens,
-            "temperature": temperature if temperature is not None else self.temperature,
+            "messages": messages,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
             "stream": stream,
         }
         if self.model is not None:
             body["model"] = self.model
-        if stops:
-            body["stop"] = list(stops)[:4]  # OpenAI accepts at most 4; all are applied locally
+        if s.stop:
+            body["stop"] = list(s.stop)[:4]  # OpenAI accepts at most 4; all are applied locally
         if tools:
             body["tools"] = list(tools)
             if tool_choice is not None:
@@ -321,9 +315,9 @@ class OpenAICompatibleGenerator(Node):
     ) -> Completion:
         """One non-streamed assistant turn, with the tool calls it makes (``tools`` in OpenAI's
         schema: ``[{"type": "function", "function": {"name", "description", "parameters"}}]``)."""
-        stops = list(stop) if stop is not None else self.stop
-        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, False)
-        resp = self._send(body)
+        msgs = check_messages(messages)
+        s = self.sampling(max_new_tokens, temperature, stop)
+        resp = self._send(self._body(msgs, s, tools, tool_choice, False))
         try:
             resp.read()
             data = resp.json()
@@ -340,7 +334,7 @@ class OpenAICompatibleGenerator(Node):
             message = choice.get("message") or {}
         except (KeyError, IndexError, TypeError) as e:
             raise HTTPGeneratorError(f"{self.url} sent no choices: {str(data)[:200]}") from e
-        text, stopped = cut_at_stop(message.get("content") or "", stops)
+        text, stopped = cut_at_stop(message.get("content") or "", s.stop)
         return Completion(
             text=text,
             tool_calls=parse_tool_calls(message.get("tool_calls")),
@@ -359,23 +353,35 @@ class OpenAICompatibleGenerator(Node):
         tool_choice: str | dict[str, Any] | None = None,
     ) -> Any:
         """The reply's text; with ``tools``, the assistant message ``{"role", "content",
-        "tool_calls"}`` (OpenAI's shape, arguments as JSON text) the agent loop reads."""
+        "tool_calls"}`` (OpenAI's shape, arguments as JSON text) the agent loop reads.
+
+        Overrides the base's ``"".join(stream(...))`` for the transport only: one non-streamed
+        request (tool calls arrive whole); the text is the same as the joined stream's."""
         out = self.complete(messages, max_new_tokens, temperature, stop, tools, tool_choice)
         if not tools:
             return out.text
         return {"role": "assistant", "content": out.text, "tool_calls": tool_call_dicts(out)}
 
-    def stream(
-        self,
-        messages: Messages | str,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces from the server's SSE stream; stops are honoured across pieces."""
-        for event in self.stream_events(messages, max_new_tokens, temperature, stop):
-            if isinstance(event, str):
-                yield event
+    def _chunks(self, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
+        """The JSON chunks of one streamed request; the response is closed when the consumer
+        stops early."""
+        resp = self._send(body)
+        try:
+            yield from _sse_json(resp, self.url, self._httpx)
+        finally:
+            resp.close()
+
+    def _stream(self, messages: Messages, sampling: Sampling) -> Iterator[str]:
+        """The text deltas of the server's SSE stream (stops are applied by the base)."""
+        chunks = self._chunks(self._body(messages, sampling, None, None, True))
+        try:
+            for chunk in chunks:
+                yield "".join(
+                    (choice.get("delta") or {}).get("content") or ""
+                    for choice in chunk.get("choices") or ()
+                )
+        finally:
+            chunks.close()
 
     def stream_events(
         self,
@@ -388,15 +394,18 @@ class OpenAICompatibleGenerator(Node):
     ) -> Iterator[str | Completion]:
         """Yield text pieces as they arrive, then one final :class:`Completion` (full text, tool
         calls accumulated from the stream's deltas, finish reason, usage)."""
-        stops = list(stop) if stop is not None else self.stop
-        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, True)
+        msgs = check_messages(messages)
+        s = self.sampling(max_new_tokens, temperature, stop)
+        return self._events(self._body(msgs, s, tools, tool_choice, True), s.stop)
+
+    def _events(self, body: dict[str, Any], stops: Sequence[str]) -> Iterator[str | Completion]:
         shown = StopFilter(stops)
         finish, model = None, ""
         usage: dict[str, Any] = {}
         calls: dict[int, dict[str, Any]] = {}
-        resp = self._send(body)
+        chunks = self._chunks(body)
         try:
-            for chunk in _sse_json(resp, self.url, self._httpx):
+            for chunk in chunks:
                 usage = chunk.get("usage") or usage
                 model = chunk.get("model") or model
                 piece = ""
@@ -414,7 +423,7 @@ class OpenAICompatibleGenerator(Node):
                 if rest := shown.flush():
                     yield rest
         finally:
-            resp.close()
+            chunks.close()
         yield Completion(
             text=shown.text,
             tool_calls=parse_tool_calls([calls[i] for i in sorted(calls)]),
