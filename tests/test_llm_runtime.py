@@ -138,6 +138,13 @@ def test_a_backend_fills_one_hook_and_the_base_handles_stops() -> None:
     assert [len(p) for p in gen.stream("abcdefgh")][-1] >= 1  # held-back tail is flushed
     assert gen.generate("a STOP b", stop=["STOP"]) == "a "
 
+    class Finished(Pieces):  # a backend that returns finished text (vLLM offline, xRAG)
+        streams_tokens = False
+
+    one = Finished(stop=["\n\n"])
+    assert list(one.stream("Jupiter [1].\n\nMore")) == ["Jupiter [1]."]  # one piece, cut
+    assert list(one.stream("\n\nMore")) == [] and one.generate("\n\nMore") == ""
+
 
 class _OpenAIShaped:
     """A stdlib server answering chat completions with a fixed reply, as JSON or as SSE deltas."""

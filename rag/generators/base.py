@@ -5,7 +5,8 @@ A backend implements one hook, ``_stream(messages, sampling) -> Iterator[str]``:
 pieces of one assistant turn (it may end decoding at a stop string, but need not cut the text).
 :meth:`BaseGenerator.stream` validates the messages and the per-call settings, and passes the
 pieces through :class:`StopFilter`, so every backend honours stop strings the same way, across
-piece boundaries, and rejects bad settings with the same one-line :class:`ConfigError`.
+piece boundaries, and rejects bad settings with the same one-line :class:`ConfigError`. A backend
+that returns finished text only (``streams_tokens = False``) is yielded as one piece.
 
 >>> class Echo(BaseGenerator):
 ...     name = ""
@@ -135,6 +136,9 @@ class BaseGenerator(Node):
     """
 
     kind: ClassVar[str] = "generator"
+    # False for backends whose hook returns finished text (vLLM's offline engine, xRAG): the
+    # text is then cut at the first stop and yielded as one piece, with nothing held back
+    streams_tokens: ClassVar[bool] = True
 
     def __init__(
         self, max_new_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None
@@ -176,7 +180,10 @@ class BaseGenerator(Node):
 
     def _stream_checked(self, messages: Messages, s: Sampling) -> Iterator[str]:
         self.load()
-        yield from stop_filtered(self._stream(messages, s), s.stop)
+        if self.streams_tokens:
+            yield from stop_filtered(self._stream(messages, s), s.stop)
+        elif text := cut_at_stop("".join(self._stream(messages, s)), s.stop)[0]:
+            yield text
 
     def generate(
         self,

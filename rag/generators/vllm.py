@@ -51,6 +51,7 @@ class VLLMGenerator(BaseGenerator):
 
     name: ClassVar[str] = "vllm_generator"
     requires: ClassVar[tuple[str, ...]] = ("vllm",)
+    streams_tokens: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ class XRAGGenerator(TransformersGenerator):
     """
 
     name: ClassVar[str] = "xrag_generator"
+    streams_tokens: ClassVar[bool] = False
 
     def __init__(
         self,
