@@ -30,6 +30,7 @@ CORE = {
     "rag.llm.base",
     "rag.llm.cache",
     "rag.llm.hf",
+    "rag.llm.http",
     "rag.llm.vllm",
     "rag.index.io",
     "rag.index.docstore",

@@ -16,8 +16,9 @@ wrapped in the model's chat template, the assistant turn opened):
 * the generator side: ``stream`` (transformers: token pieces) or ``chat`` (vLLM: finished texts
   for a batch of conversations), with model-side stop strings.
 
-The HTTP backend (:class:`rag.generators.OpenAICompatibleGenerator`) holds no weights: it is its
-own runtime, and offers generate and stream only (no next-token distribution).
+The HTTP backend (:class:`rag.llm.HTTPLLM`, behind
+:class:`rag.generators.OpenAICompatibleGenerator`) holds no weights, so there is nothing to share:
+it offers whole and streamed chat completions only (no next-token distribution by token id).
 """
 
 from __future__ import annotations
