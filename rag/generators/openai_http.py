@@ -247,7 +247,6 @@ class OpenAICompatibleGenerator(BaseGenerator):
                 body["tool_choice"] = tool_choice
         return body
 
-    # -- transport ------------------------------------------------------------------------------
     # -- the Generator contract -----------------------------------------------------------------
     def complete(
         self,
