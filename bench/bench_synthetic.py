@@ -53,13 +53,13 @@ def systems(corpus):
 
 def build_sets(corpus, bm25, args) -> dict:
     from evals.synthetic import SynthConfig, generate_synthetic
-    from rerankers._llm import make_lm
+    from rag.llm import get_llm
 
     work = Path(args.work)
     plain = work / "clean_dedup"
     cfg = SynthConfig(n_docs=args.n_docs, seed=args.seed, roundtrip_k=0, batch_size=4)
     t = time.perf_counter()
-    lm = make_lm("transformers", "smollm2-135m", "cpu")
+    lm = get_llm("transformers", "smollm2-135m", "cpu").load()
     rep_plain = generate_synthetic(corpus, lm, plain, cfg, generator_name="smollm2-135m")
     gen_s = time.perf_counter() - t
     rt = work / "roundtrip"

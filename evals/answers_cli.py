@@ -78,7 +78,7 @@ def add_answers_arguments(p: argparse.ArgumentParser) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from evals.cli import evaluate_configs, write_outputs
     from evals.synthetic import SynthConfig, generate_synthetic
-    from rerankers._llm import make_lm
+    from rag.llm import get_llm
     from retrievers import BM25Retriever
 
     try:
@@ -86,7 +86,7 @@ def run_synth(args: argparse.Namespace) -> int:
         cfg = SynthConfig(n_docs=args.n_docs, seed=args.seed, roundtrip_k=args.roundtrip_k,
                           dedup_threshold=args.dedup, graded=args.graded)
         bm25 = BM25Retriever().index(corpus) if cfg.roundtrip_k else None
-        lm = make_lm(args.backend, args.model, args.device)
+        lm = get_llm(args.backend, args.model, args.device).load()
         rep = generate_synthetic(corpus, lm, args.out, cfg, retriever=bm25,
                                  generator_name=args.model, progress=not args.no_progress)
         print(f"synthetic set: {rep.kept} questions kept of {rep.sampled} sampled "

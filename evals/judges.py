@@ -34,7 +34,7 @@ import numpy as np
 
 import prompts
 from rag.errors import ConfigError
-from rerankers._llm import first_token_ids, label_probs
+from rag.llm import first_token_ids, get_llm, label_probs
 
 YES_NO = {"yes": ("Yes", "yes", "YES"), "no": ("No", "no", "NO")}
 STANCE = {"SUPPORT": ("Support", "support", "Supports"), "CONTRADICT": ("Contradict", "contradict")}
@@ -92,6 +92,9 @@ class LLMJudge:
         batch_size: prompts per forward pass.
         max_context_tokens: contexts / evidence / answers are cut to this many tokens.
         backend, device: as for :class:`rerankers.LLMPointwiseReranker`.
+
+    The model is the shared runtime of :func:`rag.llm.get_llm`: a generator, an LLM reranker
+    and this judge on the same model load it once.
     """
 
     def __init__(
@@ -117,10 +120,8 @@ class LLMJudge:
         self._groups: dict[str, list[list[int]]] = {}
 
     def load(self) -> LLMJudge:
-        if self._lm is None:
-            from rerankers._llm import make_lm
-
-            self._lm = make_lm(self.backend, self.model, self.device)
+        if self._lm is None:  # the process-wide runtime: a generator on this model shares it
+            self._lm = get_llm(self.backend, self.model, self.device).load()
         return self
 
     def provenance(self) -> dict[str, str]:

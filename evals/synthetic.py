@@ -47,7 +47,7 @@ _PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*\d*\s*[:.)-]|\d+\s*[.)
 
 
 class TextGenerator(Protocol):
-    """Greedy completion of chat prompts (``rerankers._llm.TransformersLM`` satisfies it)."""
+    """Greedy completion of chat prompts (``rag.llm.TransformersLLM`` satisfies it)."""
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
 

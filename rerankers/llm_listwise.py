@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import prompts
 from rag.errors import ConfigError
+from rag.llm import BACKENDS, get_llm
 from rag.nodes import BaseReranker
 from rag.types import Query, Ranking
 from rerankers._common import (
@@ -41,7 +42,6 @@ from rerankers._common import (
     instruction_line,
     template_tag,
 )
-from rerankers._llm import BACKENDS, make_lm
 from rerankers.permutation import mentioned_ids, parse_permutation
 
 ANSWER_CHARS = "0123456789[]> "
@@ -121,7 +121,7 @@ class LLMListwiseReranker(BaseReranker):
         self.query_batch_size = batch_size  # the base hands _score_batch this many queries
 
     def _load(self) -> None:
-        self.lm = make_lm(self.backend, self.model, self.device)
+        self.lm = get_llm(self.backend, self.model, self.device).load()
         self.template = "rerank_listwise"
 
     def provenance(self) -> dict[str, str]:

@@ -30,6 +30,7 @@ import numpy as np
 
 import prompts
 from rag.errors import ConfigError
+from rag.llm import BACKENDS, get_llm, label_probs, single_token_ids
 from rag.nodes import BaseReranker
 from rag.types import Document, Query
 from rerankers._common import (
@@ -37,7 +38,6 @@ from rerankers._common import (
     instruction_line,
     template_tag,
 )
-from rerankers._llm import BACKENDS, label_probs, make_lm, single_token_ids
 
 YES = ("Yes", "yes", "YES")
 NO = ("No", "no", "NO")
@@ -86,7 +86,7 @@ class LLMPointwiseReranker(BaseReranker):
         self.device = device
 
     def _load(self) -> None:
-        self.lm = make_lm(self.backend, self.model, self.device)
+        self.lm = get_llm(self.backend, self.model, self.device).load()
         tok = self.lm.tokenizer
         self.template = "rerank_pointwise_graded" if self.graded else "rerank_pointwise"
         if self.graded:

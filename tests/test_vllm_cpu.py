@@ -60,12 +60,23 @@ def test_vllm_generator_matches_transformers_greedy(vllm_run: dict) -> None:
     assert vllm_run["stream_equal"]
     stop = vllm_run["stop"]
     assert "3." in stop["full"] and stop["cut"] == stop["full"].split("3.")[0]
+    assert vllm_run["stop_stream_equal"]  # generate == "".join(stream), with a stop too
+
+
+def test_vllm_sampling_errors_are_the_other_backends(vllm_run: dict) -> None:
+    from test_llm_runtime import BAD
+
+    want = {tuple(s.items())[0]: m for s, m in BAD}
+    keys = [("max_new_tokens", 0), ("temperature", -0.5), ("stop", "\n")]
+    expected = [want[k] for k in keys for _ in range(2)]  # at construction and per call
+    assert vllm_run["sampling_errors"] == expected
 
 
 def test_vllm_pointwise_reranker_matches_transformers(vllm_run: dict) -> None:
     pw = vllm_run["pointwise"]
     np.testing.assert_allclose(pw["vllm"], pw["transformers"], atol=2e-3)
     assert pw["same_engine"]  # the reranker reused the generator's engine
+    assert pw["same_runtime"]  # through the one runtime, loaded once
 
 
 def test_vllm_listwise_constraint_is_applied(vllm_run: dict) -> None:

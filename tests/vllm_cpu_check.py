@@ -26,6 +26,7 @@ PROMPTS = [
 def main() -> None:
     import numpy as np
 
+    from rag.errors import ConfigError
     from rag.generators import TransformersGenerator, VLLMGenerator
     from rag.types import Document, Query, Ranking
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
@@ -43,6 +44,15 @@ def main() -> None:
     out["generate"] = {"vllm": ours, "transformers": theirs}
     out["stream_equal"] = "".join(gen.stream(convs[1])) == gen.generate(convs[1])
     out["stop"] = {"full": gen.generate(convs[3]), "cut": gen.generate(convs[3], stop=["3."])}
+    out["stop_stream_equal"] = "".join(gen.stream(convs[3], stop=["3."])) == out["stop"]["cut"]
+    out["sampling_errors"] = []
+    for bad in ({"max_new_tokens": 0}, {"temperature": -0.5}, {"stop": "\n"}):
+        for per_call in (False, True):
+            try:
+                gen.generate(convs[0], **bad) if per_call else VLLMGenerator(**bad)
+                out["sampling_errors"].append(None)
+            except ConfigError as e:
+                out["sampling_errors"].append(str(e))
 
     n = 6
     docs = [Document(id=f"d{i}", text=f"value {(i * 7) % n}") for i in range(n)]
@@ -53,6 +63,7 @@ def main() -> None:
         "vllm": np.asarray(pw_v._score(q, docs)).tolist(),
         "transformers": np.asarray(pw_t._score(q, docs)).tolist(),
         "same_engine": pw_v.load().lm.llm is gen.llm,
+        "same_runtime": pw_v.lm is gen.runtime and gen.runtime.loads == 1,
     }
     ranking = Ranking.from_scored(q, ((d, float(n - i)) for i, d in enumerate(docs)))
     lw = LLMListwiseReranker(backend="vllm", constrained=True, window=6, step=3)

@@ -6,10 +6,11 @@ messages, with ``max_new_tokens``, ``temperature`` and ``stop`` overridable per 
 are sent to the server *and* applied to the returned text, because servers differ in whether the
 stop string is included in the output (``transformers serve`` keeps it).
 
-Transport: connect/read timeouts; bounded retries with exponential backoff on connect errors,
-429 and 5xx (never on other 4xx, never once a stream has started yielding); SSE streaming; the API
-key is read from the environment variable named by ``api_key_env`` (the config stores the name,
-never the key). Every failure is a :class:`HTTPGeneratorError` naming the URL and the status.
+Transport (:class:`rag.llm.http.HTTPLLM`, the HTTP backend of the LLM runtime): connect/read
+timeouts; bounded retries with exponential backoff on connect errors, 429 and 5xx (never on other
+4xx, never once a stream has started yielding); SSE streaming; the API key is read from the
+environment variable named by ``api_key_env`` (the config stores the name, never the key). Every
+failure is a :class:`HTTPGeneratorError` naming the URL and the status.
 
 Native tool calling: ``complete(messages, tools=[...])`` returns a :class:`Completion` whose
 ``tool_calls`` are parsed :class:`ToolCall` objects (arguments decoded from JSON). With
@@ -27,33 +28,31 @@ llama.cpp with ``--jinja``, Ollama, OpenAI, ``rag serve``'s own ``/v1``).
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.errors import ConfigError, RagError
-from rag.generators.transformers import (
+from rag.errors import ConfigError
+from rag.generators.base import (
+    BaseGenerator,
     Messages,
+    Sampling,
     StopFilter,
     check_messages,
-    check_sampling,
     cut_at_stop,
 )
-from rag.nodes import Node
+from rag.llm.http import HTTPLLM, RETRY_STATUS, HTTPGeneratorError
 
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class HTTPGeneratorError(RagError, RuntimeError):
-    """The server could not be reached, timed out, or answered with an error status."""
-
-    def __init__(self, message: str, status: int | None = None, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
+__all__ = [
+    "RETRY_STATUS",
+    "Completion",
+    "HTTPGeneratorError",
+    "OpenAICompatibleGenerator",
+    "ToolCall",
+    "parse_tool_calls",
+    "tool_call_dicts",
+]
 
 
 class ToolCall(BaseModel):
@@ -140,7 +139,7 @@ def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: Sequence[dict[str
             slot["function"]["arguments"] += args
 
 
-class OpenAICompatibleGenerator(Node):
+class OpenAICompatibleGenerator(BaseGenerator):
     """Chat completions over HTTP from an OpenAI-compatible server.
 
     Args:
@@ -161,7 +160,6 @@ class OpenAICompatibleGenerator(Node):
     """
 
     name: ClassVar[str] = "openai_http_generator"
-    kind: ClassVar[str] = "generator"
     requires: ClassVar[tuple[str, ...]] = ("httpx",)
 
     def __init__(
@@ -181,7 +179,7 @@ class OpenAICompatibleGenerator(Node):
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        check_sampling(max_new_tokens, temperature)
+        super().__init__(max_new_tokens, temperature, stop)
         if timeout <= 0 or connect_timeout <= 0:
             raise ConfigError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -190,9 +188,6 @@ class OpenAICompatibleGenerator(Node):
             raise ConfigError(f"backoff must be >= 0, got {backoff}")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.stop = list(stop) if stop is not None else []
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -212,102 +207,45 @@ class OpenAICompatibleGenerator(Node):
         return f"{self.base_url}/chat/completions"
 
     def _load(self) -> None:
-        import httpx
-
-        self._httpx = httpx
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-            transport=self.transport,
-        )
+        self.runtime = HTTPLLM(
+            self.base_url,
+            self.api_key_env,
+            self.timeout,
+            self.connect_timeout,
+            self.max_retries,
+            self.backoff,
+            self.transport,
+        ).load()
 
     def close(self) -> None:
         if self._loaded:
-            self._client.close()
+            self.runtime.close()
             self._loaded = False
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key_env is not None:
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise ConfigError(
-                    f"api_key_env={self.api_key_env!r} but that environment variable is not set"
-                )
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
 
     def _body(
         self,
-        messages: Messages | str,
-        max_new_tokens: int | None,
-        temperature: float | None,
-        stops: Sequence[str],
+        messages: Messages,
+        s: Sampling,
         tools: Sequence[dict[str, Any]] | None,
         tool_choice: str | dict[str, Any] | None,
         stream: bool,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             **self.extra_body,
-            "messages": check_messages(messages),
-            "max_tokens": max_new_tokens if max_new_tokens is not None else self.max_new_tokens,
-            "temperature": temperature if temperature is not None else self.temperature,
+            "messages": messages,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
             "stream": stream,
         }
         if self.model is not None:
             body["model"] = self.model
-        if stops:
-            body["stop"] = list(stops)[:4]  # OpenAI accepts at most 4; all are applied locally
+        if s.stop:
+            body["stop"] = list(s.stop)[:4]  # OpenAI accepts at most 4; all are applied locally
         if tools:
             body["tools"] = list(tools)
             if tool_choice is not None:
                 body["tool_choice"] = tool_choice
         return body
-
-    # -- transport ------------------------------------------------------------------------------
-    def _send(self, body: dict[str, Any]) -> Any:
-        """POST with retries; returns an open ``httpx.Response`` with a 2xx status (the caller
-        closes it). Streaming requests are only retried before their first byte is read."""
-        self.load()
-        httpx = self._httpx
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            delay = self.backoff * 2 ** (attempt - 1)
-            try:
-                req = self._client.build_request(
-                    "POST", self.url, json=body, headers=self._headers()
-                )
-                resp = self._client.send(req, stream=True)
-            except httpx.TimeoutException as e:
-                err = HTTPGeneratorError(
-                    f"{self.url} timed out after {attempt} attempt(s) "
-                    f"(timeout={self.timeout}s, connect_timeout={self.connect_timeout}s): {e!r}",
-                    attempts=attempt,
-                )
-            except httpx.TransportError as e:
-                err = HTTPGeneratorError(
-                    f"cannot reach {self.url} after {attempt} attempt(s): {e!r}; is the server "
-                    "running and is base_url right?",
-                    attempts=attempt,
-                )
-            else:
-                if resp.status_code < 400:
-                    return resp
-                detail = _error_detail(resp)
-                err = HTTPGeneratorError(
-                    f"{self.url} answered HTTP {resp.status_code} after {attempt} attempt(s): "
-                    f"{detail}",
-                    status=resp.status_code,
-                    attempts=attempt,
-                )
-                retry_after = resp.headers.get("retry-after", "")
-                if retry_after.replace(".", "", 1).isdigit():
-                    delay = min(float(retry_after), 30.0)
-                if resp.status_code not in RETRY_STATUS:
-                    raise err
-            if attempt == attempts:
-                raise err
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the Generator contract -----------------------------------------------------------------
     def complete(
@@ -321,26 +259,16 @@ class OpenAICompatibleGenerator(Node):
     ) -> Completion:
         """One non-streamed assistant turn, with the tool calls it makes (``tools`` in OpenAI's
         schema: ``[{"type": "function", "function": {"name", "description", "parameters"}}]``)."""
-        stops = list(stop) if stop is not None else self.stop
-        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, False)
-        resp = self._send(body)
-        try:
-            resp.read()
-            data = resp.json()
-        except self._httpx.TimeoutException as e:
-            raise HTTPGeneratorError(
-                f"{self.url} timed out while sending its answer (timeout={self.timeout}s): {e!r}"
-            ) from e
-        except (ValueError, self._httpx.HTTPError) as e:
-            raise HTTPGeneratorError(f"{self.url} sent a response that is not JSON: {e!r}") from e
-        finally:
-            resp.close()
+        msgs = check_messages(messages)
+        s = self.sampling(max_new_tokens, temperature, stop)
+        self.load()
+        data = self.runtime.complete(self._body(msgs, s, tools, tool_choice, False))
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (KeyError, IndexError, TypeError) as e:
             raise HTTPGeneratorError(f"{self.url} sent no choices: {str(data)[:200]}") from e
-        text, stopped = cut_at_stop(message.get("content") or "", stops)
+        text, stopped = cut_at_stop(message.get("content") or "", s.stop)
         return Completion(
             text=text,
             tool_calls=parse_tool_calls(message.get("tool_calls")),
@@ -359,23 +287,26 @@ class OpenAICompatibleGenerator(Node):
         tool_choice: str | dict[str, Any] | None = None,
     ) -> Any:
         """The reply's text; with ``tools``, the assistant message ``{"role", "content",
-        "tool_calls"}`` (OpenAI's shape, arguments as JSON text) the agent loop reads."""
+        "tool_calls"}`` (OpenAI's shape, arguments as JSON text) the agent loop reads.
+
+        Overrides the base's ``"".join(stream(...))`` for the transport only: one non-streamed
+        request (tool calls arrive whole); the text is the same as the joined stream's."""
         out = self.complete(messages, max_new_tokens, temperature, stop, tools, tool_choice)
         if not tools:
             return out.text
         return {"role": "assistant", "content": out.text, "tool_calls": tool_call_dicts(out)}
 
-    def stream(
-        self,
-        messages: Messages | str,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces from the server's SSE stream; stops are honoured across pieces."""
-        for event in self.stream_events(messages, max_new_tokens, temperature, stop):
-            if isinstance(event, str):
-                yield event
+    def _stream(self, messages: Messages, sampling: Sampling) -> Iterator[str]:
+        """The text deltas of the server's SSE stream (stops are applied by the base)."""
+        chunks = self.runtime.chunks(self._body(messages, sampling, None, None, True))
+        try:
+            for chunk in chunks:
+                yield "".join(
+                    (choice.get("delta") or {}).get("content") or ""
+                    for choice in chunk.get("choices") or ()
+                )
+        finally:
+            chunks.close()
 
     def stream_events(
         self,
@@ -388,15 +319,18 @@ class OpenAICompatibleGenerator(Node):
     ) -> Iterator[str | Completion]:
         """Yield text pieces as they arrive, then one final :class:`Completion` (full text, tool
         calls accumulated from the stream's deltas, finish reason, usage)."""
-        stops = list(stop) if stop is not None else self.stop
-        body = self._body(messages, max_new_tokens, temperature, stops, tools, tool_choice, True)
+        msgs = check_messages(messages)
+        s = self.sampling(max_new_tokens, temperature, stop)
+        return self._events(self._body(msgs, s, tools, tool_choice, True), s.stop)
+
+    def _events(self, body: dict[str, Any], stops: Sequence[str]) -> Iterator[str | Completion]:
         shown = StopFilter(stops)
         finish, model = None, ""
         usage: dict[str, Any] = {}
         calls: dict[int, dict[str, Any]] = {}
-        resp = self._send(body)
+        chunks = self.load().runtime.chunks(body)
         try:
-            for chunk in _sse_json(resp, self.url, self._httpx):
+            for chunk in chunks:
                 usage = chunk.get("usage") or usage
                 model = chunk.get("model") or model
                 piece = ""
@@ -414,7 +348,7 @@ class OpenAICompatibleGenerator(Node):
                 if rest := shown.flush():
                     yield rest
         finally:
-            resp.close()
+            chunks.close()
         yield Completion(
             text=shown.text,
             tool_calls=parse_tool_calls([calls[i] for i in sorted(calls)]),
@@ -422,49 +356,3 @@ class OpenAICompatibleGenerator(Node):
             usage=usage,
             model=str(model or self.model or ""),
         )
-
-
-def _error_detail(resp: Any) -> str:
-    try:
-        resp.read()
-        data = resp.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        text = msg if isinstance(msg, str) else json.dumps(msg)
-    except Exception:  # the body is not JSON (or cannot be read): show its start
-        try:
-            text = resp.text
-        except Exception:
-            text = ""
-    finally:
-        resp.close()
-    return text[:300] or "(empty body)"
-
-
-def _sse_json(resp: Any, url: str, httpx: Any) -> Iterator[dict[str, Any]]:
-    """The JSON payloads of a server-sent-event stream, until ``data: [DONE]``."""
-    try:
-        for line in resp.iter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators, comments (": ping"), "event:" lines
-            payload = line[5:].strip()
-            if payload == "[DONE]":
-                return
-            if not payload:
-                continue
-            try:
-                data = json.loads(payload)
-            except json.JSONDecodeError as e:
-                raise HTTPGeneratorError(
-                    f"{url} sent a malformed stream event: {payload[:200]}"
-                ) from e
-            if isinstance(data, dict) and "error" in data:
-                raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
-            yield data
-    except httpx.TimeoutException as e:
-        raise HTTPGeneratorError(
-            f"{url} stream stalled for over the read timeout (raise timeout= for a slow model): "
-            f"{e!r}"
-        ) from e
-    except httpx.TransportError as e:
-        raise HTTPGeneratorError(f"{url} stream broke off: {e!r}") from e

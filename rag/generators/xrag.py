@@ -16,16 +16,12 @@ The projector is trained by ``bench/train_xrag.py --out DIR`` (weights stay out 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
-from rag.generators.transformers import (
-    Messages,
-    TransformersGenerator,
-    check_messages,
-    cut_at_stop,
-)
+from rag.generators.base import Messages, Sampling, check_messages
+from rag.generators.transformers import TransformersGenerator
 from rag.xrag import load_projector, splice_embeds
 
 
@@ -39,6 +35,7 @@ class XRAGGenerator(TransformersGenerator):
     """
 
     name: ClassVar[str] = "xrag_generator"
+    streams_tokens: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -68,9 +65,7 @@ class XRAGGenerator(TransformersGenerator):
     def prompt_embeds(self, messages: Messages) -> tuple[Any, int]:
         """``(inputs_embeds (1, L, H), number of xRAG tokens)`` of the chat-templated prompt."""
         self.load()
-        text = self.tokenizer.apply_chat_template(
-            check_messages(messages), tokenize=False, add_generation_prompt=True
-        )
+        text = self.runtime.chat_text(check_messages(messages))
         with self._torch.inference_mode():
             emb, _, n = splice_embeds(self.lm, self.tokenizer, self.proj, text)
         return emb, n
@@ -79,21 +74,13 @@ class XRAGGenerator(TransformersGenerator):
         """Input positions the LLM reads for ``messages`` (one per xRAG token)."""
         return int(self.prompt_embeds(messages)[0].shape[1])
 
-    def stream(
-        self,
-        messages: Messages | str,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        """Decode from ``inputs_embeds``; the text comes as one piece (stops applied)."""
-        emb, _ = self.prompt_embeds(check_messages(messages))
-        kw = self._gen_kwargs(max_new_tokens, temperature)
+    def _stream(self, messages: Messages, sampling: Sampling) -> Iterator[str]:
+        """Decode from ``inputs_embeds``; the text comes as one piece."""
+        emb, _ = self.prompt_embeds(messages)
+        kw = self.runtime.gen_kwargs(sampling.max_new_tokens, sampling.temperature)
         mask = self._torch.ones(emb.shape[:2], dtype=self._torch.long, device=emb.device)
         with self._torch.inference_mode():
             out = self.lm.generate(inputs_embeds=emb, attention_mask=mask, **kw)
         text = self.tokenizer.decode(out[0], skip_special_tokens=True)
-        stops = list(stop) if stop is not None else self.stop
-        text, _ = cut_at_stop(text, stops)
         if text:
             yield text
