@@ -1,5 +1,5 @@
-"""Helpers of the LLM rerankers inside this package: passage text, prompt tags (the
-LLM's provenance is :attr:`rag.llm.base` runtime's ``provenance``).
+"""Helpers of the LLM rerankers inside this package: passage text and prompt tags (an LLM's
+provenance is its runtime's ``provenance``, :mod:`rag.llm`).
 
 The generic reranking steps (thresholds, de-duplication, rank-derived scores, the stage label)
 belong to :class:`rag.nodes.BaseReranker`; the instruction line is
