@@ -132,7 +132,16 @@ def _rerank_fusion_shared():
     )
 
 
+def _combmnz():
+    from composite_example import CombMNZRetriever
+
+    from retrievers import BM25Retriever, DenseRetriever
+
+    return CombMNZRetriever([BM25Retriever(), DenseRetriever()])
+
+
 EXTRA_RETRIEVERS = {
+    "combmnz-example": _combmnz,
     "anncur": _anncur,
     "splade": _splade,
     "bm25_rm3": _rm3,
