@@ -14,8 +14,10 @@ answer. :class:`ThinkRetriever` wraps any retriever and any generator:
 The query's instruction goes into the generation prompt (template ``prompts/templates/think.txt``)
 and stays on the queries sent to the inner retriever. Thoughts are cached per
 ``(query text, instruction)``, the ``cache_size`` most recently used kept, and saved with the
-index (``thoughts.jsonl``) so a reopened index does not generate them again; ``last_thoughts``
-maps the ids of the last batch's queries to the thought used.
+index (a JSONL file beside the inner retriever's state) so a reopened index does not generate
+them again; ``last_thoughts`` maps the ids of the last batch's queries to the thought used. The
+inner retriever reads this node's document store (a
+:class:`~retrievers.composite.CompositeRetriever` with one child and the ``_fuse`` hook).
 
 >>> from retrievers import BM25Retriever
 >>> from rag.generators import TransformersGenerator
@@ -150,18 +152,12 @@ class ThinkRetriever(CompositeRetriever):
         super()._open_state(folder, state)
         self._read_thoughts(folder / state["thoughts"])
 
-    def _save_state(self, path: Path) -> None:
-        super()._save_state(path)
-        from rag.persist import atomic_write_text
-
-        atomic_write_text(path / "thoughts.jsonl", self._thought_rows())
-
     def _load_state(self, path: Path) -> None:
-        """A snapshot folder: ``inner`` (before think shared its store) or ``child0``."""
+        """A snapshot folder written before think shared its store: ``inner`` (a saved index)
+        and ``thoughts.jsonl``."""
         from rag.persist import load_retriever
 
-        inner = path / "inner"
-        self.retriever = load_retriever(inner if inner.exists() else path / "child0")
+        self.retriever = load_retriever(path / "inner")
         self._read_thoughts(path / "thoughts.jsonl")
 
     def _fuse(
