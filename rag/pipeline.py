@@ -23,7 +23,14 @@ from rag.citations import attribute, resolve
 from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
 from rag.grounding import escape_source_text
-from rag.nodes import Node, candidate_depth, check_filter, check_k, check_query
+from rag.nodes import (
+    BaseRetriever,
+    Node,
+    candidate_depth,
+    check_filter,
+    check_k,
+    check_query,
+)
 from rag.types import Answer, Document, Hit, Query, Ranking, TraceStep
 
 ANSWER_STOPS = ("\n\n", "\n[")
@@ -290,17 +297,21 @@ class Pipeline(Node):
         (:func:`rag.nodes.candidate_depth`)."""
         self.load()
         k = check_k(k) if k is not None else self.k
-        qs = [check_query(q) for q in queries]
-        filter = check_filter(filter)
+        depth = candidate_depth(k, self.candidates, 50 if self.rerankers else k)
+        r = self.retriever
+        if isinstance(r, BaseRetriever):  # its one check of the request, then its loop
+            qs, filter = r.check_request(queries, depth, filter)
+        else:
+            qs, filter = [check_query(q) for q in queries], check_filter(filter)
         for q in qs:
             self._warn_instruction(q)
-        depth = candidate_depth(k, self.candidates, 50 if self.rerankers else k)
         out: dict[str, list[Ranking]] = {}
-        rankings = (
-            self.retriever.retrieve_batch(qs, k=depth)
-            if filter is None
-            else self.retriever.retrieve_batch(qs, k=depth, filter=filter)
-        )
+        if isinstance(r, BaseRetriever):
+            rankings = r._retrieve(qs, depth, filter)
+        elif filter is None:  # a duck-typed retriever (evals systems) may take no filter
+            rankings = r.retrieve_batch(qs, k=depth)
+        else:
+            rankings = r.retrieve_batch(qs, k=depth, filter=filter)
         out["retrieve"] = rankings
         for i, rr in enumerate(self.rerankers):
             last = i == len(self.rerankers) - 1

@@ -71,6 +71,12 @@ def test_a_query_is_checked_once_however_deep_the_composite(demo_docs, monkeypat
     assert seen == ["q1", "q2"]  # the outer node checked each query; no child checked again
     assert [r.query for r in got] == qs and all(r.stage == "rerank_fusion" for r in got)
     assert "jupiter" in got[0].ids
+    from rag.pipeline import Pipeline
+
+    seen.clear()
+    piped = Pipeline(retriever=outer, k=5).search_batch(qs)
+    assert seen == ["q1", "q2"]  # the pipeline's check is the retriever's, made once
+    assert [r.ids for r in piped] == [r.ids for r in got]
 
 
 def test_one_candidate_depth_policy(demo_docs):
