@@ -12,7 +12,9 @@ Contract (checked for every registered implementation by ``tests/test_contract.p
   an empty ranking; ``k`` larger than the index gives every document once (lexical retrievers
   with ``matching_only = True`` give only the documents that share a term with the query, so a
   query with no indexed term has no hits); the same input gives
-  the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``.
+  the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``. A bad
+  ``k``, query or filter is one :class:`~rag.errors.ConfigError`, the same from every retriever
+  (``BaseRetriever.check_request``, made once per request, composites included).
 * Rerankers: ``rerank(ranking, k)`` returns a new ranking of (a subset of) the same documents,
   with the same ordering guarantees.
 * Compressors: ``compress(ranking)`` returns a ranking whose documents carry shortened text and the
