@@ -130,13 +130,11 @@ class Agent:
 
     # -- tools ----------------------------------------------------------------------------------
     def _search(self, args: dict[str, Any]) -> tuple[Query, list[Hit]]:
+        """The ``search`` tool: one request through the pipeline (retriever with the filter,
+        rerankers over its candidates, compressors), as every other caller makes it."""
         q = Query(text=args["query"], instruction=args.get("instruction"))
-        if not args.get("filters"):
-            return q, list(self.pipeline.search(q, k=self.k).hits)
-        ranking = self.pipeline.retriever.retrieve(q, k=self.k, filter=args["filters"])
-        for rr in self.pipeline.rerankers:
-            ranking = rr.rerank(ranking, k=self.k)
-        return q, list(ranking.hits)
+        flt = args.get("filters") or None
+        return q, list(self.pipeline.search(q, k=self.k, filter=flt).hits)
 
     def _fetch(self, args: dict[str, Any]) -> list[Hit]:
         docs = self.pipeline.retriever.documents

@@ -12,7 +12,9 @@ Contract (checked for every registered implementation by ``tests/test_contract.p
   an empty ranking; ``k`` larger than the index gives every document once (lexical retrievers
   with ``matching_only = True`` give only the documents that share a term with the query, so a
   query with no indexed term has no hits); the same input gives
-  the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``.
+  the same output; ``retrieve_batch(qs, k)`` equals ``[retrieve(q, k) for q in qs]``. A bad
+  ``k``, query or filter is one :class:`~rag.errors.ConfigError`, the same from every retriever
+  (``BaseRetriever.check_request``, made once per request, composites included).
 * Rerankers: ``rerank(ranking, k)`` returns a new ranking of (a subset of) the same documents,
   with the same ordering guarantees.
 * Compressors: ``compress(ranking)`` returns a ranking whose documents carry shortened text and the
@@ -33,6 +35,8 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
 
 from rag.errors import ConfigError, NotIndexedError
 from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
@@ -57,6 +61,54 @@ def check_query(query: Query | str) -> Query:
     if not q.text.strip():
         raise ConfigError(f"query {q.id!r} has empty text; pass a non-empty question")
     return q
+
+
+RANGE_OPS = ("gt", "gte", "lt", "lte")
+
+
+def check_filter(flt: Any) -> dict[str, Any] | None:
+    """A metadata filter checked once and returned in the retrievers' plain syntax
+    (``retrievers.stores.filters``): ``{"year": 2020}`` (equality), ``{"lang": ["en", "de"]}``
+    (any of), ``{"year": {"gte": 2018, "lt": 2022}}`` (range). The typed filter of
+    :mod:`rag.api` (``Filter``: its ranges are pydantic ``Range`` models) is converted here, so
+    every node below sees plain dicts.
+
+    >>> check_filter({"year": {"gte": 2018}})
+    {'year': {'gte': 2018}}
+    """
+    if flt is None:
+        return None
+    if not isinstance(flt, dict):
+        raise ConfigError(f"filter must be a dict, got {type(flt).__name__}")
+    if any(isinstance(c, BaseModel) for c in flt.values()):
+        flt = {
+            k: c.model_dump(exclude_none=True) if isinstance(c, BaseModel) else c
+            for k, c in flt.items()
+        }
+    for key, cond in flt.items():
+        if isinstance(cond, dict):
+            bad = set(cond) - set(RANGE_OPS)
+            if bad or not cond:
+                raise ConfigError(
+                    f"filter on {key!r}: range operators are {RANGE_OPS}, got {sorted(cond)}"
+                )
+        elif isinstance(cond, (list, tuple, set)) and not cond:
+            raise ConfigError(
+                f"filter on {key!r}: an empty list matches nothing; drop it or add values"
+            )
+    return flt
+
+
+def candidate_depth(k: int, depth: int | None = None, default: int = 100) -> int:
+    """The one candidate-depth policy: how many candidates a stage asks of the stage below it
+    when it must return ``k``: the configured ``depth`` (else ``default``), never fewer than
+    ``k``. Used by every composite retriever (hybrid, rerank fusion, think, Qdrant hybrid) and
+    by the pipeline before its rerankers.
+
+    >>> candidate_depth(10), candidate_depth(500), candidate_depth(10, depth=20)
+    (100, 500, 20)
+    """
+    return max(k, depth if depth is not None else default)
 
 
 class Node:
@@ -255,11 +307,15 @@ class BaseRetriever(Node):
     Subclasses implement ``_add(docs)``, ``_delete(ids)`` and
     ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k).
     ``uses_instruction`` says whether ``Query.instruction`` changes the result (else the pipeline
-    can warn that it is ignored).
+    can warn that it is ignored). ``retrieve_batch`` checks ``k``, the queries and the filter
+    once (:meth:`check_request`) and hands the checked request to ``_retrieve``; retrievers made
+    of other retrievers derive from :class:`retrievers.composite.CompositeRetriever`.
     """
 
     kind: ClassVar[str] = "retriever"
     uses_instruction: ClassVar[bool] = False
+    # False: a filter is refused with one error at the edge (``check_request``)
+    supports_filter: ClassVar[bool] = True
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -301,18 +357,38 @@ class BaseRetriever(Node):
     def retrieve_batch(
         self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
     ) -> list[Ranking]:
+        """Check the request once (:meth:`check_request`), then run :meth:`_retrieve`."""
+        qs, flt = self.check_request(queries, k, filter)
+        return self._retrieve(qs, k, flt)
+
+    def check_request(
+        self, queries: Sequence[Query | str], k: int, filter: Any = None
+    ) -> tuple[list[Query], dict[str, Any] | None]:
+        """The one validation of a retrieval request: ``k``, every query (non-empty text), the
+        filter (syntax, and whether this retriever can apply one). Composite retrievers call
+        their children's :meth:`_retrieve`, so a query is checked once, by the outermost node."""
         check_k(k)
         qs = [check_query(q) for q in queries]
-        if not qs:
+        flt = check_filter(filter)
+        if flt is not None and not self.supports_filter:
+            raise ConfigError(f"{self.name} does not support metadata filters; pass filter=None")
+        return qs, flt
+
+    def _retrieve(
+        self, queries: list[Query], k: int, filter: dict[str, Any] | None
+    ) -> list[Ranking]:
+        """The loop on a checked request: empty index, ``load()``, :meth:`_search`, ordering and
+        the cut to ``k``. Override only when results do not come from ``self.documents``."""
+        if not queries:
             return []
         if not self.documents:
-            return [Ranking(query=q, stage=self.name) for q in qs]
+            return [Ranking(query=q, stage=self.name) for q in queries]
         self.load()
-        results = self._search(qs, min(k, len(self.documents)), filter)
+        results = self._search(queries, min(k, len(self.documents)), filter)
         docs = self.documents
         return [
             Ranking.from_scored(q, ((docs[i], s) for i, s in res if i in docs), k, self.name)
-            for q, res in zip(qs, results)
+            for q, res in zip(queries, results)
         ]
 
     # hooks

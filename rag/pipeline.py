@@ -23,7 +23,14 @@ from rag.citations import attribute, resolve
 from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
 from rag.grounding import escape_source_text
-from rag.nodes import Node, check_k, check_query
+from rag.nodes import (
+    BaseRetriever,
+    Node,
+    candidate_depth,
+    check_filter,
+    check_k,
+    check_query,
+)
 from rag.types import Answer, Document, Hit, Query, Ranking, TraceStep
 
 ANSWER_STOPS = ("\n\n", "\n[")
@@ -285,27 +292,34 @@ class Pipeline(Node):
             )
 
     def run_stages(
-        self, queries: Sequence[Query | str], k: int | None = None, filter: dict | None = None
+        self,
+        queries: Sequence[Query | str],
+        k: int | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> dict[str, list[Ranking]]:
         """Rankings after each stage: ``retrieve``, ``rerank:i:name``, ``compress:i:name``.
-        A metadata ``filter`` (``retrievers.stores.filters``) is applied by the retriever, so
-        rerankers and compressors only ever see documents that match it."""
+        A metadata ``filter`` (a dict in the syntax of ``retrievers.stores.filters``, or the typed
+        ``rag.api.Filter``, converted here once) is applied by the retriever, so rerankers and
+        compressors only ever see documents that match it. The retriever is asked for
+        ``candidates`` hits before rerankers (default 50), never fewer than ``k``
+        (:func:`rag.nodes.candidate_depth`)."""
         self.load()
         k = check_k(k) if k is not None else self.k
-        qs = [check_query(q) for q in queries]
+        depth = candidate_depth(k, self.candidates, 50 if self.rerankers else k)
+        r = self.retriever
+        if isinstance(r, BaseRetriever):  # its one check of the request, then its loop
+            qs, filter = r.check_request(queries, depth, filter)
+        else:
+            qs, filter = [check_query(q) for q in queries], check_filter(filter)
         for q in qs:
             self._warn_instruction(q)
-        depth = (
-            self.candidates
-            if self.candidates is not None
-            else (max(k, 50) if self.rerankers else k)
-        )
         out: dict[str, list[Ranking]] = {}
-        rankings = (
-            self.retriever.retrieve_batch(qs, k=depth)
-            if filter is None
-            else self.retriever.retrieve_batch(qs, k=depth, filter=filter)
-        )
+        if isinstance(r, BaseRetriever):
+            rankings = r._retrieve(qs, depth, filter)
+        elif filter is None:  # a duck-typed retriever (evals systems) may take no filter
+            rankings = r.retrieve_batch(qs, k=depth)
+        else:
+            rankings = r.retrieve_batch(qs, k=depth, filter=filter)
         out["retrieve"] = rankings
         for i, rr in enumerate(self.rerankers):
             last = i == len(self.rerankers) - 1
@@ -319,13 +333,18 @@ class Pipeline(Node):
         return out
 
     def search_batch(
-        self, queries: Sequence[Query | str], k: int | None = None, filter: dict | None = None
+        self,
+        queries: Sequence[Query | str],
+        k: int | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> list[Ranking]:
+        """The last stage's rankings (``filter``: a dict or a typed ``rag.api.Filter``)."""
         return list(self.run_stages(queries, k, filter).values())[-1]
 
     def search(
-        self, query: Query | str, k: int | None = None, filter: dict | None = None
+        self, query: Query | str, k: int | None = None, filter: dict[str, Any] | None = None
     ) -> Ranking:
+        """One query through retriever, rerankers and compressors (see :meth:`run_stages`)."""
         return self.search_batch([query], k, filter)[0]
 
     def _user_turn(self, question: str, hits: Sequence[Hit]) -> str:

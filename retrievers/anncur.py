@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError, DataError
-from rag.nodes import BaseRetriever
+from rag.nodes import BaseRetriever, check_query
 from rag.persist import atomic_write_text
 from rag.types import Document, Query, Ranking
 
@@ -93,6 +93,7 @@ class AnnCurRetriever(BaseRetriever):
     """
 
     name: ClassVar[str] = "anncur"
+    supports_filter: ClassVar[bool] = False  # the CUR matrix spans the whole corpus
 
     def __init__(
         self,
@@ -241,7 +242,7 @@ class AnnCurRetriever(BaseRetriever):
         first = self.first_stage
         if first is None:
             raise ConfigError("anchor items from a first stage need first_stage= (a retriever)")
-        got = [col[i] for i in first.retrieve(query, k=k_i).ids if i in col]
+        got = [col[i] for i in first._retrieve([query], k_i, None)[0].ids if i in col]
         if len(got) < k_i:  # a first stage that returns fewer items: fill at random
             rest = np.setdiff1d(np.arange(len(self._items)), got)
             rng = np.random.default_rng(self.seed)
@@ -251,9 +252,9 @@ class AnnCurRetriever(BaseRetriever):
     def approximate(self, query: Query | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(anchor_idx (k_i,), exact anchor scores (k_i,), s_hat (N,))`` for one query, items in
         index order (:attr:`item_ids`). Costs ``k_i`` scorer calls."""
-        from rag.nodes import check_query
+        return self._approximate(check_query(query))
 
-        q = check_query(query)
+    def _approximate(self, q: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.load()
         if not self._items:
             raise ConfigError("AnnCurRetriever has no documents; call index() first")
@@ -272,11 +273,9 @@ class AnnCurRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        if filter is not None:
-            raise ConfigError("anncur does not support metadata filters; pass filter=None")
         results, self.last_calls = [], []
         for q in queries:
-            idx, exact_anchor, s_hat = self.approximate(q)
+            idx, exact_anchor, s_hat = self._approximate(q)
             n = len(self._items)
             order = np.argsort(-s_hat, kind="stable")
             is_anchor = np.zeros(n, dtype=bool)

@@ -26,21 +26,22 @@ the CLI, ``rag search IDX "q" --group max`` groups the hits of any index the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
 from rag.ingest.parents import GROUPINGS, group_by_parent
-from rag.nodes import BaseRetriever, check_k, check_query
-from rag.types import Document, Query, Ranking
+from rag.nodes import BaseRetriever, candidate_depth
+from rag.types import Query, Ranking
+from retrievers.composite import CompositeRetriever
 
 
-class ParentRetriever(BaseRetriever):
+class ParentRetriever(CompositeRetriever):
     """Rank parent documents by their retrieved chunks (see the module docstring).
 
     Args:
-        retriever: the chunk-level retriever (any retriever node); it holds the chunks.
+        retriever: the chunk-level retriever (any retriever node); it may already hold chunks,
+            which this node then shares (no re-indexing).
         how: ``max`` | ``sum`` | ``rrf``, how chunk scores make a parent score.
         depth: chunks retrieved per query before grouping (default ``max(10 * k, 100)``).
         rrf_k: the RRF constant for ``how="rrf"``.
@@ -58,59 +59,23 @@ class ParentRetriever(BaseRetriever):
             raise ConfigError(f"depth must be an integer >= 1 (chunks grouped), got {depth!r}")
         self.retriever = retriever
         self.how, self.depth, self.rrf_k = how, depth, rrf_k
+        if retriever.documents:  # wrap an indexed retriever: its chunks are this node's
+            self._docs = retriever.documents
 
     @property
-    def uses_instruction(self) -> bool:  # type: ignore[override]
-        return bool(getattr(self.retriever, "uses_instruction", False))
+    def children(self) -> list[BaseRetriever]:
+        return [self.retriever]
 
-    @property
-    def matching_only(self) -> bool:
-        return bool(getattr(self.retriever, "matching_only", False))
+    def candidate_depth(self, k: int) -> int:
+        return candidate_depth(k, self.depth, default=max(10 * k, 100))
 
-    def _load(self) -> None:
-        self.retriever.load()
-
-    # the chunks live in the child: one document table, so an indexed retriever can be wrapped
-    @property
-    def documents(self) -> dict[str, Document]:
-        return self.retriever.documents
-
-    def _share_documents(self, documents: Any) -> None:
-        self.retriever._share_documents(documents)
-
-    def _add(self, docs: list[Document]) -> None:
-        self.retriever.load()
-        self.retriever._add(docs)
-
-    def _delete(self, ids: list[str]) -> None:
-        self.retriever._delete(ids)
-
-    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
-        return {"child": self.retriever._commit_state(commit, f"{part}0")}
-
-    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
-        self.retriever._open_state(folder, state["child"])
-
-    def _save_state(self, path: Path) -> None:
-        self.retriever.save(path / "child0")
+    def _fuse(
+        self, queries: list[Query], k: int, depth: int, filter: dict[str, Any] | None
+    ) -> list[Ranking]:
+        (chunks,) = self._ask(self.children, queries, depth, filter)
+        return [group_by_parent(r, self.how, k, self.rrf_k) for r in chunks]
 
     def _load_state(self, path: Path) -> None:
         from rag.persist import load_retriever
 
         self.retriever = load_retriever(path / "child0")
-
-    def retrieve_batch(
-        self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
-    ) -> list[Ranking]:
-        check_k(k)
-        qs = [check_query(q) for q in queries]
-        if not qs or not self.documents:
-            return [Ranking(query=q, stage=self.name) for q in qs]
-        depth = self.depth if self.depth is not None else max(10 * k, 100)
-        chunks = self.retriever.retrieve_batch(qs, k=depth, filter=filter)
-        return [group_by_parent(r, self.how, k, self.rrf_k) for r in chunks]
-
-    def _search(
-        self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
-        raise NotImplementedError  # retrieve_batch groups the child's ranking

@@ -35,7 +35,7 @@ import numpy as np
 
 from rag.encoders import TransformerEncoder
 from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, check_k, check_query
+from rag.nodes import BaseRetriever, candidate_depth, check_k
 from rag.types import Document, Query, Ranking, as_documents, unique_ids
 from retrievers.qdrant_query import (
     TIE_MARGIN,
@@ -73,7 +73,8 @@ class QdrantHybridRetriever(BaseRetriever):
             ``token_encoder``).
         fusion: ``rrf`` or ``dbsf``.
         rrf_k: RRF constant, as :class:`~retrievers.hybrid.HybridRetriever`'s.
-        depth: candidates per prefetch (default ``max(k, 100)``, as ``HybridRetriever``).
+        depth: candidates per prefetch (default 100, at least ``k``: the one policy,
+            :func:`rag.nodes.candidate_depth`, as ``HybridRetriever``).
         rescore_depth: fused candidates MaxSim re-scores (default ``depth``).
         filter_fields: ``{field: "keyword"|"integer"|"float"|"bool"}`` metadata fields to build
             payload indexes for (a server uses them to filter inside the HNSW search).
@@ -393,12 +394,11 @@ class QdrantHybridRetriever(BaseRetriever):
         return len(old)
 
     # -- search ---------------------------------------------------------------------------------
-    def retrieve_batch(  # type: ignore[override]
-        self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
+    def _retrieve(
+        self, qs: list[Query], k: int, filter: dict[str, Any] | None
     ) -> list[Ranking]:
-        check_k(k)
-        qs = [check_query(q) for q in queries]
-        validate_filter(filter)
+        """The checked request (``retrieve_batch`` checked it) as one Qdrant batch; documents
+        come from the payload, not from a document table."""
         if not qs:
             return []
         with qdrant_errors(self.url):
@@ -416,7 +416,7 @@ class QdrantHybridRetriever(BaseRetriever):
 
     def requests(self, texts: list[str], k: int, filter: dict | None = None) -> list[Any]:
         """The ``QueryRequest`` of each query text: what a server or cluster receives."""
-        depth = self.depth if self.depth is not None else max(k, 100)
+        depth = candidate_depth(k, self.depth)
         dense = self.encoder.encode(texts, kind="query")
         qtok = fde = None
         if self.token_encoder is not None:
@@ -459,11 +459,6 @@ class QdrantHybridRetriever(BaseRetriever):
                 )
                 out.append(hits[:k])
         return out
-
-    def _search(
-        self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
-        raise NotImplementedError  # retrieve_batch is overridden
 
     # -- persistence ----------------------------------------------------------------------------
     def _save_state(self, path: Path) -> None:

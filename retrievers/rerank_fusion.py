@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, check_k, check_query
-from rag.types import Document, Ranking
-from retrievers.fusion import rrf, score_fusion
+from rag.nodes import BaseRetriever
+from rag.types import Document, Query, Ranking
+from retrievers.fusion import rrf
 from retrievers.hybrid import HybridRetriever
 
 _INNER = ("bm25", "dense")  # attributes holding a feedback node's inner retriever
@@ -144,27 +144,18 @@ class RerankFusionRetriever(HybridRetriever):
         for i in self._followers:
             self.retrievers[i]._docs = dict(self.documents)
 
-    def _load(self) -> None:
-        super()._load()
-        for r in self.rerankers:
-            r.load()
+    def parts(self) -> list[Any]:
+        """The children and the rerankers (loaded together; the query, instruction included,
+        reaches both)."""
+        return [*self.retrievers, *self.rerankers]
 
-    def retrieve_batch(self, queries, k: int = 10, filter: dict | None = None) -> list[Ranking]:  # type: ignore[no-untyped-def]
-        check_k(k)
-        qs = [check_query(q) for q in queries]
-        if not qs or not self.documents:
-            return [Ranking(query=q, stage=self.name) for q in qs]
-        depth = max(k, self.depth if self.depth is not None else 100)
-        per_child = [r.retrieve_batch(qs, k=depth, filter=filter) for r in self.retrievers]
-        pools = [rrf([p[i] for p in per_child]) for i in range(len(qs))]
+    def _fuse(
+        self, queries: list[Query], k: int, depth: int, filter: dict[str, Any] | None
+    ) -> list[Ranking]:
+        per_child = self._ask(self.retrievers, queries, depth, filter)
+        pools = [rrf([p[i] for p in per_child]) for i in range(len(queries))]
         per_rr = [rr.rerank_batch(pools) for rr in self.rerankers]
-        out = []
-        for i, q in enumerate(qs):
-            rs = [p[i] for p in per_child] + [p[i] for p in per_rr]
-            fused = (
-                rrf(rs, k, self.weights, self.rrf_k)
-                if self.method == "rrf"
-                else score_fusion(rs, k, self.weights, self.norm)
-            )
-            out.append(fused.model_copy(update={"query": q, "stage": self.name}))
-        return out
+        return [
+            self._combine([p[i] for p in per_child] + [p[i] for p in per_rr], k)
+            for i in range(len(queries))
+        ]

@@ -14,8 +14,10 @@ answer. :class:`ThinkRetriever` wraps any retriever and any generator:
 The query's instruction goes into the generation prompt (template ``prompts/templates/think.txt``)
 and stays on the queries sent to the inner retriever. Thoughts are cached per
 ``(query text, instruction)``, the ``cache_size`` most recently used kept, and saved with the
-index (``thoughts.jsonl``) so a reopened index does not generate them again; ``last_thoughts``
-maps the ids of the last batch's queries to the thought used.
+index (a JSONL file beside the inner retriever's state) so a reopened index does not generate
+them again; ``last_thoughts`` maps the ids of the last batch's queries to the thought used. The
+inner retriever reads this node's document store (a
+:class:`~retrievers.composite.CompositeRetriever` with one child and the ``_fuse`` hook).
 
 >>> from retrievers import BM25Retriever
 >>> from rag.generators import TransformersGenerator
@@ -33,16 +35,17 @@ from typing import Any, ClassVar
 import prompts
 from prompts.instructions import instruction_line
 from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, Node, check_k
-from rag.persist import atomic_write_text, iter_jsonl
-from rag.types import Document, Query
+from rag.nodes import BaseRetriever, Node, candidate_depth, check_k
+from rag.persist import iter_jsonl
+from rag.types import Query, Ranking
+from retrievers.composite import CompositeRetriever
 from retrievers.fusion import rrf
 
 MODES = ("query", "thought", "fusion")
 TEMPLATE = "think"
 
 
-class ThinkRetriever(BaseRetriever):
+class ThinkRetriever(CompositeRetriever):
     """Retrieve with a generated thought about the query.
 
     Args:
@@ -56,12 +59,6 @@ class ThinkRetriever(BaseRetriever):
     """
 
     name: ClassVar[str] = "think"
-    uses_instruction: ClassVar[bool] = True
-
-    @property
-    def matching_only(self) -> bool:
-        """As the inner retriever: fused rankings of a lexical retriever stay lexical."""
-        return bool(getattr(self.retriever, "matching_only", False))
 
     def __init__(
         self,
@@ -94,14 +91,20 @@ class ThinkRetriever(BaseRetriever):
         self._thoughts: OrderedDict[tuple[str, str | None], str] = OrderedDict()
         self.last_thoughts: dict[str, str] = {}
 
-    def _load(self) -> None:
-        self.retriever.load()
+    @property
+    def children(self) -> list[BaseRetriever]:
+        """The inner retriever: it reads this node's documents (held and saved once)."""
+        return [self.retriever]
 
-    def _add(self, docs: list[Document]) -> None:
-        self.retriever.index(docs)
+    @property
+    def uses_instruction(self) -> bool:  # type: ignore[override]
+        """The instruction goes into the thought prompt (or, in ``query`` mode, to the inner
+        retriever alone)."""
+        return self.mode != "query" or bool(getattr(self.retriever, "uses_instruction", False))
 
-    def _delete(self, ids: list[str]) -> None:
-        self.retriever.delete(ids)
+    def candidate_depth(self, k: int) -> int:
+        """``candidates`` deep in ``fusion`` mode, else ``k`` (one ranking, nothing to fuse)."""
+        return candidate_depth(k, self.candidates) if self.mode == "fusion" else k
 
     def prompt(self, query: Query) -> list[dict[str, str]]:
         """The chat messages that ask for the thought."""
@@ -122,40 +125,54 @@ class ThinkRetriever(BaseRetriever):
                 self._thoughts.popitem(last=False)
         return thought
 
-    def _save_state(self, path: Path) -> None:
-        self.retriever.save(path / "inner")
+    # -- persistence: the inner retriever's state and the thoughts ---------------------------------
+    def _thought_rows(self) -> str:
         rows = [
             json.dumps({"query": q, "instruction": i, "thought": t})
             for (q, i), t in self._thoughts.items()
         ]
-        atomic_write_text(path / "thoughts.jsonl", "".join(r + "\n" for r in rows))
+        return "".join(r + "\n" for r in rows)
+
+    def _read_thoughts(self, path: Path) -> None:
+        self._thoughts.clear()
+        if path.exists():
+            for _, row in iter_jsonl(path):
+                self._thoughts[(row["query"], row["instruction"])] = row["thought"]
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        state = super()._commit_state(commit, part)
+        name = commit.new_name(f"{part}-thoughts.jsonl")
+        commit.put_bytes(name, self._thought_rows().encode("utf-8"))
+        return {**state, "thoughts": name}
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        if "dir" in state:  # an index saved before think shared its store: a snapshot folder
+            self._load_state(folder / state["dir"])
+            return
+        super()._open_state(folder, state)
+        self._read_thoughts(folder / state["thoughts"])
 
     def _load_state(self, path: Path) -> None:
+        """A snapshot folder written before think shared its store: ``inner`` (a saved index)
+        and ``thoughts.jsonl``."""
         from rag.persist import load_retriever
 
         self.retriever = load_retriever(path / "inner")
-        self._thoughts.clear()
-        if (path / "thoughts.jsonl").exists():
-            for _, row in iter_jsonl(path / "thoughts.jsonl"):
-                self._thoughts[(row["query"], row["instruction"])] = row["thought"]
+        self._read_thoughts(path / "thoughts.jsonl")
 
-    def _search(
-        self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    def _fuse(
+        self, queries: list[Query], k: int, depth: int, filter: dict[str, Any] | None
+    ) -> list[Ranking]:
         if self.mode == "query":
             self.last_thoughts = {}
-            rankings = self.retriever.retrieve_batch(queries, k=k, filter=filter)
-            return [list(zip(r.ids, r.scores)) for r in rankings]
+            return self._ask(self.children, queries, k, filter)[0]
         self.last_thoughts = {q.id: self.thought(q) for q in queries}
         expanded = [
             q.model_copy(update={"text": f"{q.text}\n{self.last_thoughts[q.id]}".strip()})
             for q in queries
         ]
         if self.mode == "thought":
-            rankings = self.retriever.retrieve_batch(expanded, k=k, filter=filter)
-            return [list(zip(r.ids, r.scores)) for r in rankings]
-        depth = max(k, self.candidates)
-        plain = self.retriever.retrieve_batch(queries, k=depth, filter=filter)
-        thought = self.retriever.retrieve_batch(expanded, k=depth, filter=filter)
-        fused = [rrf([a, b], rrf_k=self.rrf_k) for a, b in zip(plain, thought)]
-        return [list(zip(r.ids, r.scores)) for r in fused]
+            return self._ask(self.children, expanded, k, filter)[0]
+        plain = self._ask(self.children, queries, depth, filter)[0]
+        thought = self._ask(self.children, expanded, depth, filter)[0]
+        return [rrf([a, b], k, rrf_k=self.rrf_k) for a, b in zip(plain, thought)]

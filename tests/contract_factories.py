@@ -138,7 +138,16 @@ def _parents():
     return ParentRetriever(HybridRetriever([BM25Retriever(), DenseRetriever()]), how="max")
 
 
+def _combmnz():
+    from composite_example import CombMNZRetriever
+
+    from retrievers import BM25Retriever, DenseRetriever
+
+    return CombMNZRetriever([BM25Retriever(), DenseRetriever()])
+
+
 EXTRA_RETRIEVERS = {
+    "combmnz-example": _combmnz,
     "anncur": _anncur,
     "splade": _splade,
     "bm25_rm3": _rm3,

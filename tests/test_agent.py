@@ -141,6 +141,29 @@ def test_filters_reach_the_retriever(pipe, demo_docs):
     assert Agent(pipe, gen).run("moons?").trace[0].document_ids == ()
 
 
+def test_a_filtered_search_goes_through_the_whole_pipeline(demo_docs):
+    """With filters the agent makes the pipeline's request (candidates, then every stage), not
+    a hand-made retriever -> rerankers run: the compressor's order is what the model sees."""
+    from rag.compressors.selection import LostInTheMiddleReorder
+    from retrievers import BM25Retriever
+
+    docs = [
+        d.model_copy(update={"metadata": {**d.metadata, "year": 1990 + i}})
+        for i, d in enumerate(demo_docs)
+    ]
+    pipe = Pipeline(retriever=BM25Retriever(), compressors=[LostInTheMiddleReorder()], k=3)
+    pipe.index(docs)
+    flt = {"year": {"gte": 1995}}
+    gen = Scripted([search("moons of Saturn", filters=flt), '{"answer": "done [1]"}'])
+    a = Agent(pipe, gen, k=3).run("moons?")
+    expected = pipe.search("moons of Saturn", k=3, filter=flt)
+    by_retriever = pipe.retriever.retrieve("moons of Saturn", k=3, filter=flt)
+    assert list(a.trace[0].document_ids) == expected.ids
+    assert expected.ids != by_retriever.ids  # reordered by the compressor, which now runs
+    assert sorted(expected.ids) == sorted(by_retriever.ids)
+    assert all(h.document.metadata["year"] >= 1995 for h in a.contexts)
+
+
 def test_step_limit_ends_with_an_answer_over_what_was_seen(pipe):
     queries = ["rings", "moons of Saturn", "Titan lakes", "never issued"]
     gen = Scripted([*(search(q) for q in queries[:3]), "Titan has lakes [2]."])

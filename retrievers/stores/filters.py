@@ -14,28 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag.errors import ConfigError
-
-RANGE_OPS = ("gt", "gte", "lt", "lte")
+from rag.nodes import check_filter
 
 
 def validate_filter(flt: dict[str, Any] | None) -> dict[str, Any] | None:
-    if flt is None:
-        return None
-    if not isinstance(flt, dict):
-        raise ConfigError(f"filter must be a dict, got {type(flt).__name__}")
-    for key, cond in flt.items():
-        if isinstance(cond, dict):
-            bad = set(cond) - set(RANGE_OPS)
-            if bad or not cond:
-                raise ConfigError(
-                    f"filter on {key!r}: range operators are {RANGE_OPS}, got {sorted(cond)}"
-                )
-        elif isinstance(cond, (list, tuple, set)) and not cond:
-            raise ConfigError(
-                f"filter on {key!r}: an empty list matches nothing; drop it or add values"
-            )
-    return flt
+    """The filter checked (and a typed ``rag.api.Filter`` made plain) by
+    :func:`rag.nodes.check_filter`, the one copy of these rules."""
+    return check_filter(flt)
 
 
 def _match_one(value: Any, cond: Any) -> bool:
