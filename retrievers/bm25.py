@@ -33,7 +33,7 @@ from rag.types import Document, Query
 from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches, validate_filter
+from retrievers.stores.filters import matches
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 # a batch this large (re)builds the segments' score matrix for the batched kernel; smaller ones
@@ -161,7 +161,6 @@ class BM25Retriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         if not self._segmented:  # bm25l / bm25+: one bm25s index, batched kernel
             if self._bm25 is None:
                 self._build()

@@ -21,7 +21,6 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, Node
 from rag.types import Document, Query
 from retrievers.stores.exact import ExactStore
-from retrievers.stores.filters import validate_filter
 from retrievers.stores.segments import VectorSegments
 
 
@@ -125,7 +124,6 @@ class DenseRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         vecs = self.encoder.encode([self.query_text(q) for q in queries], kind="query")
         return self.store.search(vecs, k, filter)
 

@@ -46,7 +46,7 @@ from rag.types import Document, Query
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches, validate_filter
+from retrievers.stores.filters import matches
 
 _TERM = re.compile(r"^[a-z0-9]{2,20}$")
 
@@ -186,7 +186,6 @@ class RM3Retriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         bm = self.bm25
         if bm._bm25 is None:
             bm._build()
@@ -290,7 +289,6 @@ class DensePRFRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         return self.dense.store.search(self.query_vectors(queries, filter), k, filter)  # type: ignore[no-any-return]
 
     def _save_state(self, path: Path) -> None:

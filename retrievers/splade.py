@@ -31,7 +31,7 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.types import Document, Query
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches, validate_filter
+from retrievers.stores.filters import matches
 
 
 class SpladeRetriever(BaseRetriever):
@@ -132,7 +132,6 @@ class SpladeRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         q = self.encode([x.text for x in queries])
         scores = (q @ self._matrix.T).toarray()  # (Q, N): one sparse product for the batch
         scores = np.where(scores > 0, scores, -np.inf)  # only documents sharing a term

@@ -27,7 +27,7 @@ from retrievers.multivector.muvera import MuveraFDE
 from retrievers.multivector.qdrant_store import QdrantMultiVectorStore
 from retrievers.multivector.token_store import TokenStore
 from retrievers.stores.exact import ExactStore
-from retrievers.stores.filters import matches, validate_filter
+from retrievers.stores.filters import matches
 
 BACKENDS = ("exact", "muvera", "qdrant")
 
@@ -128,7 +128,6 @@ class MultiVectorRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        validate_filter(filter)
         qv = self.encoder.encode_queries([q.text for q in queries])
         if self.backend == "qdrant":
             return self.qdrant.search(qv, k, filter)
