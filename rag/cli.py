@@ -61,8 +61,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     def make() -> Any:
         if args.config:
-            node = Node.from_config(args.config)
-            return node if isinstance(node, Pipeline) else Pipeline(retriever=node)
+            return Pipeline.of(Node.from_config(args.config))
         if getattr(args, "preset", None):
             from rag.presets import load_preset
 

@@ -32,7 +32,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -266,10 +266,18 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # -- protocols --------------------------------------------------------------------------------
+# What the application layer (Pipeline, agent, chat, server, integrations) may call on a node; the
+# base classes below implement them, and collaborators are typed by them, not by ``Any``.
 @runtime_checkable
 class Retriever(Protocol):
+    name: ClassVar[str]
+
+    @property
+    def documents(self) -> MutableMapping[str, Document]: ...
+    def __len__(self) -> int: ...
     def load(self) -> Any: ...
     def index(self, documents: Sequence[Document | dict[str, Any]]) -> Any: ...
+    def delete(self, ids: Sequence[str]) -> int: ...
     def retrieve(self, query: Query | str, k: int = 10, filter: dict | None = None) -> Ranking: ...
     def retrieve_batch(
         self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
@@ -279,6 +287,8 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
+    name: ClassVar[str]
+
     def load(self) -> Any: ...
     def rerank(self, ranking: Ranking, k: int | None = None) -> Ranking: ...
     def rerank_batch(self, rankings: Sequence[Ranking], k: int | None = None) -> list[Ranking]: ...
@@ -287,6 +297,8 @@ class Reranker(Protocol):
 
 @runtime_checkable
 class Compressor(Protocol):
+    name: ClassVar[str]
+
     def load(self) -> Any: ...
     def compress(self, ranking: Ranking) -> Ranking: ...
     def to_config(self) -> dict[str, Any]: ...
@@ -294,9 +306,23 @@ class Compressor(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
+    """Sampling settings are per call; ``None`` keeps the generator's own."""
+
     def load(self) -> Any: ...
-    def generate(self, messages: list[dict[str, str]], **kwargs: Any) -> str: ...
-    def stream(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[str]: ...
+    def generate(
+        self,
+        messages: list[dict[str, str]] | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> str: ...
+    def stream(
+        self,
+        messages: list[dict[str, str]] | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]: ...
     def to_config(self) -> dict[str, Any]: ...
 
 

@@ -25,7 +25,11 @@ from rag.errors import ConfigError
 from rag.grounding import escape_source_text
 from rag.nodes import (
     BaseRetriever,
+    Compressor,
+    Generator,
     Node,
+    Reranker,
+    Retriever,
     candidate_depth,
     check_filter,
     check_k,
@@ -91,10 +95,10 @@ class Pipeline(Node):
 
     def __init__(
         self,
-        retriever: Any,
-        rerankers: list[Any] | None = None,
-        compressors: list[Any] | None = None,
-        generator: Any = None,
+        retriever: Retriever,
+        rerankers: list[Reranker] | None = None,
+        compressors: list[Compressor] | None = None,
+        generator: Generator | None = None,
         k: int = 5,
         candidates: int | None = None,
         max_source_chars: int = 1000,
@@ -117,7 +121,12 @@ class Pipeline(Node):
         self.context = context
 
     def _load(self) -> None:
-        for n in [self.retriever, *self.rerankers, *self.compressors]:
+        nodes: list[Retriever | Reranker | Compressor] = [
+            self.retriever,
+            *self.rerankers,
+            *self.compressors,
+        ]
+        for n in nodes:
             n.load()
 
     def index(
@@ -174,8 +183,11 @@ class Pipeline(Node):
 
     def cursor(self, source: str) -> Any:
         """The committed cursor of ``source`` (see :meth:`index`), ``None`` if there is none."""
-        return ((self._folder.manifest or {}).get("cursors") or {}).get(source) \
-            if self._folder is not None else None
+        return (
+            ((self._folder.manifest or {}).get("cursors") or {}).get(source)
+            if self._folder is not None
+            else None
+        )
 
     def _write(self, change: Any, cursor: tuple[str, Any] | None = None) -> None:
         if self._folder is None:
@@ -231,8 +243,11 @@ class Pipeline(Node):
         ``config=False``) as a new generation of the folder ``path``; later writes commit there."""
         from rag.index import IndexFolder, commit_index
 
-        folder = self._folder if self._folder is not None and self._folder.path == Path(path) \
+        folder = (
+            self._folder
+            if self._folder is not None and self._folder.path == Path(path)
             else IndexFolder(path)
+        )
         folder.path.mkdir(parents=True, exist_ok=True)
         held = folder.lock.held
         try:
@@ -245,6 +260,20 @@ class Pipeline(Node):
             if hasattr(rr, "save_index"):
                 rr.save_index(folder.path / f"rerank{i}")
         return folder.path
+
+    @classmethod
+    def of(cls, node: Node, **kwargs: Any) -> Pipeline:
+        """``node`` itself if it is a pipeline, else a pipeline over it if it is a retriever
+        (``kwargs`` for the new pipeline); any other node (a chunker, a reranker...) is a one-line
+        ``ConfigError``, e.g. for ``rag index --config chunker.yaml``."""
+        if isinstance(node, Pipeline):
+            return node
+        if not isinstance(node, Retriever):
+            raise ConfigError(
+                f"a {node.name!r} {node.kind} is not a retriever or a pipeline; pass a retriever "
+                "or pipeline config"
+            )
+        return cls(retriever=node, **kwargs)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], read_only: bool = False) -> Pipeline:
@@ -393,6 +422,8 @@ class Pipeline(Node):
         against ``hits`` only, so an answer can cite nothing that was not given. With ``trace``,
         the answer step is appended to it on the Answer."""
         gen = generator if generator is not None else self.generator
+        if gen is None:
+            raise ConfigError("this pipeline has no generator; set pipeline.generator to ask")
         t0 = time.perf_counter()
         # the answer prompt asks for one sentence: an answer ends where the model starts a new
         # paragraph or echoes the next numbered source
@@ -406,8 +437,13 @@ class Pipeline(Node):
         cites, bad = resolve(text, hits)
         if not cites and self.attribute_uncited:
             cites = attribute(text, hits)
-        steps = () if trace is None else (
-            *trace, TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites))
+        steps = (
+            ()
+            if trace is None
+            else (
+                *trace,
+                TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)),
+            )
         )
         yield Answer(
             query=q,

@@ -57,6 +57,11 @@ def _bad_inputs(tmp_path, bm25_index):
     broken_yaml.write_text("type: bm25\n  k1: [1\n")
     a_list = tmp_path / "list.json"
     a_list.write_text("[1, 2]")
+    not_a_retriever = tmp_path / "chunker.yaml"
+    not_a_retriever.write_text("type: chunker\nchunk_size: 64\n")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\ncats purr\n")
     return [
         (["index", str(latin), "--out", str(tmp_path / "o1")], "not UTF-8"),
         (["index", str(fake_gz), "--out", str(tmp_path / "o2")], "gzip"),
@@ -69,6 +74,10 @@ def _bad_inputs(tmp_path, bm25_index):
         (["index", str(ok), "--out", str(tmp_path / "o8"), "--config", str(broken_yaml)], "YAML"),
         (["index", str(ok), "--out", str(tmp_path / "o9"), "--config", str(a_list)], "mapping"),
         (["index", str(ok), "--out", str(tmp_path / "o10"), "--config", "missing.yaml"], "exist"),
+        (["index", str(ok), "--out", str(tmp_path / "o11"), "--config", str(not_a_retriever)],
+         "not a retriever or a pipeline"),
+        (["index", str(notes), "--out", str(tmp_path / "o12"), "--config", str(not_a_retriever)],
+         "not a retriever or a pipeline"),
         (["search", str(tmp_path / "no_index"), "planets"], "not a saved index"),
         (["search", str(bm25_index), "planets", "-k", "0"], "k must be >= 1"),
         (["search", str(bm25_index), "planets", "-k", "-3"], "k must be >= 1"),

@@ -112,7 +112,7 @@ def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> 
             lost += seg["n"] - len(seg["deleted"])
             continue
         good.extend(store[i] for i in store)
-    retriever = Node.from_config(body["config"])
+    retriever = Pipeline.of(Node.from_config(body["config"])).retriever
     pipe = Node.from_config(body["pipeline"]) if body.get("pipeline") else None
     pipe = pipe if isinstance(pipe, Pipeline) else Pipeline(retriever=retriever)
     pipe.retriever = retriever

@@ -28,7 +28,9 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="tokens per chunk (default: the encoder's max_length)",
     )
-    p.add_argument("--chunk-overlap", type=int, default=None, help="tokens of overlap (32)")
+    p.add_argument(
+        "--chunk-overlap", type=int, default=None, help="tokens of overlap (min(32, size / 4))"
+    )
     p.add_argument(
         "--chunk-records",
         action="store_true",
@@ -78,10 +80,9 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
     from rag.pipeline import Pipeline
 
     if args.config:
-        node = Node.from_config(args.config)
-        if isinstance(node, Pipeline):
-            return node
-        return Pipeline(retriever=node, max_source_chars=4000, context=ChunkContext())
+        return Pipeline.of(
+            Node.from_config(args.config), max_source_chars=4000, context=ChunkContext()
+        )
     return Pipeline(
         retriever=build_retriever(args.retriever), max_source_chars=4000, context=ChunkContext()
     )

@@ -158,7 +158,8 @@ class Chunker(Node):
         max_length: the encoder's ``max_length``; chunks are sized so that header + chunk +
             ``special_tokens`` fit it.
         chunk_size: tokens per chunk including the header (default ``max_length - special``).
-        chunk_overlap: tokens of whole pieces repeated from the previous chunk.
+        chunk_overlap: tokens of whole pieces repeated from the previous chunk (default
+            ``min(32, chunk_size // 4)``, so a small ``chunk_size`` alone is valid).
         contextual: put ``doc title > heading path`` in each chunk's ``title`` (indexed with it).
         special_tokens: tokens the encoder adds around a text ([CLS] and [SEP] for BERT).
         reserve_tokens: tokens left free in every chunk for an LLM-written situating sentence
@@ -173,7 +174,7 @@ class Chunker(Node):
         tokenizer: str = "minilm",
         max_length: int = 256,
         chunk_size: int | None = None,
-        chunk_overlap: int = 32,
+        chunk_overlap: int | None = None,
         contextual: bool = True,
         special_tokens: int = 2,
         reserve_tokens: int = 0,
@@ -186,6 +187,8 @@ class Chunker(Node):
                 f"chunk_size {size} + {special_tokens} special tokens exceeds the encoder's "
                 f"max_length {max_length}; lower --chunk-size"
             )
+        if chunk_overlap is None:
+            chunk_overlap = min(32, size // 4)
         if not 0 <= chunk_overlap < size // 2:
             raise ConfigError(
                 f"chunk_overlap must be >= 0 and < chunk_size / 2 ({size // 2}), "
