@@ -33,7 +33,8 @@ import prompts
 from rag.chat import Turn, answer_stream, approx_tokens, clean_rewrite, final, history_messages
 from rag.citations import attribute, resolve
 from rag.errors import ConfigError, RagError
-from rag.pipeline import format_sources
+from rag.nodes import Generator
+from rag.pipeline import Pipeline, format_sources
 from rag.toolcalls import FETCH, SEARCH, FinalAnswer, Tool, ToolCall, ToolCallError, parse_reply
 from rag.types import Answer, Hit, Query, TraceStep
 
@@ -104,8 +105,8 @@ class Agent:
 
     def __init__(
         self,
-        pipeline: Any,
-        generator: Any = None,
+        pipeline: Pipeline,
+        generator: Generator | None = None,
         max_steps: int = 4,
         max_tokens: int = 512,
         step_tokens: int = 96,
@@ -115,11 +116,12 @@ class Agent:
     ) -> None:
         _check_positive(max_steps=max_steps, max_tokens=max_tokens, step_tokens=step_tokens, k=k)
         self.pipeline = pipeline
-        self.generator = generator if generator is not None else pipeline.generator
-        if self.generator is None:
+        gen = generator if generator is not None else pipeline.generator
+        if gen is None:
             raise ConfigError(
                 "an agent needs a generator: pass generator= or set pipeline.generator"
             )
+        self.generator: Generator = gen
         self.max_steps, self.max_tokens, self.step_tokens = max_steps, max_tokens, step_tokens
         self.k, self.max_source_chars, self.example = k, max_source_chars, example
         self.tools: dict[str, Tool] = {t.name: t for t in (SEARCH, FETCH)}
@@ -178,8 +180,9 @@ class Agent:
         """One model step: (reply text, actions or a ToolCallError per native call)."""
         if self.native:
             schemas = [t.schema() for t in self.tools.values()]
+            tool_generator: Any = self.generator  # supports_tools: generate takes tools=
             text, calls = _native_reply(
-                self.generator.generate(messages, tools=schemas, max_new_tokens=budget)
+                tool_generator.generate(messages, tools=schemas, max_new_tokens=budget)
             )
             if not calls:
                 return text, [FinalAnswer(text.strip())]
@@ -295,8 +298,8 @@ class MultiHop:
 
     def __init__(
         self,
-        pipeline: Any,
-        generator: Any = None,
+        pipeline: Pipeline,
+        generator: Generator | None = None,
         max_hops: int = 2,
         k: int = 2,
         max_contexts: int = 4,
@@ -306,11 +309,12 @@ class MultiHop:
             max_hops=max_hops, k=k, max_contexts=max_contexts, query_tokens=query_tokens
         )
         self.pipeline = pipeline
-        self.generator = generator if generator is not None else pipeline.generator
-        if self.generator is None:
+        gen = generator if generator is not None else pipeline.generator
+        if gen is None:
             raise ConfigError(
                 "multi-hop needs a generator: pass generator= or set pipeline.generator"
             )
+        self.generator: Generator = gen
         self.max_hops, self.k, self.max_contexts, self.query_tokens = (
             max_hops,
             k,
@@ -344,7 +348,9 @@ class MultiHop:
                 trace.append(TraceStep(action="stop", query=nxt, detail="done or repeated query"))
                 break
             issued.append(nxt)
-        hits = sources.hits[: self.max_contexts]
+        contexts = sources.hits[: self.max_contexts]
         timings = {"retrieve_s": time.perf_counter() - t0}
         q = Query(text=question)
-        return final(answer_stream(self.pipeline, self.generator, q, hits, history, trace, timings))
+        return final(
+            answer_stream(self.pipeline, self.generator, q, contexts, history, trace, timings)
+        )

@@ -30,13 +30,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
 from rag.errors import ConfigError, DataError
 from rag.types import Answer, Citation, Document, Hit, Query, TraceStep
+
+if TYPE_CHECKING:
+    from rag.nodes import Generator
+    from rag.pipeline import Pipeline
 
 MODES = ("condense", "concat", "fusion", "none")
 Messages = list[dict[str, str]]
@@ -235,8 +239,8 @@ class ChatEngine:
 
     def __init__(
         self,
-        pipeline: Any,
-        generator: Any = None,
+        pipeline: Pipeline,
+        generator: Generator | None = None,
         mode: str = "condense",
         history_tokens: int = 768,
         conversation: Conversation | None = None,
