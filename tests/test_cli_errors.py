@@ -137,6 +137,9 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run in the background (`pytest &`) inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the default disposition back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(3.0)
     assert proc.poll() is None, "finished before it could be interrupted; make the corpus bigger"
