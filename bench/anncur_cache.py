@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA, cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CACHE = Path(os.environ.get("RAGNODES_RESEARCH_CACHE", "/work/cache/research"))
-DATA = Path(os.environ.get("RAGNODES_DATASETS", "/work/shared/datasets"))
+CACHE = cache("research")
 
 
 def paths(name: str) -> tuple[Path, Path, Path]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from locations import DATA, cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +46,6 @@ import anncur_cache  # noqa: E402
 
 from rag.nodes import BaseReranker  # noqa: E402
 
-DATA = Path(os.environ.get("RAGNODES_DATASETS", "/work/shared/datasets"))
 CACHE = anncur_cache.CACHE
 
 
@@ -219,7 +219,7 @@ def dense_candidates(name: str, queries, ids: list[str], k: int) -> dict:  # noq
     """MiniLM dense top-k by exact cosine, with the shared fp32 document vectors when present."""
     from rag.encoders import TransformerEncoder
 
-    shared = Path("/work/cache/minilm")
+    shared = cache("minilm")
     enc = TransformerEncoder().load()
     if (shared / f"{name}.npy").exists():
         order = json.loads((shared / f"{name}.ids.json").read_text())

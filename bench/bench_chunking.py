@@ -15,8 +15,8 @@ Measures, on the test claims whose relevant reports are all in the (sub)collecti
   generator is shown);
 * throughput of loading (files/s) and chunking (chunks/s).
 
-Dense vectors are memoised by text under ``/work/cache/ingest`` (override with
-``RAGNODES_BENCH_CACHE``), so a rerun only encodes what changed; timings of dense indexing are
+Dense vectors are memoised by text in the ``ingest`` bench cache
+(``bench/locations.py``), so a rerun only encodes what changed; timings of dense indexing are
 therefore not reported here (``--incremental`` measures re-indexing separately).
 """
 
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA as DATASETS
+from locations import cache
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -46,19 +48,8 @@ from rag.ingest.splitter import sections  # noqa: E402
 from rag.types import Document, Query  # noqa: E402
 
 _HERE = Path(__file__).resolve()
-DATA = (
-    next(
-        (
-            p
-            for p in (_HERE.parents[2] / "shared", Path("/work/shared"))
-            if (p / "datasets").exists()
-        ),
-        _HERE.parents[2] / "shared",
-    )
-    / "datasets"
-    / "scifact-reports"
-)
-CACHE = Path(os.environ.get("RAGNODES_BENCH_CACHE", "/work/cache/ingest"))
+DATA = DATASETS / "scifact-reports"
+CACHE = cache("ingest")
 SHOWN_CHARS = 1000
 
 

@@ -5,7 +5,8 @@ sentence-transformers (fp32, bf16 autocast) on all-MiniLM-L6-v2, threads fixed.
   indexing embeds them): docs/s, tokens/s; and single short-query latency (p50 over the queries);
 * quality: nDCG@10 of exact cosine search per shared collection for ragnodes fp32 and bf16, and
   the max cosine error of their document vectors against the fp32 reference vectors in
-  ``/work/cache/minilm/<set>.npy`` (made by ``TransformerEncoder(precision="fp32")``) where present.
+  the ``minilm`` bench cache (``<set>.npy``,
+  ``bench/locations.py``) (made by ``TransformerEncoder(precision="fp32")``) where present.
 
     OMP_NUM_THREADS=1 python bench/bench_encoders.py --threads 1 --docs 500 --rounds 3
 
@@ -23,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA, cache
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-REF = Path("/work/cache/minilm")
+REF = cache("minilm")
 
 
 def _st_encoder(precision: str):
@@ -243,7 +244,7 @@ def main() -> None:
     for name in [x for x in args.quality.split(",") if x]:
         # SciFact is measured only with its reference vectors (two full encodes take too long)
         if name == "scifact" and not (REF / "scifact.npy").exists():
-            out["quality"][name] = "skipped: no fp32 reference vectors in /work/cache/minilm"
+            out["quality"][name] = f"skipped: no fp32 reference vectors in {REF}"
             continue
         if (DATA / name / "corpus.jsonl").exists():
             out["quality"][name] = quality(name, ["fp32", "bf16"])

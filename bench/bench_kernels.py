@@ -12,9 +12,9 @@ late-interaction rerank of 50 candidates with index-time token vectors vs encodi
     OMP_NUM_THREADS=1 python bench/bench_kernels.py [--only maxsim,muvera,dense,binary,bm25,rerank]
         [--threads 2] [--rows 1000000] [--latency-queries 20] [--out results.json]
 
-Token vectors: ``$KERNELS_CACHE`` (default ``/work/cache/kernels``)/scifact_tokens, a saved
+Token vectors: ``kernels/scifact_tokens`` in the bench cache (``bench/locations.py``), a saved
 :class:`TokenStore` (``TokenEncoder("minilm")`` defaults); MiniLM document vectors:
-``/work/cache/minilm/scifact.npy`` (``TransformerEncoder()`` defaults). Sections whose inputs are
+``minilm/scifact.npy`` there (``TransformerEncoder()`` defaults). Sections whose inputs are
 missing print ``"skipped"``.
 """
 
@@ -28,14 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from locations import DATA, cache
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "datasets"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/datasets")
-CACHE = Path(os.environ.get("KERNELS_CACHE", "/work/cache/kernels"))
-MINILM = Path(os.environ.get("MINILM_CACHE", "/work/cache/minilm"))
+CACHE, MINILM = cache("kernels"), cache("minilm")
 
 import numpy as np  # noqa: E402
 

@@ -17,9 +17,9 @@ Prints one JSON object. Per collection:
 disk: today's ``HybridRetriever`` (``BM25Retriever`` + ``DenseRetriever(QdrantStore(path=...))``,
 documents in the process) against ``QdrantHybridRetriever(path=...)`` (documents in the payload).
 
-Dense document vectors come from the shared cache ``/work/cache/minilm/<set>.npy`` (fp32 MiniLM,
-``TransformerEncoder()``), token vectors from ``/work/cache/minilm_tokens`` (fp16); a set whose
-cache is missing is encoded here.
+Dense document vectors come from the bench cache (``bench/locations.py``): ``minilm/<set>.npy``
+(fp32 MiniLM, ``TransformerEncoder()``), token vectors from ``minilm_tokens`` (fp16); a set
+whose cache is missing is encoded here.
 
     python bench/bench_qdrant.py [--sets adi med] [--maxsim-sets adi med] [--bm25-only scifact]
                                  [--rss-docs 200000]
@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA, cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,8 +51,7 @@ from retrievers import (  # noqa: E402
 from retrievers.multivector import LateInteractionReranker, TokenEncoder  # noqa: E402
 from retrievers.qdrant_schema import sparse_vector  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "datasets"
-CACHE = Path(os.environ.get("RAGNODES_BENCH_CACHE", "/work/cache"))
+CACHE = cache("minilm").parent
 SETS = ("adi", "med", "cisi", "cranfield", "scifact")
 
 

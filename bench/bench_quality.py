@@ -13,8 +13,8 @@ the macro mean of nDCG@10 over the collections in the pool. The shipped preset i
 chosen for SciFact (scifact train + the four classic sets); without SciFact, the setting chosen
 on all the given collections (``_ship``), whose per-set figures are then the held-out ones.
 
-Document vectors come from the shared cache (``/work/cache/minilm/<set>.npy``, fp32 MiniLM of
-``title + " " + text``) and token vectors from ``/work/cache/minilm_tokens`` (see
+Document vectors come from the shared cache (bench cache ``minilm/<set>.npy``, fp32 MiniLM of
+``title + " " + text``) and token vectors from ``minilm_tokens`` (``bench/locations.py``) (see
 ``encode_tokens.py`` there); only queries are encoded here, and fusion runs on the top-100 lists
 (the same arithmetic as ``retrievers.fusion``). ``--costs SET`` instead indexes SET from scratch
 with each preset's real nodes and reports index time, bytes per document, latency and nDCG@10.
@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from locations import DATA, cache
+
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,10 +42,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/datasets")
-CACHE = Path(os.environ.get("RAGNODES_BENCH_CACHE", "/work/cache"))
+SHARED = DATA
+CACHE = cache("minilm").parent
 MEASURES = ["nDCG@10", "R@100"]
 DEPTH = 100
 RM3_GRID = [

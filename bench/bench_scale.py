@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from locations import DATA
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "datasets"
-if not SHARED.is_dir():
-    SHARED = Path("/work/wt/shared/datasets")
+SHARED = DATA
 
 import numpy as np  # noqa: E402
 

@@ -18,24 +18,25 @@ between the two labels). Reported: accuracy, balanced accuracy (mean per-label r
 are unbalanced, so always answering Yes scores the majority rate), the share of Yes answers, and
 the LLM input positions (prompt tokens; one per xRAG token) in total and for the context alone.
 
-    OMP_NUM_THREADS=1 python bench/bench_xrag.py --projector /work/cache/research/xrag-projector
+    OMP_NUM_THREADS=1 python bench/bench_xrag.py    # --projector: <bench cache>/research/...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA as DATASETS
+from locations import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = Path(os.environ.get("RAGNODES_DATASETS", "/work/shared/datasets")) / "scifact"
+DATA = DATASETS / "scifact"
 
 
 def rows(n: int) -> list[tuple[str, object, str]]:
@@ -111,7 +112,7 @@ def score(gen, data, ctxs: list[str]) -> dict:  # noqa: ANN001
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--projector", default="/work/cache/research/xrag-projector")
+    ap.add_argument("--projector", default=str(cache("research") / "xrag-projector"))
     ap.add_argument("--claims", type=int, default=50)
     ap.add_argument("--paraphrase-samples", type=int, default=2)
     a = ap.parse_args()

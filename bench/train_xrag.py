@@ -14,7 +14,7 @@ Data (offline, shared SciFact; the documents and claims of SciFact's *test* spli
 The LLM and the encoder stay frozen. Weights go to ``--out`` (outside git), with a manifest of the
 steps, examples, losses and wall time:
 
-    OMP_NUM_THREADS=1 python bench/train_xrag.py --out /work/cache/research/xrag-projector \\
+    OMP_NUM_THREADS=1 python bench/train_xrag.py --out "$CACHE/research/xrag-projector" \\
         --steps1 40 --steps2 30 --batch 4
 """
 
@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from locations import DATA as DATASETS
+from locations import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = Path(os.environ.get("RAGNODES_DATASETS", "/work/shared/datasets")) / "scifact"
-MINILM_CACHE = Path("/work/cache/minilm")
+DATA = DATASETS / "scifact"
+MINILM_CACHE = cache("minilm")
 
 
 def scifact() -> tuple[dict, dict, list[dict]]:
@@ -47,7 +49,7 @@ def scifact() -> tuple[dict, dict, list[dict]]:
 
 def embed(docs: list, cache: Path) -> np.ndarray:
     """MiniLM vectors ``(n, 384)`` of ``docs`` (``full_text``, the compressor's input): read from
-    the shared ``/work/cache/minilm/scifact.npy`` when present, else encoded and cached."""
+    the bench cache's ``minilm/scifact.npy`` when present, else encoded and cached."""
     shared = MINILM_CACHE / "scifact.npy"
     if shared.exists() and (MINILM_CACHE / "scifact.ids.json").exists():
         ids = json.loads((MINILM_CACHE / "scifact.ids.json").read_text())
