@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from rag.errors import ConfigError, NotIndexedError
+from rag.errors import ConfigError, NotIndexedError, RagError
 from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
 
 logger = logging.getLogger("ragnodes")
@@ -579,8 +579,6 @@ class BaseReranker(Node):
             got = self._score_batch([pools[i] for i in group])
             for i, s in zip(group, got, strict=True):
                 if len(s) != len(pools[i].hits):
-                    from rag.errors import RagError
-
                     raise RagError(
                         f"{type(self).__name__} returned {len(s)} scores "
                         f"for {len(pools[i].hits)} documents"
