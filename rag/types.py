@@ -101,7 +101,8 @@ class Ranking(BaseModel):
         stage: str = "",
     ) -> Ranking:
         """Build a ranking from ``(document, score)`` pairs: sorted by score descending, ties by
-        document id ascending (deterministic), the first occurrence of a duplicate id kept."""
+        document id ascending (deterministic); a repeated id keeps its highest score (and the
+        document that came with it; the first one on a tie)."""
         best: dict[str, tuple[Document, float]] = {}
         for doc, score in scored:
             s = float(score)
