@@ -33,6 +33,7 @@ import prompts
 from rag.chat import Turn, answer_stream, approx_tokens, clean_rewrite, final, history_messages
 from rag.citations import attribute, resolve
 from rag.errors import ConfigError, RagError
+from rag.ingest.parents import lookup
 from rag.nodes import Generator
 from rag.pipeline import Pipeline, format_sources
 from rag.toolcalls import FETCH, SEARCH, FinalAnswer, Tool, ToolCall, ToolCallError, parse_reply
@@ -139,8 +140,7 @@ class Agent:
         return q, list(self.pipeline.search(q, k=self.k, filter=flt).hits)
 
     def _fetch(self, args: dict[str, Any]) -> list[Hit]:
-        docs = self.pipeline.retriever.documents
-        doc = docs.get(str(args["id"]))
+        doc = lookup(self.pipeline.retriever.documents, str(args["id"]))
         if doc is None:
             raise ToolCallError(f"no document has id {args['id']!r}; use an id a search returned")
         return [Hit(document=doc, score=0.0)]

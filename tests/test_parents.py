@@ -103,3 +103,29 @@ def test_cli_index_with_a_parents_config_and_search_group(tmp_path, capsys):
     finally:
         os.chdir(cwd)
     assert folder.exists()
+
+
+def test_fetch_of_a_parent_id_reassembles_the_file_from_its_chunks(tmp_path):
+    """An id that grouping returned (a file) is fetchable: the tools/MCP ``fetch`` and the
+    agent's fetch reassemble it from its chunks, overlaps not repeated."""
+    from rag.integrations._common import fetch
+    from rag.pipeline import Pipeline
+
+    folder = make_folder(tmp_path)
+    docs = [d for d in load_paths([folder]).documents if d.id == "planets.md"]
+    (doc,) = docs
+    chunks = Chunker(chunk_size=24, chunk_overlap=6).split_one(doc)
+    assert len(chunks) > 2  # overlapping chunks
+    pipe = Pipeline(ParentRetriever(BM25Retriever()))
+    pipe.index(chunks)
+    hit = pipe.search("largest planet", k=1).hits[0]
+    whole = fetch(pipe, hit.id)
+    assert whole.id == "planets.md" and whole.metadata["chunks"] == [c.id for c in chunks]
+    for c in chunks:  # every chunk's text is in the reassembled document, once, in order
+        assert c.text in whole.text
+    spans = [(c.metadata["start"], c.metadata["end"]) for c in chunks]
+    source = doc.text[spans[0][0] : spans[-1][1]]  # exact up to the whitespace between chunks
+    assert whole.text.split() == source.split()
+    assert fetch(pipe, chunks[1].id) == chunks[1]  # a chunk id still gives the chunk
+    with pytest.raises(ConfigError, match="no document has id"):
+        fetch(pipe, "nope.md")

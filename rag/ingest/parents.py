@@ -99,12 +99,7 @@ def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
             out.append(g[0])
             continue
         parts = sorted((x.document for x in g), key=lambda d: int(d.metadata["start"]))
-        text, end = parts[0].text, int(parts[0].metadata["end"])
-        for d in parts[1:]:
-            s, e = int(d.metadata["start"]), int(d.metadata["end"])
-            if e > end:
-                text += ("" if s <= end else "\n") + d.text[max(0, end - s) :]
-                end = e
+        text, end = _join_spans(parts)
         first = parts[0]
         meta = {
             **first.metadata,
@@ -173,3 +168,44 @@ def trim_headings(hit: Hit) -> Hit:
     return Hit(
         document=d.model_copy(update={"text": d.text[cut:], "metadata": meta}), score=hit.score
     )
+
+
+def _join_spans(parts: Sequence[Document]) -> tuple[str, int]:
+    """The text covered by chunks sorted by ``start`` (overlaps not repeated, a gap becomes a
+    newline), and the end of the last span."""
+    text, end = parts[0].text, int(parts[0].metadata["end"])
+    for d in parts[1:]:
+        s, e = int(d.metadata["start"]), int(d.metadata["end"])
+        if e > end:
+            text += ("" if s <= end else "\n") + d.text[max(0, end - s) :]
+            end = e
+    return text, end
+
+
+def parent_document(documents: Mapping[str, Document], parent_id: str) -> Document | None:
+    """The whole source document ``parent_id`` reassembled from its chunks ``<parent>#0``,
+    ``#1``... (their spans joined, overlaps not repeated; whitespace the splitter left between
+    two chunks becomes one newline), with ``metadata["chunks"]``; ``None``
+    when it has no chunks. What ``fetch`` returns for an id that :class:`ParentRetriever` or
+    ``rag search --group`` gave (reads only that document's chunks)."""
+    chunks: list[Document] = []
+    while (c := documents.get(f"{parent_id}#{len(chunks)}")) is not None:
+        chunks.append(c)
+    chunks = [c for c in chunks if _span(c) is not None and parent_of(c) == parent_id]
+    if not chunks:
+        return None
+    parts = sorted(chunks, key=lambda d: int(d.metadata["start"]))
+    text, _ = _join_spans(parts)
+    first = chunks[0]
+    meta = {k: v for k, v in first.metadata.items() if k not in ("chunk", "start", "end")}
+    meta.pop("headings", None)
+    meta["chunks"] = [c.id for c in chunks]
+    title = str(first.metadata.get("doc_title", first.title))
+    return Document(id=parent_id, text=text, title=title, metadata=meta)
+
+
+def lookup(documents: Mapping[str, Document], doc_id: str) -> Document | None:
+    """The document ``doc_id``: a stored one (a chunk or a whole document), else the parent
+    reassembled from its chunks (:func:`parent_document`)."""
+    doc = documents.get(doc_id)
+    return doc if doc is not None else parent_document(documents, doc_id)

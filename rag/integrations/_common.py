@@ -35,9 +35,12 @@ def search(node: Any, query: Query | str, k: int, filter: dict | None = None) ->
 
 
 def fetch(node: Any, doc_id: str) -> Document:
-    """The document with id ``doc_id`` from a retriever or pipeline; a clear error if none."""
+    """The document with id ``doc_id`` from a retriever or pipeline (a file indexed as chunks is
+    reassembled from them, :func:`rag.ingest.parents.lookup`); a clear error if none."""
+    from rag.ingest.parents import lookup
+
     retriever = getattr(node, "retriever", node)
-    doc = getattr(retriever, "documents", {}).get(str(doc_id))
+    doc = lookup(getattr(retriever, "documents", {}), str(doc_id))
     if doc is None:
         raise ConfigError(f"no document has id {doc_id!r}; use an id that search returned")
     return doc
