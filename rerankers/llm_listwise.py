@@ -130,6 +130,7 @@ class LLMListwiseReranker(BaseReranker):
             return {}
         return {
             **self.lm.provenance,
+            "model": self.model,  # as configured (the shared runtime may know an alias)
             "prompt": template_tag(self.template),
             "mode": "full_list" if self.full_list else f"window={self.window},step={self.step}",
             "passes": str(self.passes),

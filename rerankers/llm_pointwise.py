@@ -101,7 +101,11 @@ class LLMPointwiseReranker(BaseReranker):
         """The LLM's record (backend and versions, model path and revision) and the prompt."""
         if not self._loaded:
             return {}
-        return {**self.lm.provenance, "prompt": template_tag(self.template)}
+        return {
+            **self.lm.provenance,
+            "model": self.model,  # as configured (the shared runtime may know an alias)
+            "prompt": template_tag(self.template),
+        }
 
     def prompts(self, query: Query, docs: Sequence[Document]) -> list[str]:
         """The user messages sent for ``docs`` (passages cut to ``max_passage_tokens``)."""

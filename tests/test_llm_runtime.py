@@ -81,7 +81,8 @@ def test_generator_rerankers_and_judge_share_one_load(fresh_cache, monkeypatch) 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", classmethod(counted))
 
     gen = TransformersGenerator(max_new_tokens=12)
-    pointwise = LLMPointwiseReranker(backend="transformers", max_passage_tokens=32)
+    # an alias of the same packaged model (smollm2-135m) is the same runtime
+    pointwise = LLMPointwiseReranker(model="smollm2", backend="transformers", max_passage_tokens=32)
     listwise = LLMListwiseReranker(backend="transformers", window=3, step=2, max_passage_tokens=16)
     pipe = Pipeline(BM25Retriever(), rerankers=[pointwise, listwise], generator=gen, k=2)
     pipe.index(
@@ -101,6 +102,16 @@ def test_generator_rerankers_and_judge_share_one_load(fresh_cache, monkeypatch) 
     assert isinstance(runtime, TransformersLLM) and runtime.loads == 1
     assert pointwise.lm is runtime and listwise.lm is runtime and judge._lm is runtime
     assert gen.lm is runtime.lm and gen.tokenizer is runtime.tokenizer
+    assert pointwise.stage.startswith("llm_pointwise:smollm2@")  # its own name, not the runtime's
+    assert listwise.stage.startswith("llm_listwise:smollm2-135m@")
+
+
+def test_aliases_of_a_packaged_model_share_a_key_other_names_are_kept() -> None:
+    pytest.importorskip("torch")
+    key = llm_key("transformers", "smollm2-135m", "cpu")
+    for alias in ("smollm2", "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"):
+        assert llm_key("transformers", alias, "cpu") == key
+    assert llm_key("transformers", "Org/Other", "cpu")[1] == "Org/Other"  # case kept
 
 
 # -- generate == "".join(stream) -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from rag.extras import require
 from rag.llm.base import pick_backend
 from rag.llm.hf import TransformersLLM
 from rag.llm.vllm import VLLMLLM
+from rag.models import PACKAGED, canonical
 
 LLMRuntime = TransformersLLM | VLLMLLM
 _CACHE: dict[tuple[Any, ...], LLMRuntime] = {}
@@ -31,10 +32,19 @@ def _device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def model_key(model: str) -> str:
+    """``model`` as the cache knows it: a packaged model's aliases (``smollm2``,
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``) are one model (``smollm2-135m``); any other name or
+    path is kept as given."""
+    key = canonical(model)
+    return key if key in PACKAGED else model
+
+
 def llm_key(backend: str, model: str, device: str = "auto", **options: Any) -> tuple[Any, ...]:
     """The cache key: ``("transformers", model, device, "float32")`` (``auto`` resolved to the
-    device it means) or ``("vllm", model, *engine settings)``. ``backend="auto"`` is resolved
-    first (:func:`rag.llm.pick_backend`)."""
+    device it means) or ``("vllm", model, *engine settings)``, ``model`` by :func:`model_key`.
+    ``backend="auto"`` is resolved first (:func:`rag.llm.pick_backend`)."""
+    model = model_key(model)
     chosen = pick_backend(backend)
     if chosen == "transformers":
         if options:
