@@ -231,24 +231,27 @@ def _index_files(
         # stale chunks and their manifest entries leave in one commit, before anything is added
         report.chunks_removed = pipe.delete(drop, cursor=cursor())
     batch: list[Document] = []
+
+    def commit() -> None:  # these chunks with their files' entries, atomically
+        over, report.max_length = count_overlong(pipe.retriever, batch)
+        report.overlong += over
+        report.encoded += len(batch)
+        pipe.index(list(batch), cursor=cursor())
+        report.chunks_added += len(batch)
+        batch.clear()
+
     for d in res.documents:
         parts = _chunks_of(d, chunker, chunk_records, situator)
-        over, report.max_length = count_overlong(pipe.retriever, parts)
-        report.overlong += over
-        report.encoded += len(parts)
         src = str(d.metadata["source"])
         entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
         entry["chunks"].extend(c.id for c in parts)
         batch.extend(parts)
         if len(batch) >= batch_size:
-            pipe.index(batch, cursor=cursor())  # these files and their entries, atomically
-            report.chunks_added += len(batch)
-            batch = []
+            commit()
     for s, digest in res.files.items():  # files that gave no chunks (empty) are still known
         files.setdefault(s, {"sha256": digest, "chunks": []})
     if batch:
-        pipe.index(batch, cursor=cursor())
-        report.chunks_added += len(batch)
+        commit()
     elif pipe.cursor(CURSOR) != cursor()[1]:
         pipe.delete([], cursor=cursor())
     if report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
