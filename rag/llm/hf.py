@@ -118,9 +118,10 @@ class TransformersLLM:
     def gen_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
         """``generate()`` arguments: greedy for temperature 0, sampling otherwise."""
         self.load()
+        pad = self.tokenizer.pad_token_id  # 0 is a valid id: only None falls back to EOS
         kw: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
         }
         if temperature > 0:
             kw.update({"do_sample": True, "temperature": temperature})
@@ -220,15 +221,8 @@ class TransformersLLM:
         """Greedy assistant turns for single-message ``prompts``, each opened with ``prefix``
         (returned as part of the text), optionally restricted to ``allowed_chars`` tokens."""
         torch = self.load().torch
-        batch = self._batch(prompts, prefix)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": False,
-            "temperature": None,
-            "top_p": None,
-            "top_k": None,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
+        batch = self._batch(prompts, prefix)  # sets a pad token when the model has none
+        kwargs = self.gen_kwargs(max_new_tokens, 0.0)  # greedy
         if allowed_chars is not None:
             allowed = self.allowed_ids(allowed_chars)
             kwargs["logits_processor"] = [allow_only(self.transformers, allowed)]
