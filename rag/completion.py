@@ -16,6 +16,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from rag.errors import ConfigError
+
 SHELLS = ("bash", "zsh")
 
 
@@ -32,18 +34,16 @@ def _walk(parser: argparse.ArgumentParser, path: str, out: dict[str, Any]) -> No
                 _walk(sub, f"{path} {name}".strip(), out)
             continue
         options.extend(action.option_strings)
-        if not action.option_strings and action.choices:  # a positional with choices
-            subs.extend(str(c) for c in action.choices)
-        if action.option_strings and action.choices:
-            for opt in action.option_strings:
-                choices[opt] = [str(c) for c in action.choices]
+        values = [str(c) for c in action.choices or ()]
+        if not action.option_strings:  # a positional: its choices complete like subcommands
+            subs.extend(values)
+        elif values:
+            choices.update(dict.fromkeys(action.option_strings, values))
     out[path] = (sorted(options), choices, sorted(subs))
 
 
 def script(parser: argparse.ArgumentParser, shell: str, prog: str = "rag") -> str:
     """The completion script for ``shell`` (``bash``, or ``zsh`` through bashcompinit)."""
-    from rag.errors import ConfigError
-
     if shell not in SHELLS:
         raise ConfigError(f"shell must be one of {SHELLS}, got {shell!r}")
     tree: dict[str, Any] = {}
