@@ -27,13 +27,14 @@ memory-only one (:func:`memory_cache`), so overlapping candidate pools are encod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from rag.models import resolve_model
 STATS = {"hits": 0, "misses": 0}
 _default: str | None = None
 _caches: dict[str, EmbeddingCache] = {}
+_pinned: dict[int, EmbeddingCache] = {}
 _lock = threading.Lock()
 
 
@@ -93,7 +95,11 @@ def _fingerprint_dir(path: str) -> str:
 
 
 def cache_for(encoder: Any) -> EmbeddingCache | None:
-    """The cache an encoder's documents go through, or ``None`` when none is configured."""
+    """The cache an encoder's documents go through, or ``None`` when none is configured
+    (vectors pinned by :func:`precomputed` come first)."""
+    pinned = _pinned.get(id(encoder))
+    if pinned is not None:
+        return pinned
     root = getattr(encoder, "cache", None) or default_root()
     if not root:
         return None
@@ -107,6 +113,31 @@ def cache_for(encoder: Any) -> EmbeddingCache | None:
         if folder not in _caches:
             _caches[folder] = EmbeddingCache(folder, key, stats=STATS)
         return _caches[folder]
+
+
+@contextlib.contextmanager
+def precomputed(
+    encoder: Any, texts: Sequence[str], vectors: np.ndarray
+) -> Iterator[EmbeddingCache]:
+    """Serve ``vectors`` (one row per document text, computed elsewhere by the same encoder
+    config: a Ray actor, a remote embedder) to ``encoder.encode(texts, kind="document")`` inside
+    the block, from memory only; a text not among them is still encoded. The yielded cache's
+    ``stats["misses"]`` counts those (0 when every vector was served). ``texts`` are without the
+    encoder's ``document_prefix`` (it is added here, as ``encode`` does).
+
+    >>> with precomputed(enc, ["a"], vecs) as c:                      # doctest: +SKIP
+    ...     enc.encode(["a"]); c.stats["misses"]
+    0"""
+    prefix = getattr(encoder, "document_prefix", "")
+    cache = memory_cache(capacity=max(1, len(texts)))
+    cache.put([prefix + t for t in texts], vectors)
+    with _lock:
+        _pinned[id(encoder)] = cache
+    try:
+        yield cache
+    finally:
+        with _lock:
+            _pinned.pop(id(encoder), None)
 
 
 def memory_cache(capacity: int) -> EmbeddingCache:

@@ -22,6 +22,7 @@ _EXTRA_OF = {
     "pypdf": "ingest",
     "docx": "ingest",
     "html2text": "ingest",
+    "ray": "ray",
 }
 
 

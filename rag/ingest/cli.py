@@ -51,12 +51,30 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
+    g = p.add_argument_group("a Ray cluster (pip install \"ragnodes[ray]\"; docs/scaling.md)")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: load and chunk in Ray tasks, embed in a Ray actor pool, write here (files and "
+        "JSONL are read as files, with the file cursor)",
+    )
+    g.add_argument(
+        "--ray-address", default=None, help="the cluster's head (host:port; default $RAY_ADDRESS)"
+    )
+    g.add_argument(
+        "--ray-workers", type=int, default=None, help="embed actors (default: one per cluster CPU)"
+    )
+    g.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per embed actor")
+    g.add_argument("--ray-embed-batch", type=int, default=64, help="chunks per embed call")
 
 
 def wants_ingest(args: argparse.Namespace) -> bool:
     """The file/folder path: anything but one JSONL corpus with no ingestion option (whose
-    behaviour, ids and all, stays as it was)."""
+    behaviour, ids and all, stays as it was); ``--engine ray`` always takes it."""
     paths = [args.corpus, *getattr(args, "more", [])]
+    if getattr(args, "engine", "local") == "ray":
+        return True
     if len(paths) > 1 or Path(paths[0]).is_dir():
         return True
     legacy = paths[0].endswith((".jsonl", ".jsonl.gz", ".json"))
@@ -100,22 +118,41 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     if chunker is not None and not isinstance(chunker, Chunker):
         raise ConfigError(f"--chunker {args.chunker!r} is a {chunker.name}, not a chunker")
 
-    report = index_paths(
-        [args.corpus, *args.more],
-        args.out,
-        lambda: new_pipeline(args, build_retriever),
-        include=args.include,
-        exclude=args.exclude,
-        strict=args.strict,
-        chunk_size=args.chunk_size,
-        chunk_overlap=args.chunk_overlap,
-        chunk_records=args.chunk_records,
-        csv_columns=CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
-        warn=lambda line: print(f"warning: {line}", file=sys.stderr),
-        chunker=chunker,
-        situator=Situator(args.situate_model) if args.situate else None,
-        batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
-    )
+    common: dict[str, Any] = {
+        "include": args.include,
+        "exclude": args.exclude,
+        "strict": args.strict,
+        "chunk_size": args.chunk_size,
+        "chunk_overlap": args.chunk_overlap,
+        "chunk_records": args.chunk_records,
+        "csv_columns": CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
+        "warn": lambda line: print(f"warning: {line}", file=sys.stderr),
+        "chunker": chunker,
+        "batch_size": DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+    }
+    paths = [args.corpus, *args.more]
+    make = lambda: new_pipeline(args, build_retriever)  # noqa: E731
+    if getattr(args, "engine", "local") == "ray":
+        from rag.ingest.ray_engine import RaySettings, index_paths_ray
+
+        if args.situate:
+            raise ConfigError("--situate runs an LLM per chunk here; it is not offered with "
+                              "--engine ray (drop one of them)")
+        settings = RaySettings(
+            address=args.ray_address,
+            workers=args.ray_workers,
+            gpus=args.ray_gpus,
+            embed_batch=args.ray_embed_batch,
+        )
+        report = index_paths_ray(paths, args.out, make, settings, **common)
+    else:
+        report = index_paths(
+            paths,
+            args.out,
+            make,
+            situator=Situator(args.situate_model) if args.situate else None,
+            **common,
+        )
     for line in report.lines():
         print(line)
     print(f"index: {args.out}")

@@ -181,6 +181,105 @@ def _chunks_of(d: Document, chunker: Chunker, chunk_records: bool, situator: Any
     return situator.situate(d, parts) if situator is not None else parts
 
 
+class FileCommits:
+    """The file cursor and the batched commits of one ``rag index`` run over files: the one
+    writer shared by the in-process loop (:func:`index_paths`) and the Ray engine's driver
+    (:mod:`rag.ingest.ray_engine`), so both commit the same chunks in the same batches with the
+    same cursor.
+
+    ``start(found)`` takes every file found (``source -> sha256``), drops the chunks of changed and
+    deleted files in one commit; ``add(source, parts)`` queues one file's chunks (in file order)
+    and commits every ``batch_size`` chunks, rounded up to whole files; ``finish()`` commits the
+    rest. ``around_commit(batch)``, if given, is a context manager entered around each
+    ``Pipeline.index`` (the Ray driver serves the batch's precomputed vectors there)."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        manifest: dict[str, Any] | None,
+        chunker: Chunker,
+        situator: Any,
+        batch_size: int,
+        report: IndexReport,
+        around_commit: Callable[[list[Document]], Any] | None = None,
+    ) -> None:
+        self.pipe, self.manifest, self.batch_size, self.report = pipe, manifest, batch_size, report
+        self.around_commit = around_commit
+        old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
+        self.settings: dict[str, Any] = {"chunker": chunker.to_config()}
+        self.settings["situator"] = situator.to_config() if situator is not None else None
+        if manifest is not None and any(manifest.get(k) != v for k, v in self.settings.items()):
+            self.old_files, self.old = old, {s: {**v, "sha256": ""} for s, v in old.items()}
+        else:
+            self.old_files = self.old = old
+        self.files: dict[str, dict[str, Any]] = {}
+        self.found: dict[str, str] = {}
+        self.batch: list[Document] = []
+
+    def wanted(self, source: str, digest: str) -> bool:
+        """Whether a file must be (re)loaded: new, changed, or chunked with other settings."""
+        return bool(self.old.get(source, {}).get("sha256") != digest)
+
+    def cursor(self) -> tuple[str, dict[str, Any]]:  # a copy: the committed value must not move
+        return CURSOR, copy.deepcopy({**self.settings, "files": self.files})
+
+    def start(self, found: dict[str, str]) -> None:
+        report, old, old_files = self.report, self.old, self.old_files
+        self.found = found
+        stale = [s for s in old_files if s not in found or old[s]["sha256"] != found[s]]
+        report.removed = sum(1 for s in stale if s not in found)
+        report.changed = len(stale) - report.removed
+        report.new = sum(1 for s in found if s not in old_files)
+        report.unchanged = len(found) - report.new - report.changed
+        drop = [cid for s in stale for cid in old_files[s]["chunks"]]
+        self.files = {s: v for s, v in old_files.items() if s not in stale}
+        if drop or (self.manifest is not None and self.manifest != self.cursor()[1]):
+            # stale chunks and their manifest entries leave in one commit, before anything is added
+            report.chunks_removed = self.pipe.delete(drop, cursor=self.cursor())
+
+    def forget(self, source: str) -> None:
+        """A file found by :meth:`start` turned out unreadable: it is not recorded (a rerun
+        tries it again) and counts as removed if the index held it, not as new or changed."""
+        if self.found.pop(source, None) is None:
+            return
+        if source not in self.old_files:
+            self.report.new -= 1
+        elif source not in self.files:  # stale: its chunks were dropped
+            self.report.changed -= 1
+            self.report.removed += 1
+
+    def add(self, source: str, parts: list[Document]) -> None:
+        entry = self.files.setdefault(source, {"sha256": self.found[source], "chunks": []})
+        entry["chunks"].extend(c.id for c in parts)
+        self.batch.extend(parts)
+        if len(self.batch) >= self.batch_size:
+            self.commit()
+
+    def commit(self) -> None:  # these chunks with their files' entries, atomically
+        import contextlib
+
+        batch, report = self.batch, self.report
+        over, report.max_length = count_overlong(self.pipe.retriever, batch)
+        report.overlong += over
+        report.encoded += len(batch)
+        around = self.around_commit(batch) if self.around_commit else contextlib.nullcontext()
+        with around:
+            self.pipe.index(list(batch), cursor=self.cursor())
+        report.chunks_added += len(batch)
+        self.batch = []
+
+    def finish(self) -> None:
+        for s, digest in self.found.items():  # files that gave no chunks (empty) are still known
+            self.files.setdefault(s, {"sha256": digest, "chunks": []})
+        if self.batch:
+            self.commit()
+        elif self.pipe.cursor(CURSOR) != self.cursor()[1]:
+            self.pipe.delete([], cursor=self.cursor())
+        pipe = self.pipe
+        if self.report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
+            pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
+
+
 def _index_files(
     pipe: Any,
     manifest: dict[str, Any] | None,
@@ -199,61 +298,14 @@ def _index_files(
 ) -> IndexReport:
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
-    old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
-    settings: dict[str, Any] = {"chunker": chunker.to_config()}
-    settings["situator"] = situator.to_config() if situator is not None else None
-    if manifest is not None and any(manifest.get(k) != v for k, v in settings.items()):
-        old_files, old = old, {s: {**v, "sha256": ""} for s, v in old.items()}
-    else:
-        old_files = old
+    report = IndexReport()
+    commits = FileCommits(pipe, manifest, chunker, situator, batch_size, report)
     res = load_paths(
-        paths,
-        include,
-        exclude,
-        strict,
-        csv_columns,
-        only=lambda src, h: old.get(src, {}).get("sha256") != h,
-        warn=warn,
+        paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn
     )
-    report = IndexReport(skipped=[s.path for s in res.skipped], ignored=res.ignored)
-    stale = [s for s in old_files if s not in res.files or old[s]["sha256"] != res.files[s]]
-    report.removed = sum(1 for s in stale if s not in res.files)
-    report.changed = len(stale) - report.removed
-    report.new = sum(1 for s in res.files if s not in old_files)
-    report.unchanged = len(res.files) - report.new - report.changed
-    drop = [cid for s in stale for cid in old_files[s]["chunks"]]
-    files = {s: v for s, v in old_files.items() if s not in stale}
-
-    def cursor() -> tuple[str, dict[str, Any]]:  # a copy: the committed value must not move
-        return CURSOR, copy.deepcopy({**settings, "files": files})
-
-    if drop or (manifest is not None and manifest != cursor()[1]):
-        # stale chunks and their manifest entries leave in one commit, before anything is added
-        report.chunks_removed = pipe.delete(drop, cursor=cursor())
-    batch: list[Document] = []
-
-    def commit() -> None:  # these chunks with their files' entries, atomically
-        over, report.max_length = count_overlong(pipe.retriever, batch)
-        report.overlong += over
-        report.encoded += len(batch)
-        pipe.index(list(batch), cursor=cursor())
-        report.chunks_added += len(batch)
-        batch.clear()
-
+    report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
+    commits.start(res.files)
     for d in res.documents:
-        parts = _chunks_of(d, chunker, chunk_records, situator)
-        src = str(d.metadata["source"])
-        entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
-        entry["chunks"].extend(c.id for c in parts)
-        batch.extend(parts)
-        if len(batch) >= batch_size:
-            commit()
-    for s, digest in res.files.items():  # files that gave no chunks (empty) are still known
-        files.setdefault(s, {"sha256": digest, "chunks": []})
-    if batch:
-        commit()
-    elif pipe.cursor(CURSOR) != cursor()[1]:
-        pipe.delete([], cursor=cursor())
-    if report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
-        pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
+        commits.add(str(d.metadata["source"]), _chunks_of(d, chunker, chunk_records, situator))
+    commits.finish()
     return report
