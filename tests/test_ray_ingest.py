@@ -29,7 +29,14 @@ from rag.ingest.indexing import read_manifest
 VEC_TOL = 4 * 2**-24 * 256
 SCORE_TOL = 4 * 2**-24 * 384
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
-QUERIES = ["charlie record", "File 7 part 2", "largest planet", "Hubble telescope launch"]
+REPORTS = 2  # scifact-reports files in the default tier (~16 chunks each), if ../shared exists
+QUERIES = [
+    "charlie record",
+    "File 7 part 2",
+    "largest planet",
+    "Hubble telescope launch",
+    "vitamin D deficiency and bone density",  # scifact-reports
+]
 
 
 def _many(folder: Path, n: int) -> None:
@@ -129,6 +136,10 @@ def small_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-ingest")
     notes = make_folder(root)
     _many(notes / "many", 10)
+    reports = SHARED / "scifact-reports" / "docs"
+    for f in sorted(reports.glob("*.md"))[:REPORTS] if reports.is_dir() else []:
+        (notes / "reports").mkdir(exist_ok=True)  # a few real long documents when present
+        (notes / "reports" / f.name).write_bytes(f.read_bytes())
     steps = [
         {
             "argv": _ray(str(notes), "--out", str(root / "ray"), "--batch-size", "12",
@@ -147,13 +158,14 @@ def test_a_killed_embed_actor_still_gives_the_index_of_one_process(small_runs, c
     assert run["killed_pid"] is not None  # an embed actor was SIGKILLed mid-run
     warned = [ln for ln in run["stderr"].splitlines() if ln.startswith("warning: skipped")]
     assert len(warned) == 5  # bad files: one line each, the run went on
-    assert "files: 15 new, 0 changed, 0 unchanged, 0 removed" in run["stdout"]
+    good = 15 + len(list((notes / "reports").glob("*.md")))
+    assert f"files: {good} new, 0 changed, 0 unchanged, 0 removed" in run["stdout"]
     progress = [ln for ln in run["stderr"].splitlines() if ln.startswith("progress:")]
-    assert progress[-1].startswith("progress: files 20/20 loaded, chunks ")
+    assert progress[-1].startswith(f"progress: files {good + 5}/{good + 5} loaded, chunks ")
     assert main(["index", str(notes), "--out", str(root / "local"), "--batch-size", "12"]) == 0
     assert_same_folder(root / "ray", root / "local")
     n = len(read_manifest(root / "ray")["files"])
-    assert n == 15 and f"written {sum(1 for _ in _chunks(root / 'ray'))}" in progress[-1]
+    assert n == good and f"written {sum(1 for _ in _chunks(root / 'ray'))}" in progress[-1]
 
 
 def _chunks(index: Path) -> list[str]:
