@@ -77,10 +77,10 @@ def _corpus(tmp: Path, files: int) -> Path:
             (src / f.name).write_bytes(f.read_bytes())
         return src
     for i in range(files):  # ~16 chunks per file, like a report
-        body = "\n\n".join(
-            f"## Section {j}\n\n" + " ".join(f"word{(i * 31 + j * 7 + t) % 997}" for t in range(180))
-            for j in range(8)
-        )
+        sections = [
+            " ".join(f"word{(i * 31 + j * 7 + t) % 997}" for t in range(180)) for j in range(8)
+        ]
+        body = "\n\n".join(f"## Section {j}\n\n{text}" for j, text in enumerate(sections))
         (src / f"doc{i:03d}.md").write_text(f"# Doc {i}\n\n{body}\n")
     return src
 
