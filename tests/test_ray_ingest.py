@@ -191,6 +191,16 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 0 and 'pip install "ragnodes[ray]"' in err
 
 
+def test_an_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path, capsys):
+    pytest.importorskip("ray", reason='ray is not installed (pip install "ragnodes[ray]")')
+    (tmp_path / "a.md").write_text("# A\n\nSome text.\n")
+    args = ["index", str(tmp_path / "a.md"), "--out", str(tmp_path / "idx"), "--engine", "ray"]
+    assert main([*args, "--retriever", "bm25", "--ray-address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot reach the Ray cluster at '127.0.0.1:1'")
+    assert not (tmp_path / "idx").exists()
+
+
 @pytest.mark.slow
 def test_scifact_reports_on_the_cluster_and_a_rerun_after_a_driver_crash(tmp_path):
     """12 scifact-reports files (~190 chunks): hybrid into a folder and into Qdrant equal one

@@ -51,7 +51,7 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
-    g = p.add_argument_group("a Ray cluster (pip install \"ragnodes[ray]\"; docs/scaling.md)")
+    g = p.add_argument_group('a Ray cluster (pip install "ragnodes[ray]"; docs/scaling.md)')
     g.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -136,8 +136,10 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         from rag.ingest.ray_engine import RaySettings, index_paths_ray
 
         if args.situate:
-            raise ConfigError("--situate runs an LLM per chunk here; it is not offered with "
-                              "--engine ray (drop one of them)")
+            raise ConfigError(
+                "--situate runs an LLM per chunk here; it is not offered with "
+                "--engine ray (drop one of them)"
+            )
         settings = RaySettings(
             address=args.ray_address,
             workers=args.ray_workers,

@@ -300,9 +300,7 @@ def _index_files(
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     report = IndexReport()
     commits = FileCommits(pipe, manifest, chunker, situator, batch_size, report)
-    res = load_paths(
-        paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn
-    )
+    res = load_paths(paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn)
     report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
     commits.start(res.files)
     for d in res.documents:

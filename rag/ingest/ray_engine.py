@@ -146,10 +146,12 @@ def index_paths_ray(
     ray = require("ray", extra="ray", feature="rag index --engine ray")
     require("ray.data", extra="ray", feature="rag index --engine ray")
     t0 = time.perf_counter()
+    started = not ray.is_initialized()
+    if started:
+        _check_reachable(settings.address)  # before anything is written
     out = Path(out)
     manifest = read_manifest(out)
     pipe = _open_or_create(out, new_pipeline)
-    started = not ray.is_initialized()
     try:
         if started:
             logging.getLogger("ray").setLevel(logging.WARNING)
@@ -178,6 +180,23 @@ def index_paths_ray(
             ray.shutdown()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _check_reachable(address: str | None) -> None:
+    """A ``host:port`` that refuses connections is one line now, not minutes of Ray retrying."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([\w.:-]+?)\]?:(\d+)", address or "")
+    if m is None:  # None, "auto", "local": Ray's own resolution
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r} ({e.strerror or e}); start it with "
+            "`ray start --head` or fix --ray-address"
+        ) from None
 
 
 def _hash_files(
