@@ -27,11 +27,11 @@ the index layer (an index folder, or a ``qdrant_hybrid`` collection by ``path=``
 
 Embedding in the actors covers every dense :class:`~rag.encoders.TransformerEncoder` of the
 retriever (dense, hybrid, ``qdrant_hybrid``); other index-time models (token encoders, SPLADE)
-and BM25 run in the driver. Any encoder node that sends documents through
-:func:`rag.embed_cache.cache_for` can take their place, e.g. a remote OpenAI-compatible
-embedding endpoint (the actors then only make HTTP calls). Files must be readable at the same
-path from every node (a shared file system). Ray: Moritz et al., "Ray: A Distributed Framework
-for Emerging AI Applications", OSDI 2018.
+and BM25 run in the driver. An encoder class with ``precomputable = True`` whose documents go
+through :func:`rag.embed_cache.cache_for` takes part too (:func:`document_encoders`): the hook
+for a remote OpenAI-compatible embedding endpoint (the actors then only make HTTP calls).
+Files must be readable at the same path from every node (a shared file system). Ray: Moritz
+et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
 
 >>> settings = RaySettings(address="127.0.0.1:6379")
 >>> index_paths_ray(["notes/"], "idx", new_pipeline, settings).lines()  # doctest: +SKIP
@@ -101,13 +101,16 @@ class RaySettings:
 
 
 def document_encoders(node: Any) -> list[tuple[Any, str]]:
-    """``(encoder, fields)`` of every dense :class:`~rag.encoders.TransformerEncoder` in a
-    retriever tree (a composite's children included), in a fixed order."""
+    """``(encoder, fields)`` of every dense document encoder in a retriever tree (a composite's
+    children included), in a fixed order: a :class:`~rag.encoders.TransformerEncoder`, or any
+    encoder node whose class sets ``precomputable = True`` (the hook for other backends, e.g.
+    a remote OpenAI-compatible embedder: its ``encode(texts, kind="document")`` must return
+    ``(N, D)`` float32 and send documents through :func:`rag.embed_cache.cache_for`)."""
     from rag.encoders import TransformerEncoder
 
     out: list[tuple[Any, str]] = []
     enc = getattr(node, "encoder", None)
-    if isinstance(enc, TransformerEncoder):
+    if isinstance(enc, TransformerEncoder) or getattr(type(enc), "precomputable", False):
         out.append((enc, getattr(node, "fields", "title+text")))
     for child in getattr(node, "retrievers", None) or []:
         out.extend(document_encoders(child))
