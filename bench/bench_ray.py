@@ -5,7 +5,10 @@ overhead per batch.
 Every run happens inside the namespaced cluster of tests/ray_cluster.py (loopback only), one
 after the other, on the same files (the first ``--files`` scifact-reports, else generated
 Markdown): hybrid BM25 + MiniLM fp32, ``--batch-size 2000``. Chunks/s is from the report's
-own seconds (model loads and cluster connection included, Python start-up not). The overhead
+own seconds (model loads and cluster connection included, Python start-up not);
+``cpu_ms_per_chunk`` is the CPU time of every process in the namespace during the run (the
+driver, the actors, Ray's own daemons) per chunk, which a loaded machine inflates far less than
+wall time. The overhead
 per batch is a Ray Data pipeline of the same shape (from_items -> task map -> actor pool map ->
 iter_batches in order) whose stages do nothing, divided by its batches.
 
@@ -136,6 +139,10 @@ def main() -> None:
             "chunks_per_s": round(chunks / seconds, 2),
             "ms_per_chunk": round(1000 * seconds / chunks, 1),
             "process_wall_s": round(step["seconds"], 1),
+            # CPU of every process in the namespace (driver, actors, raylets, GCS): the cost
+            # that does not depend on how loaded the shared machine was
+            "cluster_cpu_s": round(step.get("cpu_s", float("nan")), 1),
+            "cpu_ms_per_chunk": round(1000 * step.get("cpu_s", float("nan")) / chunks, 1),
         }
     base = out["local_1_thread"].get("chunks_per_s")
     for name in runs:

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,47 @@ def _kill_one(match: str) -> int | None:
     return None
 
 
+def _cpu_ticks() -> dict[int, int]:
+    """utime + stime (clock ticks) of every process of this namespace."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            out[int(name)] = int(fields[11]) + int(fields[12])
+    return out
+
+
+class _CpuMeter(threading.Thread):
+    """CPU seconds used by all processes of the namespace while a step runs (sampled every
+    0.2 s, so a process that lives less than that is missed): the cluster's whole cost."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.first = _cpu_ticks()
+        self.last = dict(self.first)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.last.update(_cpu_ticks())
+
+    def seconds(self) -> float:
+        self.done.set()
+        self.join()
+        self.last.update(_cpu_ticks())
+        ticks = sum(v - self.first.get(pid, 0) for pid, v in self.last.items())
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _step(step: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, **step.get("env", {})}
     kill = step.get("kill")
     t0 = time.perf_counter()
+    meter = _CpuMeter()
+    meter.start()
     p = subprocess.Popen(
         step["argv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -113,6 +151,7 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
     out = p.stdout.read()
     rc = p.wait()
     return {
+        "cpu_s": meter.seconds(),
         "rc": rc,
         "stdout": out,
         "stderr": "".join(err),
