@@ -111,6 +111,8 @@ def main() -> None:
         "local_2_threads": ([*rag, "--out", str(tmp / "l2")], {"OMP_NUM_THREADS": "2"}),
         "ray_1_worker": ([*rag, "--out", str(tmp / "r1"), *ray_args, "--ray-workers", "1"], {}),
         "ray_2_workers": ([*rag, "--out", str(tmp / "r2"), *ray_args, "--ray-workers", "2"], {}),
+        # no embedding: load + chunk + BM25 + commits, an upper bound of the writer's share
+        "local_bm25_only": ([*rag, "--out", str(tmp / "b"), "--retriever", "bm25"], {}),
     }
     steps = [{"argv": argv, "env": env} for argv, env in runs.values()]
     over = [sys.executable, __file__, "--overhead", "--address", f"127.0.0.1:{PORT}"]
