@@ -60,10 +60,12 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
         "JSONL are read as files, with the file cursor)",
     )
     g.add_argument(
-        "--ray-address", default=None, help="the cluster's head (host:port; default $RAY_ADDRESS)"
+        "--ray-address",
+        default=None,
+        help="the cluster's head, host:port (None: $RAY_ADDRESS, else a local Ray)",
     )
     g.add_argument(
-        "--ray-workers", type=int, default=None, help="embed actors (default: one per cluster CPU)"
+        "--ray-workers", type=int, default=None, help="embed actors (None: one per cluster CPU)"
     )
     g.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per embed actor")
     g.add_argument("--ray-embed-batch", type=int, default=64, help="chunks per embed call")
