@@ -66,7 +66,17 @@ def run_in_cluster(steps: list[dict[str, Any]], timeout: float = 900) -> dict[st
     """Run ``steps`` against a fresh namespaced cluster; returns ``{"steps": [one result per
     step], "cluster_start_s": seconds}``."""
     proc = subprocess.run(
-        ["unshare", "-n", "-p", "-f", "--mount-proc", sys.executable, __file__, json.dumps(steps)],
+        # --kill-child: if unshare is killed (a timeout), PID 1 and so the whole cluster go too
+        [
+            "unshare",
+            "-n",
+            "-p",
+            "--kill-child",
+            "--mount-proc",
+            sys.executable,
+            __file__,
+            json.dumps(steps),
+        ],  # fmt: skip
         env=env_for_ray(),
         capture_output=True,
         text=True,
