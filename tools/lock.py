@@ -93,7 +93,8 @@ def requirements(pyproject: Path) -> list[tuple[str, str]]:
     out = [("core", r) for r in data.get("dependencies", [])]
     for extra, reqs in data.get("optional-dependencies", {}).items():
         out += [(extra, r) for r in reqs]
-    return [(e, r) for e, r in out if canon(re.split(r"[\s\[<>=!~;]", r, 1)[0]) != "ragnodes"]
+    name = re.compile(r"[A-Za-z0-9._-]+")
+    return [(e, r) for e, r in out if canon(name.match(r.strip()).group()) != "ragnodes"]  # type: ignore[union-attr]
 
 
 def check(pyproject: Path = ROOT / "pyproject.toml", lock: Path = LOCK,
