@@ -96,16 +96,16 @@ def bf16_emulation_reason() -> str | None:
     return None
 
 
-def warn_if_bf16_emulated(what: str) -> bool:
+def warn_if_bf16_emulated(what: str, instead: str = "precision='fp32'") -> bool:
     """Warn once per ``what`` (a component name) when bf16 is requested on a CPU that emulates
-    it; True when it warned now."""
+    it, naming the setting to use ``instead``; True when it warned now."""
     reason = bf16_emulation_reason()
     if reason is None or what in _WARNED:
         return False
     _WARNED.add(what)
     warnings.warn(
         f"{what}: bf16 requested, but {reason}; bf16 is then several times SLOWER than fp32 "
-        "(~6.7x for MiniLM on an AVX2 CPU) and changes scores: use precision='fp32' here",
+        f"(~6.7x for MiniLM on an AVX2 CPU) and changes scores: use {instead} here",
         RuntimeWarning,
         stacklevel=3,
     )

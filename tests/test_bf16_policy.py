@@ -68,6 +68,7 @@ def test_bf16_maxsim_kernel_warns_and_still_scores(cpu) -> None:
     got: list[PackedTokens] = []
     msgs = _emulation_warnings(lambda: got.append(PackedTokens(t, np.array([0, 2, 4]), "bf16")))
     assert len(msgs) == 1 and msgs[0].startswith("MaxSim kernel: bf16 requested")
+    assert "kernel='float32'" in msgs[0]
     assert got[0].scores(t[:1], np.array([0, 1])).tolist() == [[1.0, 0.0]]
     assert _emulation_warnings(lambda: PackedTokens(t, np.array([0, 4]), "float32")) == []
 

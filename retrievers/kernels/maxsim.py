@@ -87,7 +87,7 @@ class PackedTokens:
 
             from rag.runtime import warn_if_bf16_emulated
 
-            warn_if_bf16_emulated("MaxSim kernel")  # emulated bf16: slower than float32
+            warn_if_bf16_emulated("MaxSim kernel", "kernel='float32'")  # emulated: slower
 
             self._t = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).bfloat16()
         self._plan = _chunks(self.offsets, CHUNK_TOKENS)
