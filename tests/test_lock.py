@@ -47,3 +47,11 @@ def test_freeze_pins_this_venv_exactly(tmp_path) -> None:
     (tmp_path / "c.txt").write_text("numpy>=1\n")
     with pytest.raises(ValueError, match="not an exact pin"):
         lock.read_lock(tmp_path / "c.txt")
+
+
+def test_update_deps_installs_every_extra_but_vllm() -> None:
+    extras = lock.main_extras()
+    assert "dev" in extras and "vllm" not in extras
+    assert {e for e, _ in lock.requirements(lock.ROOT / "pyproject.toml")} - {"core"} == {
+        *extras, "vllm"
+    } - {"all"}

@@ -7,6 +7,7 @@
     python tools/lock.py freeze            # re-freeze .venv and .venv-vllm (`make lock`)
     python tools/lock.py freeze --venv V --vllm-venv W   # other venvs (`make update-deps`)
     python tools/lock.py check             # the lock and pyproject.toml agree (exit 1 if not)
+    python tools/lock.py extras            # the extras `make update-deps` installs (all but vllm)
 
 ``check`` requires every requirement of ``pyproject.toml`` (core and every extra, ``dev``
 included; the ``vllm`` extra is read from the side venv's lock, where vLLM's CPU build is named
@@ -82,19 +83,29 @@ def read_lock(path: Path) -> dict[str, str]:
     return pins
 
 
-def requirements(pyproject: Path) -> list[tuple[str, str]]:
-    """``(extra or "core", requirement string)`` of the core and every extra, self-references
-    (``ragnodes[models,...]``) left out: their members are listed under their own extras."""
+def _project(pyproject: Path) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
-    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    return dict(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"])
+
+
+def requirements(pyproject: Path) -> list[tuple[str, str]]:
+    """``(extra or "core", requirement string)`` of the core and every extra, self-references
+    (``ragnodes[models,...]``) left out: their members are listed under their own extras."""
+    data = _project(pyproject)
     out = [("core", r) for r in data.get("dependencies", [])]
     for extra, reqs in data.get("optional-dependencies", {}).items():
         out += [(extra, r) for r in reqs]
     name = re.compile(r"[A-Za-z0-9._-]+")
     return [(e, r) for e, r in out if canon(name.match(r.strip()).group()) != "ragnodes"]  # type: ignore[union-attr]
+
+
+def main_extras(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """Every extra but ``vllm`` (the side venv's): what ``make update-deps`` installs, so that
+    the lock also pins the requirements of extras that ``dev`` does not include."""
+    return [e for e in _project(pyproject).get("optional-dependencies", {}) if e != "vllm"]
 
 
 def check(pyproject: Path = ROOT / "pyproject.toml", lock: Path = LOCK,
@@ -134,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--venv", default=str(ROOT / ".venv"))
     f.add_argument("--vllm-venv", default=str(ROOT / ".venv-vllm"))
     sub.add_parser("check", help="the lock agrees with pyproject.toml")
+    sub.add_parser("extras", help="print the extras the main venv must hold (all but vllm)")
     args = p.parse_args(argv)
+    if args.cmd == "extras":
+        print(",".join(main_extras()))
+        return 0
     if args.cmd == "freeze":
         for venv, path, what, drop in (
             (args.venv, LOCK, "The main venv (`make setup`): pip install -c constraints.txt", ()),
