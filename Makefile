@@ -79,7 +79,8 @@ AVX2_TESTS := tests/test_kernels_scan.py tests/test_kernels_maxsim.py \
 	tests/test_multivector_muvera.py tests/test_multivector_nodes.py \
 	tests/test_multivector_parity.py tests/test_contract.py tests/test_rerankers_contract.py \
 	tests/test_runtime_precision.py tests/test_stores_quantized.py tests/test_embed_cache.py \
-	tests/test_splade.py tests/test_anncur.py tests/test_quality_presets.py
+	tests/test_splade.py tests/test_anncur.py tests/test_quality_presets.py \
+	tests/test_bf16_policy.py tests/test_rerankers_cross_encoder.py
 AVX2_ENV := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
 	ONEDNN_MAX_CPU_ISA=AVX2
 test-avx2: $(STAMP)
