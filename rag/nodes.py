@@ -615,6 +615,23 @@ class BaseReranker(Node):
             hits = hits[: min(caps)]
         return ranking if hits is ranking.hits else ranking.model_copy(update={"hits": hits})
 
+    # index-time state (rag.index): one hook pair for every node, committed into the manifest
+    def index_documents(self, docs: Sequence[Document]) -> None:
+        """Hook: precompute per-document state when documents are indexed (late interaction's
+        token vectors); ``Pipeline.index`` calls it in the same commit. Default: nothing."""
+
+    def delete_documents(self, ids: Sequence[str]) -> None:
+        """Hook: forget the state of deleted documents. Default: nothing."""
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any] | None:
+        """Hook: write index-time state into ``commit`` (a :class:`rag.index.folder.Commit`) and
+        return JSON for the manifest; ``None`` (the default): no state."""
+        return None
+
+    def _open_state(self, folder: Path, state: dict[str, Any] | None) -> None:
+        """Hook: open what ``_commit_state`` wrote (``None``: the index holds no state for this
+        reranker). Default: nothing."""
+
     def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
         """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order."""
         return [self._score(r.query, [h.document for h in r.hits]) for r in rankings]
