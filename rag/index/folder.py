@@ -68,16 +68,66 @@ def is_index(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MANIFEST).exists()
 
 
-def read_pack(path: Path, layout: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of a :meth:`Commit.put_pack` file, memory-mapped (read-only)."""
-    out = {}
+MMAP_MIN = 64 << 20  # arrays at least this large are memory-mapped, smaller ones read
+
+
+class PackBytes:
+    """A byte range of a pack file read on demand with ``pread`` (no memory map: a file truncated
+    or damaged under a running process is an :class:`IndexCorruptError` naming it, never a
+    SIGBUS). Slicing returns ``bytes``."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+        self._fd = os.open(path, os.O_RDONLY)  # kept open: survives the file's deletion
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop, _ = span.indices(self.length)
+        want = max(0, stop - start)
+        got = os.pread(self._fd, want, self.offset + start)
+        if len(got) != want:
+            raise IndexCorruptError(
+                f"index {str(self.path.parent)!r}: file {self.path.name} was truncated while "
+                f"in use ({os.fstat(self._fd).st_size} bytes); {repair_hint(self.path.parent)}"
+            )
+        return got
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+
+def read_pack(path: Path, layout: dict[str, Any], lazy: tuple[str, ...] = (),
+              mmap_min: int = MMAP_MIN) -> dict[str, Any]:
+    """The arrays of a :meth:`Commit.put_pack` file: each at least ``mmap_min`` bytes
+    memory-mapped (read-only), smaller ones read into memory, and the keys in ``lazy`` as
+    :class:`PackBytes` (read on demand). The file's size is checked against the layout first, so
+    a short file is an :class:`IndexCorruptError` naming it, never a SIGBUS on a mapped page."""
+    size = path.stat().st_size
+    out: dict[str, Any] = {}
     for key, spec in layout.items():
         shape = tuple(spec["shape"])
-        if int(np.prod(shape)) == 0:
-            out[key] = np.zeros(shape, dtype=spec["dtype"])
+        dtype = np.dtype(spec["dtype"])
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if spec["offset"] + nbytes > size:
+            raise IndexCorruptError(
+                f"index {str(path.parent)!r}: file {path.name} is truncated ({size} bytes, its "
+                f"layout needs {spec['offset'] + nbytes}); {repair_hint(path.parent)}"
+            )
+        if key in lazy:
+            out[key] = PackBytes(path, spec["offset"], nbytes)
+        elif nbytes == 0:
+            out[key] = np.zeros(shape, dtype=dtype)
+        elif nbytes >= mmap_min:
+            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=spec["offset"], shape=shape)
         else:
-            out[key] = np.memmap(path, dtype=spec["dtype"], mode="r", offset=spec["offset"],
-                                 shape=shape)
+            with open(path, "rb") as f:
+                f.seek(spec["offset"])
+                out[key] = np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape)
     return out
 
 
