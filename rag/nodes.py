@@ -245,7 +245,12 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not a text config (byte {e.start} is not UTF-8); give a .json or .yaml file"
+        ) from None
     if p.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -262,6 +267,13 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping with a 'type' key")
+    try:
+        json.dumps(data, default=str)
+    except ValueError:  # YAML anchors can make a value contain itself: a: &a [*a]
+        raise ConfigError(
+            f"{p}: a value contains itself (a YAML alias inside its own anchor); a config must "
+            "be a tree"
+        ) from None
     return data
 
 
