@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+
 import pytest
 
 from rag.cli import main
-from rag.errors import ConfigError, IndexCorruptError
+from rag.errors import ConfigError
 from rag.pipeline import Pipeline
 from retrievers import BM25Retriever, DenseRetriever, HybridRetriever, QdrantStore
 from retrievers.multivector import LateInteractionReranker, TokenEncoder
