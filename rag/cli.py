@@ -43,7 +43,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         return _index(args)
     except BaseException:
-        if created and not _holds_documents(out):
+        if created and out is not None and not _holds_documents(out):
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)

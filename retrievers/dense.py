@@ -158,8 +158,8 @@ class DenseRetriever(BaseRetriever):
     def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
         if "vectors" not in state:
             super()._open_state(folder, state)
-            if "store" in state:  # a Qdrant collection: as committed, or one line
-                self.store.check(state["store"], folder)
+            if "store" in state and isinstance(self.store, QdrantStore):
+                self.store.check(state["store"], folder)  # as committed, or one line
             return
         self._segments().open(folder, state["vectors"], self.store, self.documents)
 

@@ -78,7 +78,7 @@ class PackBytes:
 
     def __init__(self, path: Path, offset: int, length: int) -> None:
         self.path, self.offset, self.length = path, offset, length
-        self._fd = os.open(path, os.O_RDONLY)  # kept open: survives the file's deletion
+        self._fd: int | None = os.open(path, os.O_RDONLY)  # survives the file's deletion
 
     def __len__(self) -> int:
         return self.length
@@ -86,6 +86,7 @@ class PackBytes:
     def __getitem__(self, span: slice) -> bytes:
         start, stop, _ = span.indices(self.length)
         want = max(0, stop - start)
+        assert self._fd is not None
         got = os.pread(self._fd, want, self.offset + start)
         if len(got) != want:
             raise IndexCorruptError(

@@ -106,7 +106,7 @@ def _release_all() -> None:
 
 def read_leases(folder: Path, remove_stale: bool = False) -> list[dict[str, Any]]:
     """The leases of live readers; stale ones (dead pid) are removed when ``remove_stale``."""
-    out = []
+    out: list[dict[str, Any]] = []
     d = folder / READERS
     if not d.is_dir():
         return out

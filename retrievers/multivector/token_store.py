@@ -284,8 +284,12 @@ class TokenStore(Node):
 
         if state["dtype"] != self.dtype:
             raise DataError(f"{folder} holds {state['dtype']} tokens but dtype={self.dtype!r}")
-        segs, where, ids, payloads = [], {}, [], []
-        tokens, lens = [], []
+        segs: list[dict[str, Any]] = []
+        where: dict[str, tuple[int, int]] = {}
+        ids: list[str] = []
+        payloads: list[dict[str, Any]] = []
+        tokens: list[Any] = []
+        lens: list[np.ndarray] = []
         for k, s in enumerate(state["segments"]):
             file = f"{s['name']}.tok"
             pack = read_pack(Path(folder) / file, s["layout"])
