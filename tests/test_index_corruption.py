@@ -206,3 +206,25 @@ def test_damaged_documents_under_a_running_server_are_a_logged_500(tmp_path, dem
     assert ok.status_code == 200 and ok.json()["hits"][0]["document"]["id"] == demo_docs[0].id
 
 
+
+
+def test_read_only_server_keeps_serving_when_a_newer_generation_is_damaged(tmp_path, demo_docs,
+                                                                          caplog):
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+
+    idx = tmp_path / "idx"
+    Pipeline(retriever=BM25Retriever()).index(demo_docs[:12]).save(idx)
+    ro = TestClient(create_app(Pipeline.open(idx, read_only=True), auth=False, read_only=True))
+    writer = Pipeline.open(idx)
+    writer.index([{"id": "ceres", "text": "Ceres dwarf planet asteroid belt"}])
+    writer.close()
+    newest = sorted(idx.glob("*.docs"))[-1]
+    damage(newest, "flipped")
+    with caplog.at_level(logging.ERROR, logger="ragnodes.server"):
+        for _ in range(3):
+            r = ro.post("/search", json={"query": demo_docs[0].text, "k": 1})
+            assert r.status_code == 200  # the generation it has
+    logged = [rec.getMessage() for rec in caplog.records if newest.name in rec.getMessage()]
+    assert len(logged) == 1  # once, not per search
