@@ -228,3 +228,29 @@ def test_read_only_server_keeps_serving_when_a_newer_generation_is_damaged(tmp_p
             assert r.status_code == 200  # the generation it has
     logged = [rec.getMessage() for rec in caplog.records if newest.name in rec.getMessage()]
     assert len(logged) == 1  # once, not per search
+
+
+def test_every_write_path_commits_the_token_store(tmp_path, demo_docs):
+    """`rag index --config` with a late-interaction reranker, then `POST /documents`: both reach
+    the token store, in the commit."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+
+    cfg = tmp_path / "pipe.json"
+    rr = LateInteractionReranker(encoder=TokenEncoder(precision="fp32"), cache_size=0)
+    cfg.write_text(json.dumps(Pipeline(retriever=BM25Retriever(), rerankers=[rr]).to_config()))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n"
+                              for d in demo_docs[:8]), encoding="utf-8")
+    idx = tmp_path / "idx"
+    assert main(["index", str(corpus), "--config", str(cfg), "--out", str(idx)]) == 0
+    assert list(idx.glob("*.tok")) and not (idx / "rerank0").exists()
+    assert Pipeline.open(idx).rerankers[0].token_store.count() == 8
+    client = TestClient(create_app(Pipeline.open(idx), auth=False))
+    r = client.post("/documents", json={"documents": [{"id": "ceres", "text": "Ceres"}]})
+    assert r.status_code == 200
+    store = Pipeline.open(idx).rerankers[0].token_store
+    assert store.count() == 9 and store._row.get("ceres") is not None
