@@ -254,3 +254,17 @@ def test_every_write_path_commits_the_token_store(tmp_path, demo_docs):
     assert r.status_code == 200
     store = Pipeline.open(idx).rerankers[0].token_store
     assert store.count() == 9 and store._row.get("ceres") is not None
+
+
+@pytest.mark.parametrize("how", ["deleted", pytest.param("truncated", marks=pytest.mark.slow)])
+def test_qdrant_hybrid_local_folder_is_checked_on_open(tmp_path, demo_docs, how, capsys):
+    from retrievers import QdrantHybridRetriever
+
+    qp, idx = tmp_path / "qdrant", tmp_path / "idx"
+    r = QdrantHybridRetriever(path=str(qp), collection="notes")
+    Pipeline(retriever=r).index(demo_docs[:8]).save(idx)
+    r.close()
+    capsys.readouterr()  # the model-loading progress of the build
+    target = qp / ("meta.json" if how == "deleted" else "collection/notes/storage.sqlite")
+    damage(target, how)
+    one_line_naming(main(["search", str(idx), QUERY]), capsys.readouterr().err, target.name)
