@@ -76,12 +76,16 @@ def slug(text: str) -> str:
 
 
 def load_system(path: str | Path, chunk: bool = False) -> EvalSystem:
-    """Build the system of the eval config at ``path`` (see the module docstring); ``chunk``
+    """Build the system of the eval config at ``path`` (or a packaged preset's name: ``fast``,
+    ``quality``; see the module docstring); ``chunk``
     (``rag eval --chunk``) chunks a BEIR corpus with the default chunker when the config names
     none."""
     from rag.ingest import Chunker
     from rag.nodes import Node, _import_all_nodes, load_config_file
+    from rag.presets import preset_path, presets
 
+    if not Path(path).exists() and str(path) in presets():  # a packaged preset by name
+        path = preset_path(str(path))
     cfg = dict(load_config_file(path))
     name = cfg.pop("name", None)
     if name is not None and (not isinstance(name, str) or not name.strip()):

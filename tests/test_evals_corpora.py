@@ -217,3 +217,14 @@ def test_scifact_reports_folder_corpus_reproduces_chunked_bm25(tmp_path: Path) -
     # docs/ingestion.md, bench/bench_chunking.py --reports 648: chunked BM25, max grouping
     assert round(r["stages"]["retrieval"]["aggregate"]["nDCG@10"], 4) == 0.6759
     assert r["dataset_warnings"] == [] and r["n_queries"] == 300
+
+
+def test_presets_are_eval_configs() -> None:
+    from evals.systems import load_system
+    from rag.presets import load_preset
+
+    quality = load_system("quality")
+    assert quality.name == "quality" and quality.chunk and quality.chunker is None
+    assert quality.node == load_preset("quality") and quality.node.depth == 1000
+    fast = load_system("fast")
+    assert fast.node.name == "bm25" and not fast.chunk
