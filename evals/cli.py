@@ -130,7 +130,7 @@ def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Datase
     chunk = bool(getattr(args, "chunk", False))
     ds = resolve_dataset(args.dataset, args.split, args.data_dir)
     systems = [load_system(cfg, chunk=chunk) for cfg in configs]  # all checked before indexing
-    names = [slug(s.name) for s in systems] + [slug(Path(r).name.split(".")[0]) for r in runs]
+    names = [s.name for s in systems] + [slug(Path(r).name.split(".")[0]) for r in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"systems need distinct names (file stem or 'name:'), got {names}")
     units = _units(args.content_units, ds)

@@ -7,7 +7,8 @@ without its ``type`` (``{"retriever": ..., "rerankers": [...]}``), plus two opti
 belong to the evaluation:
 
 * ``name``: labels the system in the report, the run files and the progress bars (default: the
-  config file's stem), so two hybrid configs are told apart;
+  config file's stem; made file-name safe: ``bm25 chunks`` becomes ``bm25_chunks``), so two
+  hybrid configs are told apart;
 * ``chunker``: a chunker config (``{"type": "chunker", "contextual": false}``), or ``true`` for
   the chunker ``rag index`` builds from the retriever's encoder.
 
@@ -108,7 +109,7 @@ def load_system(path: str | Path, chunk: bool = False) -> EvalSystem:
     elif spec not in (None, True, False):
         raise ConfigError(f"{path}: 'chunker' must be a chunker config or true, got {spec!r}")
     return EvalSystem(
-        name=name.strip() if name else Path(path).stem,
+        name=slug(name.strip() if name else Path(path).stem),  # file-name safe everywhere
         node=node,
         chunker=chunker,
         chunk=chunk or spec is True or chunker is not None,
