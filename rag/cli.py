@@ -79,11 +79,11 @@ def _index(args: argparse.Namespace) -> int:
         return 0
     if not args.corpus:
         raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
+    if args.config and getattr(args, "preset", None):
+        raise ConfigError("pass either --config or --preset, not both")
     if wants_ingest(args):  # files, folders, globs: rag/ingest
         return run_index(args, build_retriever)
     docs = read_documents(args.corpus)
-    if args.config and getattr(args, "preset", None):
-        raise ConfigError("pass either --config or --preset, not both")
 
     def make() -> Any:
         if args.config:
