@@ -123,13 +123,15 @@ def index_paths(
     chunker: Chunker | None = None,
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
-    ``batch_size`` chunks (rounded up to whole files) go into each commit."""
+    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
+    total)`` is called after each commit with the documents (files, records) indexed so far."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -152,6 +154,7 @@ def index_paths(
             chunker,
             situator,
             batch_size,
+            progress if progress is not None else (lambda done, total: None),
         )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
@@ -202,9 +205,12 @@ class FileCommits:
         batch_size: int,
         report: IndexReport,
         around_commit: Callable[[list[Document]], Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.pipe, self.manifest, self.batch_size, self.report = pipe, manifest, batch_size, report
         self.around_commit = around_commit
+        self.progress = progress  # (documents done, total) after each commit
+        self.done = self.total = 0
         old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
         self.settings: dict[str, Any] = {"chunker": chunker.to_config()}
         self.settings["situator"] = situator.to_config() if situator is not None else None
@@ -248,7 +254,9 @@ class FileCommits:
             self.report.changed -= 1
             self.report.removed += 1
 
-    def add(self, source: str, parts: list[Document]) -> None:
+    def add(self, source: str, parts: list[Document], documents: int = 1) -> None:
+        """Queue one document's (or file's) chunks; ``documents`` counts for ``progress``."""
+        self.done += documents
         entry = self.files.setdefault(source, {"sha256": self.found[source], "chunks": []})
         entry["chunks"].extend(c.id for c in parts)
         self.batch.extend(parts)
@@ -267,6 +275,8 @@ class FileCommits:
             self.pipe.index(list(batch), cursor=self.cursor())
         report.chunks_added += len(batch)
         self.batch = []
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
     def finish(self) -> None:
         for s, digest in self.found.items():  # files that gave no chunks (empty) are still known
@@ -275,9 +285,6 @@ class FileCommits:
             self.commit()
         elif self.pipe.cursor(CURSOR) != self.cursor()[1]:
             self.pipe.delete([], cursor=self.cursor())
-        pipe = self.pipe
-        if self.report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
-            pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
 
 
 def _index_files(
@@ -295,13 +302,15 @@ def _index_files(
     chunker: Chunker | None,
     situator: Any,
     batch_size: int,
+    progress: Callable[[int, int], None],
 ) -> IndexReport:
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     report = IndexReport()
-    commits = FileCommits(pipe, manifest, chunker, situator, batch_size, report)
+    commits = FileCommits(pipe, manifest, chunker, situator, batch_size, report, progress=progress)
     res = load_paths(paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn)
     report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
+    commits.total = len(res.documents)
     commits.start(res.files)
     for d in res.documents:
         commits.add(str(d.metadata["source"]), _chunks_of(d, chunker, chunk_records, situator))
