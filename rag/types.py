@@ -133,9 +133,8 @@ class Ranking(BaseModel):
     def arrays(self) -> ScoredIds:
         """The hits as ``(ids, scores float64)`` arrays, best first (fusion's input)."""
         hits = self.hits
-        return ScoredIds(
-            [h.document.id for h in hits], np.fromiter((h.score for h in hits), np.float64, len(hits))
-        )
+        scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
+        return ScoredIds([h.document.id for h in hits], scores)
 
     @classmethod
     def from_arrays(

@@ -143,20 +143,16 @@ def _numba_matching() -> Any:
                 filled = 0
                 for u in range(m):
                     d = touched[u]
-                    x = row[d]
-                    if not allowed[d] or x == 0:
+                    x = row[d] if allowed[d] else 0
+                    # enters when it beats the k-th by (score desc, row asc); -inf/-1 pads
+                    p = min(filled, k - 1)
+                    if x == 0 or (filled == k and (x, -d) <= (vv[p], -iv[p])):
                         continue
-                    if filled == k and not (x > vv[k - 1] or (x == vv[k - 1] and d < iv[k - 1])):
-                        continue
-                    p = filled if filled < k else k - 1
-                    while p > 0 and (x > vv[p - 1] or (x == vv[p - 1] and d < iv[p - 1])):
-                        vv[p] = vv[p - 1]
-                        iv[p] = iv[p - 1]
+                    while p > 0 and (x, -d) > (vv[p - 1], -iv[p - 1]):
+                        vv[p], iv[p] = vv[p - 1], iv[p - 1]
                         p -= 1
-                    vv[p] = x
-                    iv[p] = d
-                    if filled < k:
-                        filled += 1
+                    vv[p], iv[p] = x, d
+                    filled = min(filled + 1, k)
 
         _NUMBA_MATCHING = kernel
     return _NUMBA_MATCHING
