@@ -123,6 +123,7 @@ class TransformerEncoder(Node):
         self.truncated = 0
 
     def _load(self) -> None:
+        self.runtime: EncoderRuntime
         if self.backend == "onnx":
             from rag.onnx_runtime import OnnxEncoderRuntime
 

@@ -235,6 +235,7 @@ NODE_MODULES = (
     "rag.pipeline",
     "rag.compressors",
     "rag.ingest",
+    "rag.remote_encoder",
 )
 
 
@@ -422,12 +423,14 @@ class BaseRetriever(Node):
         self.load()
         results = self._search(queries, min(k, len(self.documents)), filter)
         docs = self.documents
-        return [
-            Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name)
-            if isinstance(res, ScoredIds)
-            else Ranking.from_scored(q, ((docs[i], s) for i, s in res if i in docs), k, self.name)
-            for q, res in zip(queries, results)
-        ]
+        out = []
+        for q, res in zip(queries, results):
+            if isinstance(res, ScoredIds):
+                out.append(Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name))
+            else:
+                pairs = ((docs[i], float(s)) for i, s in res if i in docs)
+                out.append(Ranking.from_scored(q, pairs, k, self.name))
+        return out
 
     # hooks
     def _add(self, docs: list[Document]) -> None:
