@@ -55,6 +55,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
     if wants_ingest(args):  # files, folders, globs: rag/ingest
         return run_index(args, build_retriever)
+    if getattr(args, "workers", 1) != 1:
+        raise ConfigError(
+            "--workers applies to files and folders (rag index PATH...); a JSONL corpus is "
+            "embedded in one process: drop --workers"
+        )
     docs = read_documents(args.corpus)
     if args.config and getattr(args, "preset", None):
         raise ConfigError("pass either --config or --preset, not both")
