@@ -159,8 +159,9 @@ def main() -> None:
         queries = [q.text for q in ds.queries[: args.queries]]
         ours32, enc = _ours("fp32")
         n_tok = sum(len(x) for x in enc.tokenize(texts)["input_ids"])
-        systems = {"st_fp32": _st_encoder("fp32"), "st_bf16": _st_encoder("bf16"),
-                   "ragnodes_fp32": ours32}
+        systems = {"st_fp32": _st_encoder("fp32"), "ragnodes_fp32": ours32}
+        if "bf16" in args.precisions.split(","):  # its peer only when bf16 is measured
+            systems["st_bf16"] = _st_encoder("bf16")
         for spec in [p for p in args.precisions.split(",") if p and p != "fp32"]:
             systems[f"ragnodes_{spec.replace('-', '_')}"] = _ours(spec)[0]
         out["speed"] = {"docs": len(texts), "tokens": n_tok}
