@@ -199,7 +199,7 @@ class BM25Retriever(BaseRetriever):
             allowed &= np.array(
                 [i in docs and matches(docs[i].metadata, filter) for i in order], dtype=bool
             )
-        idx_b, vals_b = kbm25.topk_matching(
+        idx_b, vals_b = kbm25.topk(
             seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed
         )
         return _scored(order, idx_b, vals_b)

@@ -39,7 +39,6 @@ from retrievers.kernels.dense import block_topk
 
 _NUMBA_KERNEL: Any = None
 _NUMBA_TOPK: Any = None
-_NUMBA_MATCHING: Any = None
 SMALL_K = 64  # up to this k the numba backend selects by insertion in one pass per row
 
 
@@ -108,56 +107,6 @@ def _numba_topk() -> Any:
     return _NUMBA_TOPK
 
 
-def _numba_matching() -> Any:
-    """Top-k over the documents a query touches only (Lucene's way: no pass over all ``N``):
-    add the postings into one row, list each document the first time it is touched (a stamp
-    per query, so nothing is zeroed but the touched cells), then insert the touched, allowed,
-    non-zero scores into the top ``k`` by (score descending, row ascending), the order a scan
-    of every row gives, so the result equals :func:`_numba_topk`'s minus its zero scores."""
-    global _NUMBA_MATCHING
-    if _NUMBA_MATCHING is None:
-        import numba
-
-        @numba.njit(nogil=True, cache=True)
-        def kernel(data, indptr, indices, ids, ptr, allowed, k, idx, vals):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, E501
-            n = len(allowed)
-            row = np.zeros(n, dtype=vals.dtype)
-            stamp = np.zeros(n, dtype=np.int64)
-            touched = np.empty(n, dtype=np.int64)
-            for b in range(len(ptr) - 1):
-                m = 0
-                for t in range(ptr[b], ptr[b + 1]):
-                    tok = ids[t]
-                    for j in range(indptr[tok], indptr[tok + 1]):
-                        d = indices[j]
-                        if stamp[d] != b + 1:
-                            stamp[d] = b + 1
-                            row[d] = 0
-                            touched[m] = d
-                            m += 1
-                        row[d] += data[j]
-                iv, vv = idx[b], vals[b]
-                for j in range(k):
-                    vv[j] = -np.inf
-                    iv[j] = -1  # -inf placeholders, dropped by callers
-                filled = 0
-                for u in range(m):
-                    d = touched[u]
-                    x = row[d] if allowed[d] else 0
-                    # enters when it beats the k-th by (score desc, row asc); -inf/-1 pads
-                    p = min(filled, k - 1)
-                    if x == 0 or (filled == k and (x, -d) <= (vv[p], -iv[p])):
-                        continue
-                    while p > 0 and (x, -d) > (vv[p - 1], -iv[p - 1]):
-                        vv[p], iv[p] = vv[p - 1], iv[p - 1]
-                        p -= 1
-                    vv[p], iv[p] = x, d
-                    filled = min(filled + 1, k)
-
-        _NUMBA_MATCHING = kernel
-    return _NUMBA_MATCHING
-
-
 def token_ids(bm25: Any, queries: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
     """Flat vocabulary ids of the queries' known tokens (duplicates kept, as bm25s) and the
     per-query offsets ``(B + 1,)``."""
@@ -188,38 +137,6 @@ def scores(bm25: Any, queries: Sequence[Sequence[str]], backend: str = "auto") -
             if ptr[b + 1] > ptr[b]:
                 out[b] += nonocc[flat[ptr[b] : ptr[b + 1]]].sum()
     return out
-
-
-def topk_matching(
-    bm25: Any,
-    queries: Sequence[Sequence[str]],
-    k: int,
-    allowed: np.ndarray | None = None,
-    backend: str = "auto",
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`topk` restricted to the documents that share a term with the query and score
-    non-zero (the lexical retrievers' ``matching_only`` contract); the rest of each row is
-    ``-inf``. With numba and ``k <= SMALL_K`` only the touched documents are visited (the cost is
-    the postings read, not ``N``); methods that add a score to every document (``bm25l``,
-    ``bm25+``) go through :func:`topk`."""
-    n = int(bm25.scores["num_docs"])
-    k = min(k, n)
-    if (
-        k > SMALL_K
-        or backend_of(backend) != "numba"
-        or getattr(bm25, "nonoccurrence_array", None) is not None
-    ):
-        idx, vals = topk(bm25, queries, k, allowed, backend)
-        return idx, np.where(vals != 0, vals, -np.inf).astype(vals.dtype)
-    sc = bm25.scores
-    data, indptr, indices = (np.asarray(sc[x]) for x in ("data", "indptr", "indices"))
-    flat, ptr = token_ids(bm25, queries)
-    dtype = np.dtype(bm25.dtype)
-    mask = np.ones(n, dtype=np.bool_) if allowed is None else np.asarray(allowed, np.bool_)
-    idx = np.empty((len(queries), k), dtype=np.int64)
-    vals = np.empty((len(queries), k), dtype=dtype)
-    _numba_matching()(data, indptr, indices, flat, ptr, mask, k, idx, vals)
-    return idx, vals
 
 
 def topk(
