@@ -104,7 +104,7 @@ def cache_for(encoder: Any) -> EmbeddingCache | None:
     if not root:
         return None
     key = json.dumps(
-        {"model": model_fingerprint(encoder.model), "config": encoder.cache_key()},
+        {"model": _fingerprint_of(encoder), "config": encoder.cache_key()},
         sort_keys=True,
     )
     ns = hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -138,6 +138,13 @@ def precomputed(
     finally:
         with _lock:
             _pinned.pop(id(encoder), None)
+
+
+def _fingerprint_of(encoder: Any) -> str:
+    """The encoder's own ``fingerprint()`` (a remote model has no local files), else the hash
+    of its model folder (:func:`model_fingerprint`)."""
+    own = getattr(encoder, "fingerprint", None)
+    return str(own()) if callable(own) else model_fingerprint(encoder.model)
 
 
 def memory_cache(capacity: int) -> EmbeddingCache:

@@ -23,6 +23,8 @@ _EXTRA_OF = {
     "docx": "ingest",
     "html2text": "ingest",
     "ray": "ray",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
 }
 
 

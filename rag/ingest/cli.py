@@ -49,6 +49,12 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--situate-model", default="smollm2-135m", help="the model for --situate")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that embed each batch (dense/hybrid); one writer commits in order",
+    )
+    p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
     g = p.add_argument_group('a Ray cluster (pip install "ragnodes[ray]"; docs/scaling.md)')
@@ -161,6 +167,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
             args.out,
             make,
             situator=Situator(args.situate_model) if args.situate else None,
+            workers=args.workers,
             **common,
         )
     for line in report.lines():

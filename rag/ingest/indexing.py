@@ -18,10 +18,11 @@ with nothing changed writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ def index_paths(
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
@@ -131,7 +133,11 @@ def index_paths(
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
     ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
-    total)`` is called after each commit with the documents (files, records) indexed so far."""
+    total)`` is called after each commit with the documents (files, records) indexed so far;
+    ``workers > 1`` encodes each batch in that many processes before this process commits it
+    (:mod:`rag.ingest.workers`)."""
+    from rag.ingest.workers import encode_pool
+
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -139,23 +145,25 @@ def index_paths(
     manifest = read_manifest(out)
     pipe = _open_or_create(out, new_pipeline)
     try:
-        report = _index_files(
-            pipe,
-            manifest,
-            paths,
-            include,
-            exclude,
-            strict,
-            chunk_size,
-            chunk_overlap,
-            chunk_records,
-            csv_columns,
-            warn,
-            chunker,
-            situator,
-            batch_size,
-            progress if progress is not None else (lambda done, total: None),
-        )
+        with encode_pool(pipe.retriever, workers) as pool:
+            report = _index_files(
+                pipe,
+                manifest,
+                paths,
+                include,
+                exclude,
+                strict,
+                chunk_size,
+                chunk_overlap,
+                chunk_records,
+                csv_columns,
+                warn,
+                chunker,
+                situator,
+                batch_size,
+                progress if progress is not None else (lambda done, total: None),
+                pool,
+            )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
     finally:
@@ -287,6 +295,15 @@ class FileCommits:
             self.pipe.delete([], cursor=self.cursor())
 
 
+def _prefilled(pool: Any) -> Callable[[list[Document]], Any]:
+    @contextlib.contextmanager
+    def around(batch: list[Document]) -> Iterator[None]:
+        pool.prefill(batch)  # --workers: the vectors, from the worker processes, into the cache
+        yield
+
+    return around
+
+
 def _index_files(
     pipe: Any,
     manifest: dict[str, Any] | None,
@@ -303,11 +320,14 @@ def _index_files(
     situator: Any,
     batch_size: int,
     progress: Callable[[int, int], None],
+    pool: Any,
 ) -> IndexReport:
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     report = IndexReport()
-    commits = FileCommits(pipe, manifest, chunker, situator, batch_size, report, progress=progress)
+    commits = FileCommits(
+        pipe, manifest, chunker, situator, batch_size, report, _prefilled(pool), progress
+    )
     res = load_paths(paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn)
     report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
     commits.total = len(res.documents)
