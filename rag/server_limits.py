@@ -1,18 +1,16 @@
 """The limits that protect ``rag serve``: each violation is a 4xx whose one line states the limit
 and the flag that sets it.
 
-======================  =====================  ========================================  ======
-limit                   ``rag serve`` flag     what happens                              status
-======================  =====================  ========================================  ======
-messages per request    ``--max-messages``     refused before any work                   422
-prompt tokens           ``--max-prompt-tokens``  refused before retrieval                422
-body-read timeout       ``--body-timeout``     a body not received in time: answered     408
-                                               and the connection closed (slowloris)
-request timeout         ``--request-timeout``  no response started in time: cancelled   408
-generation timeout      ``--generation-timeout``  the answer is cut: generation cancelled  408
-concurrency per stage   ``--max-concurrent``   ``search=64,generate=4``: a request over  429
-                                               a stage's limit is refused at once
-======================  =====================  ========================================  ======
+* ``--max-messages`` (256): messages per request; refused before any work (422).
+* ``--max-prompt-tokens`` (8192): prompt tokens per request; refused before retrieval (422).
+* ``--body-timeout`` (10 s): the whole body must arrive in time, however slowly it trickles in;
+  otherwise 408 and the connection is closed (slowloris).
+* ``--request-timeout`` (60 s): a response must start in time; otherwise the handler is
+  cancelled and the answer is 408.
+* ``--generation-timeout`` (120 s): an answer must be generated in time; otherwise the
+  generation is cancelled and the answer is 408.
+* ``--max-concurrent`` (``search=64,generate=4``): requests in flight per stage; one more is
+  refused at once (429).
 
 A streamed answer that hits the generation timeout ends with one ``error`` event (OpenAI routes:
 one ``{"error": ...}`` chunk) stating the limit, since its 200 status was already sent.

@@ -66,7 +66,11 @@ class ReadWriteLock:
             try:
                 await asyncio.shield(fut)
             except asyncio.CancelledError:
-                fut.add_done_callback(lambda f: f.cancelled() or self._release_read())
+                def undo(f: Any) -> None:  # acquired for a waiter that is gone
+                    if not f.cancelled():
+                        self._release_read()
+
+                fut.add_done_callback(undo)
                 raise
         try:
             yield

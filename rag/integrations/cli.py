@@ -56,8 +56,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("lifecycle")
     g.add_argument("--drain-timeout", type=float, default=10.0,
                    help="on SIGTERM, seconds to finish in-flight requests before cancelling them")
-    g.add_argument("--worker-threads", type=int, default=None,
-                   help="threads for CPU-bound stages (default: min(8, cpus + 2))")
+    g.add_argument("--worker-threads", type=int, default=0,
+                   help="threads for CPU-bound stages (0: min(8, cpus + 2))")
 
 
 def add_mcp_args(p: argparse.ArgumentParser) -> None:
@@ -117,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     tracing.configure()  # OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT, if set
-    if args.worker_threads is not None:
+    if args.worker_threads:
         set_pool_size(args.worker_threads)
     pipe = _open(args)
     host = f"[{args.host}]" if ":" in args.host else args.host

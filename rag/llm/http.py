@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from rag.errors import ConfigError, RagError
@@ -190,7 +190,7 @@ class HTTPLLM:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def achunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def achunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The JSON chunks of one streamed request; the response is closed (the server stops
         generating) as soon as the consumer stops or is cancelled."""
         resp = await self.asend(body)
