@@ -2,7 +2,7 @@
 
 Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
 
-    GET    /health       status, no key needed          -> HealthResponse ("loading"/"ok")
+    GET    /health       status, no key needed          -> HealthResponse (503 while loading)
     GET    /health/live  the process serves HTTP        -> {"status": "live"}
     GET    /health/ready index and models loaded        -> {"status": "ready", ...}, else 503
     POST   /search       SearchRequest                  -> rag.types.Ranking
@@ -94,7 +94,7 @@ from rag.types import Answer, Query, Ranking
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 except ImportError:
     require("fastapi", extra="serve", feature="the HTTP server")
     raise
@@ -391,14 +391,22 @@ def health_router() -> APIRouter:
     """``/health`` (as before), ``/health/live`` and ``/health/ready``; no key needed."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/health", response_model=HealthResponse, summary="status (no key needed)")
-    def health(state: State) -> HealthResponse:
-        return HealthResponse(
+    @router.get(
+        "/health",
+        response_model=HealthResponse,
+        summary="status (no key needed): 200 once ready, 503 with status 'loading' before",
+        responses={503: {"model": HealthResponse, "description": "still loading"}},
+    )
+    def health(state: State) -> Any:
+        body = HealthResponse(
             status="ok" if state.ready else "loading",
             documents=state.size,
             retriever=state.pipeline.retriever.name,
             generator=state.pipeline.generator is not None,
         )
+        if not state.ready:  # as before: 200 means requests can be sent
+            return JSONResponse(body.model_dump(), status_code=503)
+        return body
 
     @router.get("/health/live", summary="the process serves HTTP (no key needed)")
     def live() -> dict[str, str]:

@@ -30,7 +30,7 @@ QUERIES = ["largest planet", "rings of Saturn", "red planet Mars", "hottest plan
 
 @pytest.fixture(scope="module")
 def upstream():
-    with llm_stub(0.02) as base:
+    with llm_stub(0.04) as base:  # 25 tokens/s per stream
         yield base
 
 
@@ -103,25 +103,37 @@ def _p95(xs: list[float]) -> float:
     return float(np.percentile(xs, 95))
 
 
+def _loaded_burst(url: str, per_client: int) -> tuple[list[float], int]:
+    streams = [_Stream(url), _Stream(url)]
+    for s in streams:
+        s.start()
+    assert all(s.first.wait(30) for s in streams), "the long streams did not start"
+    before = sum(s.tokens for s in streams)
+    lat = asyncio.run(_burst(url, 32, per_client))
+    tokens = sum(s.tokens for s in streams) - before
+    assert not any(s.done.is_set() for s in streams), "a stream ended during the burst"
+    for s in streams:
+        s.stop()
+    for s in streams:
+        s.done.wait(30)
+    return lat, tokens
+
+
 def _load_run(url: str, rounds: int, per_client: int) -> dict:
+    """Idle and loaded bursts in ABBA order (idle, loaded, loaded, idle, ...), so a drift in the
+    shared machine's load hits both alike; p95 over all the bursts of each kind."""
     asyncio.run(_burst(url, 32, 2))  # warm connections and caches
     idle: list[float] = []
     loaded: list[float] = []
     tokens_during = []
-    for _ in range(rounds):  # interleaved, so drift in the machine's load hits both alike
-        idle += asyncio.run(_burst(url, 32, per_client))
-        streams = [_Stream(url), _Stream(url)]
-        for s in streams:
-            s.start()
-        assert all(s.first.wait(30) for s in streams), "the long streams did not start"
-        before = sum(s.tokens for s in streams)
-        loaded += asyncio.run(_burst(url, 32, per_client))
-        tokens_during.append(sum(s.tokens for s in streams) - before)
-        assert not any(s.done.is_set() for s in streams), "a stream ended during the burst"
-        for s in streams:
-            s.stop()
-        for s in streams:
-            s.done.wait(30)
+    for r in range(rounds):
+        for kind in ("idle", "loaded") if r % 2 == 0 else ("loaded", "idle"):
+            if kind == "idle":
+                idle += asyncio.run(_burst(url, 32, per_client))
+            else:
+                lat, tokens = _loaded_burst(url, per_client)
+                loaded += lat
+                tokens_during.append(tokens)
     return {"idle_p95_ms": _p95(idle), "loaded_p95_ms": _p95(loaded),
             "idle_p50_ms": float(np.median(idle)), "loaded_p50_ms": float(np.median(loaded)),
             "requests_each": len(idle), "stream_tokens_during_bursts": tokens_during}
@@ -135,12 +147,12 @@ def _check_load(out: dict) -> None:
 
 def test_search_p95_under_two_long_streams(server):
     """32 concurrent /search while 2 long answers stream: p95 within 2x its idle p95."""
-    _check_load(_load_run(server.url, rounds=2, per_client=4))
+    _check_load(_load_run(server.url, rounds=2, per_client=3))
 
 
 @pytest.mark.slow
 def test_search_p95_under_two_long_streams_long(server):
-    _check_load(_load_run(server.url, rounds=4, per_client=12))
+    _check_load(_load_run(server.url, rounds=6, per_client=8))
 
 
 # -- disconnects ---------------------------------------------------------------------------------
@@ -226,7 +238,7 @@ def test_sigterm_under_load_drains_then_exits(index, upstream):
         for st in long_streams:
             st.start()
         assert all(st.first.wait(30) for st in long_streams)
-        short = _Stream(s.url, max_tokens=25)  # about 0.5 s: finishes inside the drain
+        short = _Stream(s.url, max_tokens=15)  # about 0.6 s: finishes inside the drain
         short.start()
         assert short.first.wait(30)
         searches = {"ok": 0, "refused": 0}
@@ -259,7 +271,7 @@ def test_sigterm_under_load_drains_then_exits(index, upstream):
     print(f"\nSIGTERM: exited in {took:.2f} s (drain deadline {drain} s), rc={rc}")
     assert rc in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
     assert took < drain + 2.0, took  # the deadline, then cancellation and exit
-    assert short.finished and short.tokens >= 20  # drained: it ran to its end
+    assert short.finished and short.tokens >= 12  # drained: it ran to its end
     assert not any(st.finished for st in long_streams)  # cut at the deadline
     assert searches["ok"] > 0 and searches["refused"] == 1  # then new connections are refused
     time.sleep(0.5)
@@ -462,9 +474,11 @@ def _timeouts_and_gates(url: str) -> None:
     assert r.status_code == 408, r.text
     assert "generation timeout of 3 s" in r.json()["error"]["message"]
     assert time.perf_counter() - t < 6
-    with httpx.stream("POST", url + "/ask", json={"question": "Mars?", "stream": True},
-                      headers=AUTH, timeout=30) as r:  # 64 tokens: within the limit
-        assert [x for x in r.iter_lines() if x.startswith("event:")][-1] == "event: answer"
+    short = {**body, "stream": True, "max_tokens": 8}  # well within the limit
+    with httpx.stream("POST", url + "/v1/chat/completions", json=short, headers=AUTH,
+                      timeout=30) as r:
+        text = r.read().decode()
+    assert '"error"' not in text and text.rstrip().endswith("data: [DONE]"), text[-300:]
     body["stream"] = True
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=AUTH,
                       timeout=30) as r:
@@ -532,6 +546,8 @@ def test_live_before_ready(tmp_path):
     with TestClient(app) as client:
         assert client.get("/health/live").status_code == 200
         assert client.get("/health/ready").status_code == 503
+        r = client.get("/health")  # as before: 200 only once requests can be served
+        assert r.status_code == 503 and r.json()["status"] == "loading"
         r = client.post("/search", json={"query": "planet"}, headers=AUTH)
         assert r.status_code == 503 and "/health/ready" in r.json()["message"]
         gate.set()
