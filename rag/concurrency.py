@@ -249,7 +249,7 @@ async def with_deadline(
                 item = await asyncio.wait_for(anext(it), max(0.0, end - time.monotonic()))
             except StopAsyncIteration:
                 return
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
                 raise DeadlineExceeded(
                     f"{what} exceeded the {what} timeout of {seconds:g} s", seconds
                 ) from None

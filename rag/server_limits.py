@@ -181,17 +181,38 @@ class _Exchange:
     async def timed_receive(self) -> dict:
         if self.body_in.is_set():  # only the disconnect is left to wait for
             return await asyncio.shield(self.disconnected)
-        end = self.body_deadline
-        timeout = None if end is None else max(0.0, end - self.loop.time())
-        try:
-            message = await asyncio.wait_for(self.receive(), timeout)
-        except TimeoutError:
-            raise BodyTimeout(self.limits.body_timeout or 0) from None
+        message = await self._receive_by_deadline()
         if message["type"] == "http.request" and not message.get("more_body", False):
             self.body_in.set()
         elif message["type"] == "http.disconnect":
             self._gone(message)
         return message
+
+    async def _receive_by_deadline(self) -> dict:
+        """The next body message, or :class:`BodyTimeout` once the body deadline passes. A timer
+        cancels the wait, so a body already received is returned at once however late the
+        event loop gets to it (a busy loop never turns into false timeouts)."""
+        if self.body_deadline is None:
+            return dict(await self.receive())
+        task = asyncio.current_task()
+        fired = []
+
+        def fire() -> None:
+            fired.append(True)
+            if task is not None:
+                task.cancel()
+
+        handle = self.loop.call_at(self.body_deadline, fire)
+        try:
+            return dict(await self.receive())
+        except asyncio.CancelledError:
+            if not fired:
+                raise
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            raise BodyTimeout(self.limits.body_timeout or 0) from None
+        finally:
+            handle.cancel()
 
     def _gone(self, message: dict) -> None:
         if not self.disconnected.done():

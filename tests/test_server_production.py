@@ -42,7 +42,7 @@ def index(upstream, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(index):
     """One server with small limits for the limit, disconnect and tracing tests."""
-    flags = ["--body-timeout", "1", "--max-prompt-tokens", "2000", "--read-only"]
+    flags = ["--body-timeout", "3", "--max-prompt-tokens", "2000", "--read-only"]
     with rag_serve(index, *flags, env={"OTEL_TRACES_EXPORTER": "console"}) as s:
         yield s
 
@@ -422,7 +422,7 @@ def _slow_client(port: int, out: list, i: int) -> None:
         sock.sendall(head + body[:5])
         t0, got = time.monotonic(), b""
         sock.settimeout(0.25)
-        while time.monotonic() - t0 < 8:  # trickle a byte every 0.25 s, as a slowloris does
+        while time.monotonic() - t0 < 10:  # trickle a byte every 0.25 s, as a slowloris does
             try:
                 chunk = sock.recv(4096)
             except TimeoutError:
@@ -448,12 +448,12 @@ def test_slow_partial_bodies_are_answered_and_closed(server):
     r = httpx.post(server.url + "/search", json={"query": "planet"}, headers=AUTH, timeout=10)
     assert r.status_code == 200  # served meanwhile
     for t in threads:
-        t.join(15)
+        t.join(20)
     closed = [x for x in out if x[2] is not None]
     assert len(closed) == 40, [x for x in out if x[2] is None][:3]
     assert all(x[1].startswith(b"HTTP/1.1 408") for x in closed), closed[0][1][:200]
-    assert b"body-read timeout of 1 s (--body-timeout)" in closed[0][1]
-    assert max(x[2] for x in closed) < 4.0, sorted(x[2] for x in closed)[-3:]
+    assert b"body-read timeout of 3 s (--body-timeout)" in closed[0][1]
+    assert max(x[2] for x in closed) < 6.0, sorted(x[2] for x in closed)[-3:]
 
 
 def test_generation_timeout_and_concurrency_limit(index):
