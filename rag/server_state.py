@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+from rag.errors import RagError
 from rag.extras import require
 
 try:
@@ -113,17 +114,30 @@ class ServerState:
         self.pool = default_pool()
         self.ready = False
         self.cancels: set[Any] = set()  # the running generations, cancelled at shutdown
+        self.refresh_error: str | None = None  # the last failed refresh (logged once)
         if save_to is not None and self.pipeline.folder != Path(save_to):
             self.pipeline.save(save_to, config=False)  # writes commit there from now on
-        if self.pipeline.folder is not None and not read_only:
-            self.pipeline._folder.acquire()  # one writer: a second server fails at startup
+        if self.pipeline.session is not None and not read_only:
+            self.pipeline.session.acquire()  # one writer: a second server fails at startup
 
     def refresh(self) -> None:
-        """A read-only server follows the writer: re-open when a newer generation is committed."""
+        """A read-only server follows the writer: re-open when a newer generation is committed
+        (its files are pinned by the reopened session's lease, and a commit racing the reopen is
+        answered by opening the newer generation). A newer generation that cannot be opened (a
+        damaged file) is logged in one line and the server keeps serving the one it has."""
         if self.read_only and self.pipeline.changed_on_disk():  # one stat per search
             with self.lock.writing():
-                if self.pipeline.refresh():
-                    self.warm()
+                try:
+                    if self.pipeline.refresh():
+                        self.warm()
+                except RagError as e:
+                    now = str(e)
+                    if now != self.refresh_error:  # once per distinct failure, not per search
+                        logger.error("index refresh failed, serving the previous generation: %s",
+                                     now)
+                    self.refresh_error = now
+                else:
+                    self.refresh_error = None
 
     @property
     def size(self) -> int:
@@ -146,11 +160,11 @@ class ServerState:
 
     def describe(self) -> dict[str, Any]:
         """What the ready line reports: index folder, generation, documents, model."""
-        folder = self.pipeline._folder
+        session = self.pipeline.session
         gen = self.pipeline.generator
         return {
-            "index": str(folder.path) if folder is not None else "(memory)",
-            "generation": getattr(folder, "generation", None) if folder is not None else None,
+            "index": str(session.path) if session is not None else "(memory)",
+            "generation": getattr(session, "generation", None) if session is not None else None,
             "documents": self.size,
             "retriever": self.pipeline.retriever.name,
             "model": str(getattr(gen, "model", None) or getattr(gen, "name", "")) if gen else None,
