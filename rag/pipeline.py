@@ -548,8 +548,10 @@ class Pipeline(Node):
         """:meth:`search` without blocking the event loop: the CPU-bound stages (encoding,
         scoring, reranking) run in the bounded worker pool (``pool``, default
         :func:`rag.concurrency.default_pool`), with this context (the current span) carried in.
-        A retriever with a native async path (``aretrieve``: Qdrant's ``AsyncQdrantClient``, a
-        remote embedder's ``aencode``) is awaited instead, then the rerankers run in the pool."""
+        Hook for native async retrieval (not wired yet): a retriever whose I/O could be
+        awaited (Qdrant's ``AsyncQdrantClient`` for a ``url=`` store, a remote embedder's
+        ``aencode``) would be awaited here before the rerankers run in the pool; today every
+        retriever runs whole in the pool."""
         from rag.concurrency import default_pool
 
         pool = pool if pool is not None else default_pool()
