@@ -399,14 +399,15 @@ class Pipeline(Node):
             raise ConfigError("this pipeline has no generator; set generator= to answer questions")
         q = check_query(query)
         t0 = time.perf_counter()
-        hits = self.search(q).hits
-        if self.context is not None:
-            hits = self.context.build(self, q, hits)
+        hits = self.sources(q, self.search(q).hits)
         timings = {"retrieve_s": time.perf_counter() - t0}
-        for item in self.stream_answer(q, hits, self._messages(q, hits), timings=timings):
-            if self.context is not None and isinstance(item, Answer):
-                item = self.context.check(item)
-            yield item
+        yield from self.stream_answer(q, hits, self._messages(q, hits), timings=timings)
+
+    def sources(self, q: Query, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits the generator is shown: the ``context`` node's (neighbours merged, fitted
+        to the window) when set, else the hits. Every door that answers (``ask``, chat,
+        ``/v1/chat/completions``) goes through here, so all cite the same sources."""
+        return list(hits) if self.context is None else self.context.build(self, q, hits)
 
     def stream_answer(
         self,
@@ -445,16 +446,18 @@ class Pipeline(Node):
                 TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)),
             )
         )
-        yield Answer(
+        answer = Answer(
             query=q,
             text=text,
-            citations=tuple(cites),
+            citations=tuple(cites),  # located by rag.citations.cite (path, span, page, heading)
             invalid_markers=tuple(bad),
             contexts=tuple(hits),
             timings={**(timings or {}), "generate_s": time.perf_counter() - t0},
             model=f"{getattr(gen, 'model', '')}|prompt={prompts.version('answer_user')}",
             trace=steps,
         )
+        # the context node judges each citation against its span, for every door alike
+        yield answer if self.context is None else self.context.check(answer)
 
     def ask(self, query: Query | str) -> Answer:
         *_, answer = self.ask_stream(query)
