@@ -98,9 +98,11 @@ class SearchRequest(SearchArgs):
 
 
 class AskRequest(AskArgs):
-    """``POST /ask``: a question; ``stream`` answers with server-sent events."""
+    """``POST /ask``: a question; ``stream`` answers with server-sent events; ``filter``
+    restricts the sources (the filter language of ``/search``)."""
 
     instruction: str | None = Field(None, max_length=MAX_TEXT)
+    filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
     stream: bool = Field(
         False, description="stream `token` events, then one `answer` event (text/event-stream)"
     )

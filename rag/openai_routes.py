@@ -291,9 +291,8 @@ def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[st
         raise ConfigError("generator produced no output")
     finish = _finish(answer, usage, req.token_limit)
     text = answer.text + (sources_block(answer.citations) if wants_sources(req) else "")
-    return c.body(
-        text, finish, usage, ext=extension(answer), notes=url_citations(answer.text, answer.citations)
-    )
+    notes = url_citations(answer.text, answer.citations)
+    return c.body(text, finish, usage, ext=extension(answer), notes=notes)
 
 
 # -- embeddings -----------------------------------------------------------------------------------

@@ -393,13 +393,16 @@ class Pipeline(Node):
             {"role": "user", "content": self._user_turn(question, hits)},
         ]
 
-    def ask_stream(self, query: Query | str) -> Iterator[str | Answer]:
-        """Yield answer text pieces as generated, then the final :class:`Answer`."""
+    def ask_stream(
+        self, query: Query | str, filter: dict[str, Any] | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces as generated, then the final :class:`Answer` (sources
+        searched with the metadata ``filter``, :mod:`rag.filters`)."""
         if self.generator is None:
             raise ConfigError("this pipeline has no generator; set generator= to answer questions")
         q = check_query(query)
         t0 = time.perf_counter()
-        hits = self.sources(q, self.search(q).hits)
+        hits = self.sources(q, self.search(q, filter=filter).hits)
         timings = {"retrieve_s": time.perf_counter() - t0}
         yield from self.stream_answer(q, hits, self._messages(q, hits), timings=timings)
 
@@ -459,8 +462,8 @@ class Pipeline(Node):
         # the context node judges each citation against its span, for every door alike
         yield answer if self.context is None else self.context.check(answer)
 
-    def ask(self, query: Query | str) -> Answer:
-        *_, answer = self.ask_stream(query)
+    def ask(self, query: Query | str, filter: dict[str, Any] | None = None) -> Answer:
+        *_, answer = self.ask_stream(query, filter)
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
             raise ConfigError("generator produced no output")
         return answer

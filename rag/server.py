@@ -105,12 +105,14 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
-def _answer_events(state: ServerState, query: Query) -> Iterator[str]:
+def _answer_events(
+    state: ServerState, query: Query, flt: dict[str, Any] | None = None
+) -> Iterator[str]:
     """SSE of one answer. The read lock covers retrieval only (the first item of
     ``ask_stream`` comes after the search), so a long generation never blocks index changes."""
     try:
         with state.lock.reading():
-            stream = state.pipeline.ask_stream(query)
+            stream = state.pipeline.ask_stream(query, flt)
             first = next(stream)
         for item in itertools.chain([first], stream):  # lazily: each piece is sent as made
             if isinstance(item, Answer):
@@ -147,12 +149,12 @@ def core_router() -> APIRouter:
         query = Query(text=req.question, instruction=req.instruction)
         if req.stream:
             return StreamingResponse(
-                _answer_events(state, query),
+                _answer_events(state, query, req.filter),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         with state.lock.reading():
-            return state.pipeline.ask(query)
+            return state.pipeline.ask(query, req.filter)
 
     @router.post("/documents", response_model=DocumentsResponse, summary="add or replace")
     def add(req: AddDocumentsRequest, state: State) -> Any:

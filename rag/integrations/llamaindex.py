@@ -62,14 +62,17 @@ except ImportError:
     raise
 
 REF_DOC_KEY = "ref_doc_id"
+PARENT_KEY = "parent_id"
 
 
 def to_node(doc: Document) -> TextNode:
-    """A ``TextNode`` of a document: node id = document id; a ``ref_doc_id`` in the metadata
-    (a chunk's source document) becomes the ``SOURCE`` relationship, so ``node.ref_doc_id``
-    works as for LlamaIndex's own nodes."""
+    """A ``TextNode`` of a document: node id = document id; a ``ref_doc_id`` in the metadata,
+    else a chunk's ``parent_id`` (the file it was cut from), becomes the ``SOURCE``
+    relationship, so ``node.ref_doc_id`` works as for LlamaIndex's own nodes. The metadata holds
+    the citation fields too (``path``, ``span``, ``page``, ``heading``)."""
     relationships = {}
-    ref = doc.metadata.get(REF_DOC_KEY)
+    # a chunk of an ingested file: its file's document id (rag.ingest.splitter's parent_id)
+    ref = doc.metadata.get(REF_DOC_KEY) or doc.metadata.get(PARENT_KEY)
     if isinstance(ref, str) and ref:
         relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
     return TextNode(
