@@ -93,6 +93,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     from rag.ingest.contextual import Situator
     from rag.ingest.indexing import DEFAULT_BATCH, index_paths
     from rag.ingest.loaders import CsvColumns
+    from rag.ingest.progress import IndexProgress
     from rag.ingest.splitter import Chunker
     from rag.nodes import Node
 
@@ -115,6 +116,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         chunker=chunker,
         situator=Situator(args.situate_model) if args.situate else None,
         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+        progress=IndexProgress(),  # a bar on a terminal, else a line every few seconds
     )
     for line in report.lines():
         print(line)

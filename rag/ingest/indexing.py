@@ -28,6 +28,7 @@ from typing import Any
 
 from rag.errors import ConfigError
 from rag.ingest.loaders import CsvColumns, load_paths
+from rag.ingest.progress import NoProgress
 from rag.ingest.splitter import Chunker, find_encoder
 from rag.types import Document
 
@@ -123,13 +124,16 @@ def index_paths(
     chunker: Chunker | None = None,
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
+    progress: Any = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
-    ``batch_size`` chunks (rounded up to whole files) go into each commit."""
+    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress``
+    (:class:`~rag.ingest.progress.IndexProgress`) is told of files read, chunks made and
+    chunks committed."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -152,11 +156,14 @@ def index_paths(
             chunker,
             situator,
             batch_size,
+            progress,
         )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
     finally:
         pipe.close()
+        if progress is not None:
+            progress.close()
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -196,7 +203,9 @@ def _index_files(
     chunker: Chunker | None,
     situator: Any,
     batch_size: int,
+    progress: Any = None,
 ) -> IndexReport:
+    progress = progress if progress is not None else NoProgress()
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
@@ -214,6 +223,7 @@ def _index_files(
         csv_columns,
         only=lambda src, h: old.get(src, {}).get("sha256") != h,
         warn=warn,
+        progress=progress.files,
     )
     report = IndexReport(skipped=[s.path for s in res.skipped], ignored=res.ignored)
     stale = [s for s in old_files if s not in res.files or old[s]["sha256"] != res.files[s]]
@@ -238,6 +248,7 @@ def _index_files(
         report.encoded += len(batch)
         pipe.index(list(batch), cursor=cursor())
         report.chunks_added += len(batch)
+        progress.committed(len(batch))
         batch.clear()
 
     for d in res.documents:
@@ -246,6 +257,7 @@ def _index_files(
         entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
         entry["chunks"].extend(c.id for c in parts)
         batch.extend(parts)
+        progress.chunks(len(parts))
         if len(batch) >= batch_size:
             commit()
     for s, digest in res.files.items():  # files that gave no chunks (empty) are still known
