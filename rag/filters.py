@@ -175,9 +175,9 @@ def parse_filter(flt: Any, _depth: int = 0) -> dict[str, Any] | None:
         if key in ("$and", "$or"):
             if not isinstance(cond, (list, tuple)) or not cond:
                 raise ConfigError(f"filter {key} takes a non-empty list of filters, got {cond!r}")
-            out[key] = [parse_filter(part, _depth + 1) for part in cond]
+            out[key] = [_part(key, part, _depth) for part in cond]
         elif key == "$not":
-            out[key] = parse_filter(cond, _depth + 1)
+            out[key] = _part(key, cond, _depth)
         elif key.startswith("$"):
             raise ConfigError(
                 f"unknown filter operator {key!r}; at the top level use a field name or one of "
@@ -186,3 +186,9 @@ def parse_filter(flt: Any, _depth: int = 0) -> dict[str, Any] | None:
         else:
             out[key] = _condition(key, cond)
     return out
+
+
+def _part(op: str, part: Any, depth: int) -> dict[str, Any]:
+    if not isinstance(part, dict):
+        raise ConfigError(f"filter {op} takes filters (JSON objects), got {part!r}")
+    return parse_filter(part, depth + 1) or {}

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from rag.errors import ConfigError
 from rag.extras import require
+from rag.filters import parse_filter
 from rag.integrations._common import (
     check_postprocessor,
     check_searchable,
@@ -119,8 +120,8 @@ class LlamaIndexRetriever(BaseRetriever):
     Args:
         retriever: an indexed ragnodes retriever, or a Pipeline (rerankers/compressors apply).
         k: nodes returned per query.
-        filter: metadata filter: LlamaIndex ``MetadataFilters`` or ragnodes' dict
-            (``retrievers.stores.filters``); through a pipeline it applies before rerankers.
+        filter: metadata filter: LlamaIndex ``MetadataFilters`` or a dict in ragnodes' filter
+            language (:mod:`rag.filters`); through a pipeline it applies before rerankers.
         filters: the same, under LlamaIndex's own argument name.
     """
 
@@ -137,7 +138,9 @@ class LlamaIndexRetriever(BaseRetriever):
         if filter is not None and filters is not None:
             raise ConfigError("pass filter= or filters=, not both")
         flt = filters if filters is not None else filter
-        self.filter = flt if flt is None or isinstance(flt, dict) else from_llamaindex(flt)
+        # parsed now: a bad filter fails here, in one line (rag.filters), not at the first query
+        is_dict = flt is None or isinstance(flt, dict)
+        self.filter = parse_filter(flt) if is_dict else from_llamaindex(flt)
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
