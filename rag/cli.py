@@ -52,7 +52,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"deleted {n} of {len(args.delete)} ids from {args.out}")
         return 0
     if not args.corpus:
-        raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
+        raise ConfigError(
+            "give files, folders or a JSONL corpus to index (or --delete ID / --repair INDEX)"
+        )
     if wants_ingest(args):  # files, folders, globs: rag/ingest
         return run_index(args, build_retriever)
     docs = read_documents(args.corpus)

@@ -16,7 +16,12 @@ A chat completion is retrieval-augmented generation (Lewis et al., NeurIPS 2020)
 conversation: the last user message is the question, earlier user/assistant pairs are the history
 that :mod:`rag.chat` trims to a token budget and condenses a follow-up with (LlamaIndex's
 condense-plus-context engine); the answer carries ``[n]`` markers, resolved in the ``ragnodes``
-extension field (:class:`rag.openai_api.RagExtension`). Streaming follows OpenAI's
+extension field (:class:`rag.openai_api.RagExtension`: the citations of :mod:`rag.citations`,
+with path, span, page and heading, from the same sources ``/ask`` uses,
+:meth:`rag.pipeline.Pipeline.sources`), as OpenAI ``url_citation`` annotations on the message, in
+the ``X-Ragnodes-Citations`` header of a non-streamed answer, and, for clients that show only the
+content, as a ``Sources:`` block at its end (model ``ragnodes+sources`` or
+``ragnodes.sources_in_content``). Streaming follows OpenAI's
 ``chat.completion.chunk`` format: a role chunk, content deltas, a last chunk with
 ``finish_reason`` and the ``ragnodes`` field, a usage chunk when
 ``stream_options.include_usage``, then ``data: [DONE]``.

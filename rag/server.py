@@ -4,7 +4,7 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
 
     GET    /health       liveness, no key needed        -> HealthResponse
     POST   /search       SearchRequest                  -> rag.types.Ranking
-    POST   /ask          AskRequest                     -> rag.types.Answer, or with
+    POST   /ask          AskRequest (question, filter)  -> rag.types.Answer, or with
                          "stream": true, text/event-stream: `token` events {"text"}, then one
                          `answer` event (the Answer), or one `error` event
     POST   /documents    AddDocumentsRequest            -> DocumentsResponse

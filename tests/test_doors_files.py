@@ -90,6 +90,21 @@ def test_progress_lines_on_a_pipe():
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and "\r" not in out.getvalue()
     assert lines[-1].startswith("indexing: 1/4 files read, 10 chunks, 10 embedded and committed")
+    out = io.StringIO()  # a long interval: the first update at once, then the last at the end
+    p = IndexProgress(stream=out, tty=False, interval=3600)
+    for i in range(100):
+        p.chunks(1)
+    p.close()
+    assert [ln.split(" (")[0] for ln in out.getvalue().splitlines()] == [
+        "indexing: 0/0 files read, 1 chunks, 0 embedded and committed",
+        "indexing: 0/0 files read, 100 chunks, 0 embedded and committed",
+    ]
+    out = io.StringIO()  # a terminal: one bar, redrawn in place
+    p = IndexProgress(stream=out, tty=True)
+    p.files(2, 3)
+    p.chunks(7)
+    p.close()
+    assert "\r" in out.getvalue() and "chunks=7" in out.getvalue()
 
 
 def test_help_texts_and_the_filter_schema(capsys):

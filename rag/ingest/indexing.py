@@ -181,10 +181,16 @@ def _default_chunker(
     return Chunker.for_retriever(pipe.retriever, **kw)
 
 
-def _chunks_of(d: Document, chunker: Chunker, chunk_records: bool, situator: Any) -> list[Document]:
+def _chunks_of(
+    d: Document, chunker: Chunker, chunk_records: bool, situator: Any, progress: Any
+) -> list[Document]:
     if d.metadata.get("format") in RECORD_FORMATS and not chunk_records:
+        progress.chunks(1)
         return [d]  # a JSONL/CSV record is a document already
-    parts = chunker.split_one(d)
+    parts = []
+    for c in chunker.iter_split(d):  # counted as made: a long file shows progress while split
+        parts.append(c)
+        progress.chunks(1)
     return situator.situate(d, parts) if situator is not None else parts
 
 
@@ -252,12 +258,11 @@ def _index_files(
         batch.clear()
 
     for d in res.documents:
-        parts = _chunks_of(d, chunker, chunk_records, situator)
+        parts = _chunks_of(d, chunker, chunk_records, situator, progress)
         src = str(d.metadata["source"])
         entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
         entry["chunks"].extend(c.id for c in parts)
         batch.extend(parts)
-        progress.chunks(len(parts))
         if len(batch) >= batch_size:
             commit()
     for s, digest in res.files.items():  # files that gave no chunks (empty) are still known

@@ -35,7 +35,7 @@ class IndexProgress:
         self.interval = interval
         self.n_files, self.total_files, self.n_chunks, self.n_committed = 0, 0, 0, 0
         self.t0 = time.perf_counter()
-        self._last = self.t0
+        self._last = self.t0 - interval  # the first update is shown at once
         self._bar: Any = None
 
     def line(self) -> str:
