@@ -92,7 +92,7 @@ def test_progress_lines_on_a_pipe():
     assert lines[-1].startswith("indexing: 1/4 files read, 10 chunks, 10 embedded and committed")
     out = io.StringIO()  # a long interval: the first update at once, then the last at the end
     p = IndexProgress(stream=out, tty=False, interval=3600)
-    for i in range(100):
+    for _ in range(100):
         p.chunks(1)
     p.close()
     assert [ln.split(" (")[0] for ln in out.getvalue().splitlines()] == [
