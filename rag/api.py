@@ -83,10 +83,12 @@ class FetchArgs(BaseModel):
 
 
 class AskArgs(BaseModel):
-    """Arguments of the ``ask`` tool: a question answered from the indexed documents."""
+    """Arguments of the ``ask`` tool: a question answered from the indexed documents, whose
+    sources an optional filter restricts."""
 
     model_config = _STRICT
     question: Text = Field(description="the question to answer")
+    filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
 
 
 class SearchRequest(SearchArgs):
@@ -102,7 +104,6 @@ class AskRequest(AskArgs):
     restricts the sources (the filter language of ``/search``)."""
 
     instruction: str | None = Field(None, max_length=MAX_TEXT)
-    filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
     stream: bool = Field(
         False, description="stream `token` events, then one `answer` event (text/event-stream)"
     )

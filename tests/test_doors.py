@@ -212,6 +212,9 @@ def test_http_ask_and_chat_cite_the_same(http, reference):
     assert where(ask["citations"][0]) == where(reference)
     chat = http.post("/chat", json={"message": QUESTION}).json()
     assert where(chat["citations"][0]) == where(reference)
+    # an answer's sources filtered like a search's
+    csv_only = http.post("/ask", json={"question": QUESTION, "filter": {"format": "csv"}}).json()
+    assert {c["path"] for c in csv_only["citations"]} == {"notes/facts.csv"}
 
 
 def test_openai_sdk_extension_annotations_and_sources_block(base, reference):
@@ -281,6 +284,9 @@ def test_mcp_ask_and_resources(pipe, reference):
             out["file"] = await c.read_resource(document_uri(file_id))
             out["raw"] = await c.read_resource("ragnodes://documents/sub/saturn.txt")
             out["bad"] = await c.call_tool("search", {"query": "moon", "filter": BAD_FILTER})
+            out["csv"] = await c.call_tool(
+                "ask", {"question": QUESTION, "filter": {"format": "csv"}}
+            )
             return out
 
     got = anyio.run(session)
@@ -291,6 +297,8 @@ def test_mcp_ask_and_resources(pipe, reference):
     assert "Apollo 11" in got["chunk"].contents[0].text
     assert "Apollo 11" in got["file"].contents[0].text  # a file id that fetch accepts
     assert "146 known moons" in got["raw"].contents[0].text  # an unencoded '/' is read too
+    csv_cites = got["csv"].structured_content["citations"]
+    assert {c["path"] for c in csv_cites} == {"notes/facts.csv"}
     bad = got["bad"]
     assert bad.is_error and "unknown operator '$regex'" in bad.content[0].text
     assert "\n" not in bad.content[0].text

@@ -144,8 +144,11 @@ def build_mcp_server(
     if tools.can_ask:
 
         @server.tool(name="ask", description=ASK_DESCRIPTION, annotations=read_only)
-        def ask(question: Annotated[Text, Field(description="the question")]) -> ToolAnswer:
-            return call(tools.ask, question)
+        def ask(
+            question: Annotated[Text, Field(description="the question")],
+            filter: Annotated[FilterJSON | None, Field(description=FILTER_DESCRIPTION)] = None,
+        ) -> ToolAnswer:
+            return call(lambda: tools.ask(question, parse_filter(filter)))
 
     template, extra = _template(sdk)
 
