@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from rag.errors import ConfigError, NotIndexedError, RagError
-from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
+from rag.types import (
+    Document,
+    Query,
+    Ranking,
+    ScoredIds,
+    as_documents,
+    as_query,
+    unique_ids,
+)
 
 logger = logging.getLogger("ragnodes")
 logger.addHandler(logging.NullHandler())
@@ -202,6 +210,7 @@ NODE_MODULES = (
     "rag.pipeline",
     "rag.compressors",
     "rag.ingest",
+    "rag.remote_encoder",
 )
 
 
@@ -220,7 +229,12 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not a text config (byte {e.start} is not UTF-8); give a .json or .yaml file"
+        ) from None
     if p.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -237,6 +251,13 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping with a 'type' key")
+    try:
+        json.dumps(data, default=str)
+    except ValueError:  # YAML anchors can make a value contain itself: a: &a [*a]
+        raise ConfigError(
+            f"{p}: a value contains itself (a YAML alias inside its own anchor); a config must "
+            "be a tree"
+        ) from None
     return data
 
 
@@ -306,7 +327,9 @@ class BaseRetriever(Node):
     """Owns the document table, ``k`` checks, batching and ordering.
 
     Subclasses implement ``_add(docs)``, ``_delete(ids)`` and
-    ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k).
+    ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k), or
+    one :class:`~rag.types.ScoredIds` per query (unique ids and a scores array: the batch stays
+    arrays, and documents are read only for the ``k`` hits returned).
     ``uses_instruction`` says whether ``Query.instruction`` changes the result (else the pipeline
     can warn that it is ignored). ``retrieve_batch`` checks ``k``, the queries and the filter
     once (:meth:`check_request`) and hands the checked request to ``_retrieve``; retrievers made
@@ -387,10 +410,14 @@ class BaseRetriever(Node):
         self.load()
         results = self._search(queries, min(k, len(self.documents)), filter)
         docs = self.documents
-        return [
-            Ranking.from_scored(q, ((docs[i], s) for i, s in res if i in docs), k, self.name)
-            for q, res in zip(queries, results)
-        ]
+        out = []
+        for q, res in zip(queries, results):
+            if isinstance(res, ScoredIds):
+                out.append(Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name))
+            else:
+                pairs = ((docs[i], float(s)) for i, s in res if i in docs)
+                out.append(Ranking.from_scored(q, pairs, k, self.name))
+        return out
 
     # hooks
     def _add(self, docs: list[Document]) -> None:
@@ -401,7 +428,7 @@ class BaseRetriever(Node):
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    ) -> list[list[tuple[str, float]]] | list[ScoredIds]:
         raise NotImplementedError
 
     # persistence
@@ -589,6 +616,23 @@ class BaseReranker(Node):
         if caps:
             hits = hits[: min(caps)]
         return ranking if hits is ranking.hits else ranking.model_copy(update={"hits": hits})
+
+    # index-time state (rag.index): one hook pair for every node, committed into the manifest
+    def index_documents(self, docs: Sequence[Document]) -> None:
+        """Hook: precompute per-document state when documents are indexed (late interaction's
+        token vectors); ``Pipeline.index`` calls it in the same commit. Default: nothing."""
+
+    def delete_documents(self, ids: Sequence[str]) -> None:
+        """Hook: forget the state of deleted documents. Default: nothing."""
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any] | None:
+        """Hook: write index-time state into ``commit`` (a :class:`rag.index.folder.Commit`) and
+        return JSON for the manifest; ``None`` (the default): no state."""
+        return None
+
+    def _open_state(self, folder: Path, state: dict[str, Any] | None) -> None:
+        """Hook: open what ``_commit_state`` wrote (``None``: the index holds no state for this
+        reranker). Default: nothing."""
 
     def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
         """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order."""

@@ -14,6 +14,13 @@ that child's index: ``[BM25Retriever(), RM3Retriever()]`` builds one BM25 index 
 original and the expanded run (interpolating both runs, as Li et al., TOIS 2023, do for PRF); the
 shared index is saved once.
 
+A reranker with index-time state (late interaction's token store,
+:meth:`retrievers.multivector.reranker.LateInteractionReranker.index_documents`) builds it when
+this node indexes, and the store is committed and reopened with the index through the rerankers'
+one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.nodes.BaseReranker`), so a query
+reads its candidates' token vectors instead of encoding them (seconds per query on a CPU
+otherwise).
+
 >>> from retrievers import BM25Retriever
 >>> r = RerankFusionRetriever([BM25Retriever()], [], weights=[1.0])
 >>> r.index([{"id": "a", "text": "cats purr"}, {"id": "b", "text": "dogs"}]).retrieve("cat").ids
@@ -26,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
-from rag.nodes import BaseRetriever
+from rag.nodes import BaseReranker, BaseRetriever
 from rag.types import Document, Query, Ranking
 from retrievers.fusion import rrf
 from retrievers.hybrid import HybridRetriever
@@ -105,6 +112,9 @@ class RerankFusionRetriever(HybridRetriever):
             else:
                 r.load()
                 r._add(docs)
+        for rr in self.rerankers:  # index-time state: late interaction's token store
+            if isinstance(rr, BaseReranker):
+                rr.index_documents(docs)
 
     def _delete(self, ids: list[str]) -> None:
         self._share_documents(self.documents)
@@ -113,13 +123,20 @@ class RerankFusionRetriever(HybridRetriever):
                 _forget(r, ids)
             else:
                 r._delete(ids)
+        for rr in self.rerankers:
+            if isinstance(rr, BaseReranker):
+                rr.delete_documents(ids)
 
     def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
         parts = [
             {"follower": True} if i in self._followers else r._commit_state(commit, f"{part}{i}")
             for i, r in enumerate(self.retrievers)
         ]
-        return {"children": parts}
+        stores = [  # index-time state (token segments), through the rerankers' one hook
+            rr._commit_state(commit, f"{part}rr{j}") if isinstance(rr, BaseReranker) else None
+            for j, rr in enumerate(self.rerankers)
+        ]
+        return {"children": parts, "rerankers": stores}
 
     def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
         self._share_documents(self.documents)
@@ -127,6 +144,11 @@ class RerankFusionRetriever(HybridRetriever):
             if not s.get("follower"):
                 r._open_state(folder, s)
         self._link()  # followers read their sibling's (now opened) index again
+        saved = state.get("rerankers") or []
+        for j, rr in enumerate(self.rerankers):
+            if isinstance(rr, BaseReranker):
+                got = saved[j] if j < len(saved) else None
+                rr._open_state(folder, got if isinstance(got, dict) else None)
 
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):

@@ -131,7 +131,7 @@ def indexed(folder, minilm):
             chunk_size=48,
             csv_columns=CsvColumns.parse("text=text;id=id"),
             warn=lambda line: print(f"warning: {line}", file=err),
-            progress=IndexProgress(stream=err, tty=False),
+            monitor=IndexProgress(stream=err, tty=False),
         )
     finally:
         os.chdir(cwd)

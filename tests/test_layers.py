@@ -37,6 +37,7 @@ CORE = {
     "rag.index.docstore",
     "rag.index.files",
     "rag.index.folder",
+    "rag.index.leases",
     "rag.index.validate",
 }
 

@@ -49,6 +49,12 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--situate-model", default="smollm2-135m", help="the model for --situate")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that embed each batch (dense/hybrid); one writer commits in order",
+    )
+    p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
 
@@ -83,6 +89,12 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
         return Pipeline.of(
             Node.from_config(args.config), max_source_chars=4000, context=ChunkContext()
         )
+    if getattr(args, "preset", None):  # files are chunked with the preset's retriever
+        from rag.presets import load_preset
+
+        return Pipeline(
+            retriever=load_preset(args.preset), max_source_chars=4000, context=ChunkContext()
+        )
     return Pipeline(
         retriever=build_retriever(args.retriever), max_source_chars=4000, context=ChunkContext()
     )
@@ -116,7 +128,8 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         chunker=chunker,
         situator=Situator(args.situate_model) if args.situate else None,
         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
-        progress=IndexProgress(),  # a bar on a terminal, else a line every few seconds
+        workers=args.workers,
+        monitor=IndexProgress(),  # a bar on a terminal, else a line every few seconds
     )
     for line in report.lines():
         print(line)

@@ -124,16 +124,22 @@ def index_paths(
     chunker: Chunker | None = None,
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
-    progress: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    monitor: Any = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
-    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress``
-    (:class:`~rag.ingest.progress.IndexProgress`) is told of files read, chunks made and
-    chunks committed."""
+    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
+    total)`` is called after each commit with the documents (files, records) indexed so far;
+    ``workers > 1`` encodes each batch in that many processes before this process commits it
+    (:mod:`rag.ingest.workers`); ``monitor`` (:class:`~rag.ingest.progress.IndexProgress`, what
+    ``rag index`` shows) is told of files read, chunks made and chunks committed."""
+    from rag.ingest.workers import encode_pool
+
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -141,29 +147,18 @@ def index_paths(
     manifest = read_manifest(out)
     pipe = _open_or_create(out, new_pipeline)
     try:
-        report = _index_files(
-            pipe,
-            manifest,
-            paths,
-            include,
-            exclude,
-            strict,
-            chunk_size,
-            chunk_overlap,
-            chunk_records,
-            csv_columns,
-            warn,
-            chunker,
-            situator,
-            batch_size,
-            progress,
-        )
+        with encode_pool(pipe.retriever, workers) as pool:
+            report = _index_files(
+                pipe, manifest, paths, include, exclude, strict, chunk_size, chunk_overlap,
+                chunk_records, csv_columns, warn, chunker, situator, batch_size,
+                progress if progress is not None else (lambda done, total: None), pool, monitor,
+            )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
     finally:
         pipe.close()
-        if progress is not None:
-            progress.close()
+        if monitor is not None:
+            monitor.close()
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -209,9 +204,11 @@ def _index_files(
     chunker: Chunker | None,
     situator: Any,
     batch_size: int,
-    progress: Any = None,
+    progress: Callable[[int, int], None],
+    pool: Any,
+    monitor: Any = None,
 ) -> IndexReport:
-    progress = progress if progress is not None else NoProgress()
+    monitor = monitor if monitor is not None else NoProgress()
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
@@ -229,7 +226,7 @@ def _index_files(
         csv_columns,
         only=lambda src, h: old.get(src, {}).get("sha256") != h,
         warn=warn,
-        progress=progress.files,
+        progress=monitor.files,
     )
     report = IndexReport(skipped=[s.path for s in res.skipped], ignored=res.ignored)
     stale = [s for s in old_files if s not in res.files or old[s]["sha256"] != res.files[s]]
@@ -247,18 +244,21 @@ def _index_files(
         # stale chunks and their manifest entries leave in one commit, before anything is added
         report.chunks_removed = pipe.delete(drop, cursor=cursor())
     batch: list[Document] = []
+    done = [0]  # documents whose chunks are committed or in the batch
 
     def commit() -> None:  # these chunks with their files' entries, atomically
         over, report.max_length = count_overlong(pipe.retriever, batch)
         report.overlong += over
         report.encoded += len(batch)
+        pool.prefill(batch)  # --workers: the vectors, from the worker processes, into the cache
         pipe.index(list(batch), cursor=cursor())
         report.chunks_added += len(batch)
-        progress.committed(len(batch))
+        monitor.committed(len(batch))
         batch.clear()
+        progress(done[0], len(res.documents))
 
-    for d in res.documents:
-        parts = _chunks_of(d, chunker, chunk_records, situator, progress)
+    for done[0], d in enumerate(res.documents, 1):
+        parts = _chunks_of(d, chunker, chunk_records, situator, monitor)
         src = str(d.metadata["source"])
         entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
         entry["chunks"].extend(c.id for c in parts)
@@ -271,6 +271,4 @@ def _index_files(
         commit()
     elif pipe.cursor(CURSOR) != cursor()[1]:
         pipe.delete([], cursor=cursor())
-    if report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
-        pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
     return report
