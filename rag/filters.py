@@ -165,7 +165,7 @@ def parse_filter(flt: Any, _depth: int = 0) -> dict[str, Any] | None:
     if hasattr(flt, "model_dump"):  # a pydantic model of a filter
         flt = flt.model_dump(exclude_none=True)
     if not isinstance(flt, dict):
-        raise ConfigError(f"a filter is a JSON object, got {type(flt).__name__}")
+        raise ConfigError(f"filter must be a dict, got {type(flt).__name__}")
     if _depth > MAX_DEPTH:
         raise ConfigError(f"a filter nests $and/$or/$not at most {MAX_DEPTH} deep")
     out: dict[str, Any] = {}
