@@ -16,14 +16,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
+from rag.filters import FILTER_DESCRIPTION, FILTER_FIELD_SCHEMA
 from rag.index.validate import MAX_ID_CHARS, check_metadata, check_text
 from rag.types import Answer, Citation, Document, Ranking
 
@@ -43,44 +45,21 @@ def _whole(v: Any) -> Any:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
-Scalar = str | int | float | bool | None
+def _parse_filter(v: Any) -> dict[str, Any] | None:
+    from rag.filters import parse_filter
+
+    return parse_filter(v)  # a ConfigError (a ValueError): one line in the 422
 
 
-class Range(BaseModel):
-    """A range condition of a metadata filter: at least one of gt, gte, lt, lte."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
-    )
-    # an unset bound is left out (not null): the schema then says exactly what is accepted
-    gt: float | str = None  # type: ignore[assignment]
-    gte: float | str = None  # type: ignore[assignment]
-    lt: float | str = None  # type: ignore[assignment]
-    lte: float | str = None  # type: ignore[assignment]
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> Range:
-        if not self.model_dump(exclude_none=True):
-            raise ValueError("a range needs at least one of gt, gte, lt, lte")
-        return self
+# the filter language of rag.filters (docs/filters.md): a JSON object, parsed by its one parser;
+# FilterJSON is the unparsed object (the MCP server parses it itself, for a one-line tool error)
+FilterJSON = Annotated[dict[str, Any], WithJsonSchema(FILTER_FIELD_SCHEMA)]
+Filter = Annotated[FilterJSON, AfterValidator(_parse_filter)]
 
 
-# an empty list would match nothing: the schema says so (minItems 1), so it is a 422, not a 400
-Filter = dict[str, Scalar | Annotated[list[Scalar], Field(min_length=1)] | Range]
-FILTER_DESCRIPTION = (
-    'metadata filter, all conditions must hold: {"year": 2020} (equality), '
-    '{"lang": ["en", "de"]} (any of), {"year": {"gte": 2018, "lt": 2022}} (range); applied by '
-    "the first-stage retriever, before any reranker"
-)
-
-
-def filter_dict(flt: Filter | None) -> dict[str, Any] | None:
-    """A validated filter in the retrievers' syntax (``retrievers.stores.filters``)."""
-    if flt is None:
-        return None
-    return {
-        k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v for k, v in flt.items()
-    }
+def filter_dict(flt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A filter in canonical form (:func:`rag.filters.parse_filter`)."""
+    return _parse_filter(flt)
 
 
 class SearchArgs(BaseModel):
@@ -104,10 +83,12 @@ class FetchArgs(BaseModel):
 
 
 class AskArgs(BaseModel):
-    """Arguments of the ``ask`` tool: a question answered from the indexed documents."""
+    """Arguments of the ``ask`` tool: a question answered from the indexed documents, whose
+    sources an optional filter restricts."""
 
     model_config = _STRICT
     question: Text = Field(description="the question to answer")
+    filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
 
 
 class SearchRequest(SearchArgs):
@@ -119,7 +100,8 @@ class SearchRequest(SearchArgs):
 
 
 class AskRequest(AskArgs):
-    """``POST /ask``: a question; ``stream`` answers with server-sent events."""
+    """``POST /ask``: a question; ``stream`` answers with server-sent events; ``filter``
+    restricts the sources (the filter language of ``/search``)."""
 
     instruction: str | None = Field(None, max_length=MAX_TEXT)
     stream: bool = Field(

@@ -334,7 +334,7 @@ class ChatEngine:
             yield a.model_copy(update={"trace": (step, *a.trace)})
             return
         t1 = time.perf_counter()
-        hits = self._search(question, q, history)
+        hits = tuple(self.pipeline.sources(q, self._search(question, q, history)))
         found = TraceStep(action="search", query=q.text, document_ids=tuple(h.id for h in hits))
         timings = {**timings, "retrieve_s": time.perf_counter() - t1}
         yield from answer_stream(

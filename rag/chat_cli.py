@@ -148,8 +148,8 @@ def _turn(engine: ChatEngine, line: str, out: TextIO) -> Answer | None:
             print(item, end="", flush=True, file=out)
     print(file=out)
     if answer is not None:
-        titles = {h.id: h.document.title or h.id for h in answer.contexts}
-        cites = "  ".join(f"[{c.marker}] {titles[c.document_id]}" for c in answer.citations)
+        # where each cited text sits (path:page, path#heading, the path), as `rag ask` prints it
+        cites = "  ".join(f"[{c.marker}] {c.locator}" for c in answer.citations)
         print(f"     cited: {cites or 'nothing'}  (/sources, /query)", file=out)
     return answer
 

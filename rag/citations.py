@@ -2,6 +2,12 @@
 against the contexts actually given, and (optionally, labelled as such) attribute uncited
 sentences to sources after the fact.
 
+:func:`cite` is the one builder of a :class:`~rag.types.Citation`: the marker, the document id
+and title, and where the cited text sits (``path``, ``span``, ``page``, ``heading``, from the
+metadata that file ingestion writes: ``source``, ``start``/``end``, ``page``, ``headings``). Every
+door shows what it built (``/ask``, ``/chat``, ``/v1/chat/completions``, MCP, the LangChain and
+LlamaIndex adapters, ``rag ask`` and ``rag chat``), so a citation reads the same everywhere.
+
 >>> parse_markers("Paris [1]. It is big [2, 3].")
 [1, 2, 3]
 """
@@ -10,8 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
 
-from rag.types import Citation, Hit
+from rag.types import Citation, Document, Hit
 
 _BRACKET = re.compile(r"\[([0-9][0-9,;\s\-–]*)\]")
 _WORD = re.compile(r"\w+")
@@ -35,13 +43,88 @@ def parse_markers(text: str) -> list[int]:
     return out
 
 
+def locate(doc: Document) -> dict[str, Any]:
+    """Where ``doc``'s text sits in its source file: ``path``, ``span`` ``[start, end)``,
+    ``page`` and the innermost ``heading`` (empty or ``None`` when not an ingested chunk)."""
+    m = doc.metadata
+    out: dict[str, Any] = {"path": str(m.get("source") or "")}
+    if isinstance(m.get("start"), int) and isinstance(m.get("end"), int):
+        out["span"] = (int(m["start"]), int(m["end"]))
+    if isinstance(m.get("page"), int) and not isinstance(m.get("page"), bool):
+        out["page"] = int(m["page"])
+    heads = m.get("headings") or []
+    out["heading"] = str(heads[-1]) if isinstance(heads, list) and heads else ""
+    return out
+
+
+def cite(marker: int, hit: Hit, source: str = "generated") -> Citation:
+    """The citation of context ``marker`` (1-based) with its location (:func:`locate`)."""
+    doc = hit.document
+    return Citation(
+        marker=marker, document_id=doc.id, title=doc.title, source=source, **locate(doc)
+    )
+
+
+DOCUMENT_URI = "ragnodes://documents/"
+
+
+def document_uri(doc_id: str) -> str:
+    """A document's URI, every reserved character percent-encoded (``#`` starts a URI's
+    fragment, ``/`` a path segment): the MCP resource that reads it, and the ``url`` of an
+    OpenAI ``url_citation``.
+
+    >>> document_uri("pdf/libtasn1.pdf#5")
+    'ragnodes://documents/pdf%2Flibtasn1.pdf%235'
+    """
+    return DOCUMENT_URI + quote(doc_id, safe="")
+
+
+def sources_block(citations: Sequence[Citation]) -> str:
+    """The cited sources as text for a chat client that shows only the content::
+
+        Sources:
+        [1] docs/guide.md#Install
+        [2] pdf/manual.pdf:3
+    """
+    if not citations:
+        return ""
+    lines = []
+    for c in citations:
+        where = c.locator if c.path else (f"{c.document_id}: {c.title}" if c.title else c.locator)
+        lines.append(f"[{c.marker}] {where}")
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
+def url_citations(text: str, citations: Sequence[Citation]) -> list[dict[str, Any]]:
+    """OpenAI's ``url_citation`` annotations of a chat message: one per ``[n]`` marker in
+    ``text`` that cites a source, with its character range, the document's URI
+    (:func:`document_uri`) and its locator as the title."""
+    by_marker = {c.marker: c for c in citations}
+    out = []
+    for m in _BRACKET.finditer(text):
+        for n in parse_markers(m.group(0)):
+            c = by_marker.get(n)
+            if c is not None:
+                out.append(
+                    {
+                        "type": "url_citation",
+                        "url_citation": {
+                            "start_index": m.start(),
+                            "end_index": m.end(),
+                            "url": document_uri(c.document_id),
+                            "title": c.locator if c.path else (c.title or c.document_id),
+                        },
+                    }
+                )
+    return out
+
+
 def resolve(text: str, contexts: Sequence[Hit]) -> tuple[list[Citation], list[int]]:
     """Map markers to the contexts (1-based); return (citations, invalid marker numbers)."""
     cites, bad = [], []
     for n in parse_markers(text):
         if 1 <= n <= len(contexts):
-            doc = contexts[n - 1].document
-            cites.append(Citation(marker=n, document_id=doc.id, title=doc.title))
+            cites.append(cite(n, contexts[n - 1]))
         else:
             bad.append(n)
     return cites, bad
@@ -64,8 +147,5 @@ def attribute(text: str, contexts: Sequence[Hit], min_overlap: float = 0.5) -> l
         shares = [len(st & ct) / len(st) for ct in ctx_tokens]
         best = max(range(len(shares)), key=lambda i: (shares[i], -i))
         if shares[best] >= min_overlap and best + 1 not in cites:
-            doc = contexts[best].document
-            cites[best + 1] = Citation(
-                marker=best + 1, document_id=doc.id, title=doc.title, source="attributed"
-            )
+            cites[best + 1] = cite(best + 1, contexts[best], source="attributed")
     return list(cites.values())

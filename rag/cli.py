@@ -78,7 +78,9 @@ def _index(args: argparse.Namespace) -> int:
         print(f"deleted {n} of {len(args.delete)} ids from {args.out}")
         return 0
     if not args.corpus:
-        raise ConfigError("give a corpus JSONL to index (or --delete ID / --repair INDEX)")
+        raise ConfigError(
+            "give files, folders or a JSONL corpus to index (or --delete ID / --repair INDEX)"
+        )
     if args.config and getattr(args, "preset", None):
         raise ConfigError("pass either --config or --preset, not both")
     if wants_ingest(args):  # files, folders, globs: rag/ingest
@@ -129,17 +131,44 @@ def _query(args: argparse.Namespace) -> Any:
     return Query(text=args.query, instruction=args.instruction)
 
 
+def _filter(args: argparse.Namespace) -> Any:
+    """``--filter JSON`` (or ``@file.json``) parsed by the one filter parser (:mod:`rag.filters`);
+    a bad filter is one line and exit 2."""
+    text = getattr(args, "filter", None)
+    if text is None:
+        return None
+    from rag.filters import parse_filter
+
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as f:
+            text = f.read()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"--filter is not JSON ({e.msg} at column {e.colno}); e.g. --filter "
+            "'{\"lang\": {\"$in\": [\"en\", \"de\"]}}' (docs/filters.md)"
+        ) from None
+    return parse_filter(value)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    flt = _filter(args)
     pipe = _open(args.index)
     if args.group:  # documents, not chunks: rank each parent by its chunks
         from retrievers.parents import ParentRetriever
 
         pipe.retriever = ParentRetriever(pipe.retriever, how=args.group, depth=args.group_depth)
-    ranking = pipe.search(_query(args), k=args.k)
+    ranking = pipe.search(_query(args), k=args.k, filter=flt)
     if args.json:
+        from rag.citations import locate
+
         print(
             json.dumps(
-                [{"id": h.id, "score": h.score, "title": h.document.title} for h in ranking.hits]
+                [
+                    {"id": h.id, "score": h.score, "title": h.document.title, **locate(h.document)}
+                    for h in ranking.hits
+                ]
             )
         )
         return 0
@@ -170,6 +199,7 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
     from rag.generators import TransformersGenerator
     from rag.types import Answer
 
+    flt = _filter(args)
     pipe = pipe if pipe is not None else _open(args.index)
     if pipe.generator is None:
         pipe.generator = TransformersGenerator(model=args.model, max_new_tokens=args.max_new_tokens)
@@ -179,7 +209,7 @@ def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
 
         pipe.context = ChunkContext(neighbours=0)
     answer = None
-    for item in pipe.ask_stream(_query(args)):
+    for item in pipe.ask_stream(_query(args), filter=flt):
         if isinstance(item, Answer):
             answer = item
         elif not args.json:
@@ -211,6 +241,13 @@ def _add_query_args(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("-k", type=int, default=k, help="number of hits / contexts")
     p.add_argument("--instruction", default=None, help="what counts as relevant (optional)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--filter",
+        default=None,
+        metavar="JSON",
+        help='metadata filter, e.g. \'{"lang": {"$in": ["en", "de"]}}\' or @file.json '
+        "(docs/filters.md; `rag config schema filter`)",
+    )
 
 
 def _add_gen_args(p: argparse.ArgumentParser) -> None:
@@ -230,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="rag", description="ragnodes: composable RAG nodes")
     ap.add_argument("--version", action="version", version=f"ragnodes {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("index", help="index a JSONL corpus into a folder")
+    p = sub.add_parser(
+        "index", help="index files, folders or a JSONL corpus into an index folder"
+    )
     p.add_argument(
         "corpus",
         nargs="?",

@@ -3,7 +3,8 @@
 ``validate`` builds every node of a JSON/YAML config without loading any model (constructors only
 store and check settings) and prints one line per node, or the first problem as one line with
 exit code 2. ``schema`` prints the JSON Schema of one node type's config, or of every registered
-type (``{"oneOf": [...]}``), for editors that complete YAML.
+type (``{"oneOf": [...]}``), for editors that complete YAML; ``schema filter`` prints the metadata
+filter language's (:data:`rag.filters.FILTER_SCHEMA`, docs/filters.md).
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.type == "filter":  # the metadata filter language (rag.filters, docs/filters.md)
+        from rag.filters import FILTER_SCHEMA
+
+        print(json.dumps(FILTER_SCHEMA, indent=2))
+        return 0
     _import_all_nodes()
     if args.type:
         if args.type not in REGISTRY:
-            known = ", ".join(sorted(REGISTRY))
+            known = ", ".join(sorted(REGISTRY)) + "; or 'filter' (the metadata filter language)"
             raise ConfigError(f"unknown node type {args.type!r}; known types: {known}")
         schema: dict[str, Any] = node_schema(REGISTRY[args.type])
     else:
@@ -62,5 +68,10 @@ def add_config_parser(sub: Any) -> None:
     v.add_argument("file", help="a .json/.yaml node or pipeline config")
     v.set_defaults(func=cmd_validate)
     s = csub.add_parser("schema", help="JSON Schema of a node type's config (all types if none)")
-    s.add_argument("type", nargs="?", default=None, help="a registered node type, e.g. bm25")
+    s.add_argument(
+        "type",
+        nargs="?",
+        default=None,
+        help="a registered node type, e.g. bm25; or 'filter': the metadata filter language",
+    )
     s.set_defaults(func=cmd_schema)

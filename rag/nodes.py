@@ -36,8 +36,6 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
-
 from rag.errors import ConfigError, NotIndexedError, RagError
 from rag.types import (
     Document,
@@ -71,40 +69,17 @@ def check_query(query: Query | str) -> Query:
     return q
 
 
-RANGE_OPS = ("gt", "gte", "lt", "lte")
-
-
 def check_filter(flt: Any) -> dict[str, Any] | None:
-    """A metadata filter checked once and returned in the retrievers' plain syntax
-    (``retrievers.stores.filters``): ``{"year": 2020}`` (equality), ``{"lang": ["en", "de"]}``
-    (any of), ``{"year": {"gte": 2018, "lt": 2022}}`` (range). The typed filter of
-    :mod:`rag.api` (``Filter``: its ranges are pydantic ``Range`` models) is converted here, so
-    every node below sees plain dicts.
+    """A metadata filter checked once and returned in canonical form (:mod:`rag.filters`, the one
+    parser of the filter language: equality, ``$in``/``$nin``, ``$ne``, ranges, ``$exists``,
+    ``$and``/``$or``/``$not``), so every node below reads the same plain dicts.
 
     >>> check_filter({"year": {"gte": 2018}})
-    {'year': {'gte': 2018}}
+    {'year': {'$gte': 2018}}
     """
-    if flt is None:
-        return None
-    if not isinstance(flt, dict):
-        raise ConfigError(f"filter must be a dict, got {type(flt).__name__}")
-    if any(isinstance(c, BaseModel) for c in flt.values()):
-        flt = {
-            k: c.model_dump(exclude_none=True) if isinstance(c, BaseModel) else c
-            for k, c in flt.items()
-        }
-    for key, cond in flt.items():
-        if isinstance(cond, dict):
-            bad = set(cond) - set(RANGE_OPS)
-            if bad or not cond:
-                raise ConfigError(
-                    f"filter on {key!r}: range operators are {RANGE_OPS}, got {sorted(cond)}"
-                )
-        elif isinstance(cond, (list, tuple, set)) and not cond:
-            raise ConfigError(
-                f"filter on {key!r}: an empty list matches nothing; drop it or add values"
-            )
-    return flt
+    from rag.filters import parse_filter
+
+    return parse_filter(flt)
 
 
 def candidate_depth(k: int, depth: int | None = None, default: int = 100) -> int:

@@ -13,7 +13,7 @@ at. Request-side options go in the same field (``extra_body={"ragnodes": {"k": 3
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,11 +78,16 @@ class ChatMessage(BaseModel):
 
 
 class RagOptions(BaseModel):
-    """``ragnodes`` request options: how many sources, and a metadata filter."""
+    """``ragnodes`` request options: how many sources, a metadata filter, and whether the
+    content ends with a ``Sources:`` block (also asked for by the model name
+    ``ragnodes+sources``, for clients that send nothing but a model and messages)."""
 
     model_config = ConfigDict(extra="forbid")
     k: TopK | None = Field(None, description="sources for the answer (default: the index's k)")
     filter: Filter | None = Field(None, description=FILTER_DESCRIPTION)
+    sources_in_content: bool | None = Field(
+        None, description="append the cited sources (path#heading, path:page) to the content"
+    )
 
 
 class ChatCompletionRequest(BaseModel):
@@ -110,19 +115,43 @@ class ChatCompletionRequest(BaseModel):
         return self.max_tokens
 
 
+TokenIds = list[Annotated[int, Field(ge=0)]]
+
+
 class EmbeddingsRequest(BaseModel):
-    """``POST /v1/embeddings``: text(s) embedded with the index's encoder. ``input_type``
-    (ragnodes) picks the query or document side of an asymmetric encoder."""
+    """``POST /v1/embeddings``: text(s) embedded with the index's encoder. ``input`` is what
+    OpenAI's API accepts: a text, texts, token ids, or lists of token ids (what LangChain's
+    ``OpenAIEmbeddings`` sends by default). Token ids are decoded with the tiktoken encoding of
+    ``model`` (``cl100k_base`` for a name tiktoken does not know, as the OpenAI clients choose),
+    then embedded as text. ``input_type`` (ragnodes) picks the query or document side of an
+    asymmetric encoder."""
 
     model_config = _LENIENT
-    input: str | list[str] = Field(description="a text or up to 1000 texts")
+    input: str | list[str] | TokenIds | list[TokenIds] = Field(
+        description="a text, up to 1000 texts, or token ids (one list or a list of lists)"
+    )
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     input_type: Literal["query", "document"] = "document"
 
-    def texts(self) -> list[str]:
-        texts = [self.input] if isinstance(self.input, str) else list(self.input)
+    def token_lists(self) -> list[list[int]] | None:
+        """The input as lists of token ids, or ``None`` when it is text."""
+        if isinstance(self.input, str) or not self.input or isinstance(self.input[0], str):
+            return None
+        if isinstance(self.input[0], int):
+            return [list(self.input)]  # type: ignore[arg-type]
+        return [list(ids) for ids in self.input]  # type: ignore[union-attr]
+
+    def texts(self, decode: Any = None) -> list[str]:
+        """The input texts; token ids are turned into text by ``decode(lists) -> texts``."""
+        ids = self.token_lists()
+        if ids is not None:
+            if decode is None:
+                raise ConfigError("token-id input needs a decoder")
+            texts = list(decode(ids))
+        else:
+            texts = [self.input] if isinstance(self.input, str) else list(self.input)  # type: ignore[arg-type]
         if not texts or len(texts) > MAX_BATCH:
             raise ConfigError(f"input must hold 1 to {MAX_BATCH} texts, got {len(texts)}")
         if any(not t.strip() for t in texts):
@@ -132,13 +161,18 @@ class EmbeddingsRequest(BaseModel):
 
 # -- responses ------------------------------------------------------------------------------------
 class Source(BaseModel):
-    """A numbered source: the marker ``[n]`` in the answer points at source ``n``."""
+    """A numbered source: the marker ``[n]`` in the answer points at source ``n``; where it sits
+    as a citation of it would say (:func:`rag.citations.locate`)."""
 
     model_config = _OUT
     n: int
     document_id: str
     title: str = ""
     score: float
+    path: str = ""
+    span: tuple[int, int] | None = None
+    page: int | None = None
+    heading: str = ""
 
 
 class RagExtension(BaseModel):

@@ -16,7 +16,12 @@ A chat completion is retrieval-augmented generation (Lewis et al., NeurIPS 2020)
 conversation: the last user message is the question, earlier user/assistant pairs are the history
 that :mod:`rag.chat` trims to a token budget and condenses a follow-up with (LlamaIndex's
 condense-plus-context engine); the answer carries ``[n]`` markers, resolved in the ``ragnodes``
-extension field (:class:`rag.openai_api.RagExtension`). Streaming follows OpenAI's
+extension field (:class:`rag.openai_api.RagExtension`: the citations of :mod:`rag.citations`,
+with path, span, page and heading, from the same sources ``/ask`` uses,
+:meth:`rag.pipeline.Pipeline.sources`), as OpenAI ``url_citation`` annotations on the message, in
+the ``X-Ragnodes-Citations`` header of a non-streamed answer, and, for clients that show only the
+content, as a ``Sources:`` block at its end (model ``ragnodes+sources`` or
+``ragnodes.sources_in_content``). Streaming follows OpenAI's
 ``chat.completion.chunk`` format: a role chunk, content deltas, a last chunk with
 ``finish_reason`` and the ``ragnodes`` field, a usage chunk when
 ``stream_options.include_usage``, then ``data: [DONE]``.
@@ -44,6 +49,7 @@ import numpy as np
 
 from rag.api import filter_dict
 from rag.chat import ChatEngine, Conversation, Turn, answer_messages, token_counter
+from rag.citations import locate, sources_block, url_citations
 from rag.concurrency import aiterate
 from rag.errors import ConfigError, RagError
 from rag.integrations._common import find_encoder
@@ -64,13 +70,15 @@ from rag.types import Answer, Query, TraceStep
 
 try:
     from fastapi import APIRouter, Request
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 except ImportError:  # pragma: no cover - rag.server already required the extra
     raise
 
 logger = logging.getLogger("ragnodes.server")
 
 MODEL_ID = "ragnodes"
+SOURCES_SUFFIX = "+sources"  # ragnodes+sources: the content ends with the cited sources
+CITATIONS_HEADER = "X-Ragnodes-Citations"  # JSON citations, for clients that keep only headers
 OPENAI_PREFIX = "/v1/"
 ERRORS = {
     code: {"model": OpenAIErrorResponse, "description": what}
@@ -120,7 +128,7 @@ def answer_turn(state: Any, req: ChatCompletionRequest) -> Iterator[str | Answer
     q = Query(text=text)
     t0 = time.perf_counter()
     with state.lock.reading():
-        hits = pipeline.search(q, k=k, filter=flt).hits
+        hits = pipeline.sources(q, pipeline.search(q, k=k, filter=flt).hits)  # as /ask does
     found = TraceStep(action="search", query=q.text, document_ids=tuple(h.id for h in hits))
     messages = answer_messages(pipeline, q, hits, history)
     timings = {"retrieve_s": time.perf_counter() - t0}
@@ -139,9 +147,18 @@ def answer_turn(state: Any, req: ChatCompletionRequest) -> Iterator[str | Answer
         }
 
 
+def wants_sources(req: ChatCompletionRequest) -> bool:
+    """A ``Sources:`` block in the content: ``ragnodes.sources_in_content``, else the model
+    name ``ragnodes+sources`` (what a chat front end can pick from ``/v1/models``)."""
+    opts = req.ragnodes
+    if opts is not None and opts.sources_in_content is not None:
+        return opts.sources_in_content
+    return (req.model or "").endswith(SOURCES_SUFFIX)
+
+
 def extension(answer: Answer) -> dict[str, Any]:
     sources = [
-        Source(n=n, document_id=h.id, title=h.document.title, score=h.score)
+        Source(n=n, document_id=h.id, title=h.document.title, score=h.score, **locate(h.document))
         for n, h in enumerate(answer.contexts, 1)
     ]
     query = next((s.query for s in answer.trace if s.action == "search"), answer.query.text)
@@ -170,8 +187,11 @@ class _Completion:
         usage: dict[str, int] | None,
         tool_calls: list[dict] | None = None,
         ext: dict | None = None,
+        notes: list[dict] | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": content}
+        if notes:
+            message["annotations"] = notes
         if tool_calls:
             message["tool_calls"] = tool_calls
         out = {
@@ -233,7 +253,7 @@ def _events(state: Any, req: ChatCompletionRequest, c: _Completion) -> Iterator[
                     usage = item
             if answer is None or usage is None:
                 raise ConfigError("generator produced no output")
-            yield c.chunk({}, _finish(answer, usage, req.token_limit), ragnodes=extension(answer))
+            yield from _last_chunks(req, c, answer, usage)
             if include_usage:
                 yield c.chunk(None, usage=_usage(usage))  # type: ignore[arg-type]
     except RagError as e:
@@ -243,6 +263,19 @@ def _events(state: Any, req: ChatCompletionRequest, c: _Completion) -> Iterator[
         err = openai_error(500, "internal_error", "internal server error (see the server log)")
         yield f"data: {json.dumps(err)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _last_chunks(
+    req: ChatCompletionRequest, c: _Completion, answer: Answer, usage: dict[str, int]
+) -> Iterator[str]:
+    """The sources block (on request), then the chunk with ``finish_reason``, the
+    ``url_citation`` annotations and the ``ragnodes`` extension."""
+    if wants_sources(req) and (block := sources_block(answer.citations)):
+        yield c.chunk({"content": block})
+    last: dict[str, Any] = {}
+    if notes := url_citations(answer.text, answer.citations):
+        last["annotations"] = notes
+    yield c.chunk(last, _finish(answer, usage, req.token_limit), ragnodes=extension(answer))
 
 
 def _tool_turn(generator: Any, req: ChatCompletionRequest) -> tuple[str, list[dict], str]:
@@ -263,7 +296,9 @@ def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[st
     if answer is None or usage is None:
         raise ConfigError("generator produced no output")
     finish = _finish(answer, usage, req.token_limit)
-    return c.body(answer.text, finish, usage, ext=extension(answer))
+    text = answer.text + (sources_block(answer.citations) if wants_sources(req) else "")
+    notes = url_citations(answer.text, answer.citations)
+    return c.body(text, finish, usage, ext=extension(answer), notes=notes)
 
 
 async def _check_limits(state: Any, req: ChatCompletionRequest) -> None:
@@ -286,6 +321,34 @@ def _error_chunk(e: BaseException) -> str:
 
 
 # -- embeddings -----------------------------------------------------------------------------------
+def decode_token_ids(ids: list[list[int]], model: str | None) -> list[str]:
+    """Token ids as text, with the tiktoken encoding OpenAI clients tokenized with: the one of
+    ``model`` (``tiktoken.encoding_for_model``), else ``cl100k_base``, the fallback of LangChain's
+    ``OpenAIEmbeddings`` and LlamaIndex. Without tiktoken (or its encoding file) a one-line 422
+    that says how to send text instead."""
+    from fastapi import HTTPException
+
+    fix = (
+        "send text instead: LangChain OpenAIEmbeddings(..., check_embedding_ctx_length=False), "
+        "or pass strings as input"
+    )
+    try:
+        import tiktoken
+    except ImportError:
+        raise HTTPException(422, f"token-id input needs tiktoken on the server; {fix}") from None
+    try:
+        try:
+            enc = tiktoken.encoding_for_model(model or "")
+        except KeyError:
+            enc = tiktoken.get_encoding("cl100k_base")
+        return [enc.decode(x) for x in ids]
+    except Exception as e:  # no encoding file offline (tiktoken downloads it), a bad id
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise HTTPException(
+            422, f"token-id input could not be decoded with tiktoken ({reason}); {fix}"
+        ) from None
+
+
 def embed(state: Any, req: EmbeddingsRequest) -> dict[str, Any]:
     encoder = find_encoder(state.pipeline)
     if encoder is None:
@@ -293,7 +356,7 @@ def embed(state: Any, req: EmbeddingsRequest) -> dict[str, Any]:
             f"this index ({state.pipeline.retriever.name}) has no text encoder: /v1/embeddings "
             "needs a dense or hybrid index"
         )
-    texts = req.texts()
+    texts = req.texts(decode=lambda ids: decode_token_ids(ids, req.model))
     encoder.load()
     if req.dimensions is not None and req.dimensions != encoder.dim:
         raise ConfigError(f"dimensions must be {encoder.dim} (the encoder's), got {req.dimensions}")
@@ -331,7 +394,7 @@ def openai_router(model_id: str = MODEL_ID) -> APIRouter:
 
     @router.get("/models", response_model=ModelList, summary="the model this server answers as")
     def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=model_id)])
+        return ModelList(data=[ModelCard(id=model_id), ModelCard(id=model_id + SOURCES_SUFFIX)])
 
     @router.post(
         "/chat/completions",
@@ -350,7 +413,11 @@ def openai_router(model_id: str = MODEL_ID) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await state.complete(lambda: aiterate(lambda: iter([_complete(state, req, c)])))
+        body = await state.complete(lambda: aiterate(lambda: iter([_complete(state, req, c)])))
+        cites = body.get("ragnodes", {}).get("citations", [])
+        # LangChain's ChatOpenAI keeps no extension field, but keeps the response headers in
+        # response_metadata["headers"] with include_response_headers=True
+        return JSONResponse(body, headers={CITATIONS_HEADER: json.dumps(cites)})
 
     @router.post("/embeddings", summary="OpenAI-compatible embeddings with the index's encoder")
     def embeddings(req: EmbeddingsRequest, state: State) -> Any:

@@ -433,27 +433,32 @@ class Pipeline(Node):
             {"role": "user", "content": self._user_turn(question, hits)},
         ]
 
-    def ask_stream(self, query: Query | str) -> Iterator[str | Answer]:
-        """Yield answer text pieces as generated, then the final :class:`Answer`."""
+    def ask_stream(
+        self, query: Query | str, filter: dict[str, Any] | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces as generated, then the final :class:`Answer` (sources
+        searched with the metadata ``filter``, :mod:`rag.filters`)."""
         if self.generator is None:
             raise ConfigError("this pipeline has no generator; set generator= to answer questions")
         q = check_query(query)
-        hits, messages, timings = self._prepare(q)
-        for item in self.stream_answer(q, hits, messages, timings=timings):
-            if self.context is not None and isinstance(item, Answer):
-                item = self.context.check(item)
-            yield item
+        hits, messages, timings = self._prepare(q, filter=filter)
+        yield from self.stream_answer(q, hits, messages, timings=timings)
+
+    def sources(self, q: Query, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits the generator is shown: the ``context`` node's (neighbours merged, fitted
+        to the window) when set, else the hits. Every door that answers (``ask``, chat,
+        ``/v1/chat/completions``) goes through here, so all cite the same sources."""
+        return list(hits) if self.context is None else self.context.build(self, q, hits)
 
     def _prepare(
-        self, q: Query, lock: Any = None
+        self, q: Query, lock: Any = None, filter: dict[str, Any] | None = None
     ) -> tuple[Sequence[Hit], list[dict[str, str]], dict[str, float]]:
-        """The contexts of an answer and its prompt; ``lock`` (a context manager, e.g. a
-        server's index read lock) is held around retrieval only."""
+        """The contexts of an answer (searched with the metadata ``filter``) and its prompt;
+        ``lock`` (a context manager, e.g. a server's index read lock) is held around retrieval
+        only."""
         t0 = time.perf_counter()
         with lock if lock is not None else contextlib.nullcontext():
-            hits: Sequence[Hit] = self.search(q).hits
-            if self.context is not None:
-                hits = self.context.build(self, q, hits)
+            hits: Sequence[Hit] = self.sources(q, self.search(q, filter=filter).hits)
         timings = {"retrieve_s": time.perf_counter() - t0}
         return hits, self._messages(q, hits), timings
 
@@ -520,19 +525,21 @@ class Pipeline(Node):
                 TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)),
             )
         )
-        return Answer(
+        answer = Answer(
             query=q,
             text=text,
-            citations=tuple(cites),
+            citations=tuple(cites),  # located by rag.citations.cite (path, span, page, heading)
             invalid_markers=tuple(bad),
             contexts=tuple(hits),
             timings={**(timings or {}), "generate_s": time.perf_counter() - t0},
             model=f"{getattr(gen, 'model', '')}|prompt={prompts.version('answer_user')}",
             trace=steps,
         )
+        # the context node judges each citation against its span, for every door alike
+        return answer if self.context is None else self.context.check(answer)
 
-    def ask(self, query: Query | str) -> Answer:
-        *_, answer = self.ask_stream(query)
+    def ask(self, query: Query | str, filter: dict[str, Any] | None = None) -> Answer:
+        *_, answer = self.ask_stream(query, filter)
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
             raise ConfigError("generator produced no output")
         return answer
@@ -563,6 +570,7 @@ class Pipeline(Node):
         lock: Any = None,
         max_new_tokens: int | None = None,
         pool: Any = None,
+        filter: dict[str, Any] | None = None,
     ) -> AsyncIterator[str | Answer]:
         """:meth:`ask_stream` on the event loop: text pieces as generated, then the
         :class:`Answer`. Retrieval runs in the worker pool (holding ``lock``, e.g. a server's
@@ -580,13 +588,11 @@ class Pipeline(Node):
         root = tracing.start("ask", {"openinference.span.kind": "CHAIN", "rag.k": self.k})
         try:
             with tracing.activate(root):
-                hits, messages, timings = await pool.run(self._prepare, q, lock)
+                hits, messages, timings = await pool.run(self._prepare, q, lock, filter)
             async for item in self.astream_answer(
                 q, hits, messages, timings=timings, max_new_tokens=max_new_tokens, parent=root
             ):
-                if self.context is not None and isinstance(item, Answer):
-                    item = self.context.check(item)
-                yield item
+                yield item  # an Answer is checked by the context node in _answer
         except BaseException as e:
             tracing.finish(root, e)
             raise
@@ -638,10 +644,11 @@ class Pipeline(Node):
         lock: Any = None,
         max_new_tokens: int | None = None,
         pool: Any = None,
+        filter: dict[str, Any] | None = None,
     ) -> Answer:
         """:meth:`ask` on the event loop: the last item of :meth:`astream`."""
         answer = None
-        async for item in self.astream(query, lock, max_new_tokens, pool):
+        async for item in self.astream(query, lock, max_new_tokens, pool, filter):
             answer = item
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
             raise ConfigError("generator produced no output")

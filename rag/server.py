@@ -6,7 +6,7 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
     GET    /health/live  the process serves HTTP        -> {"status": "live"}
     GET    /health/ready index and models loaded        -> {"status": "ready", ...}, else 503
     POST   /search       SearchRequest                  -> rag.types.Ranking
-    POST   /ask          AskRequest                     -> rag.types.Answer, or with
+    POST   /ask          AskRequest (question, filter)  -> rag.types.Answer, or with
                          "stream": true, text/event-stream: `token` events {"text"}, then one
                          `answer` event (the Answer), or one `error` event
     POST   /documents    AddDocumentsRequest            -> DocumentsResponse
@@ -139,13 +139,17 @@ def _sse_error(e: BaseException) -> _ErrorEvent:
     )
 
 
-async def _answer_events(state: ServerState, query: Query) -> AsyncIterator[str]:
+async def _answer_events(
+    state: ServerState, query: Query, flt: dict[str, Any] | None = None
+) -> AsyncIterator[str]:
     """SSE of one answer (:meth:`rag.pipeline.Pipeline.astream`). The read lock covers retrieval
     only, so a long generation never blocks index changes; a client that leaves closes this
     iterator, which cancels the generation at its next token."""
 
     def answer() -> AsyncIterator[Any]:
-        return state.pipeline.astream(query, lock=state.lock.reading(), pool=state.pool)
+        return state.pipeline.astream(
+            query, lock=state.lock.reading(), pool=state.pool, filter=flt
+        )
 
     async for item in state.stream(answer, _sse_error):
         if isinstance(item, Answer):
@@ -189,13 +193,15 @@ def core_router() -> APIRouter:
         state.gates.check("generate")
         if req.stream:
             return StreamingResponse(
-                _answer_events(state, query),
+                _answer_events(state, query, req.filter),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         # retrieval under the read lock, generation outside it (Pipeline.astream's ``lock``)
         return await state.complete(
-            lambda: state.pipeline.astream(query, lock=state.lock.reading(), pool=state.pool)
+            lambda: state.pipeline.astream(
+                query, lock=state.lock.reading(), pool=state.pool, filter=req.filter
+            )
         )
 
     @router.post("/documents", response_model=DocumentsResponse, summary="add or replace")

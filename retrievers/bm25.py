@@ -34,7 +34,7 @@ from rag.types import Document, Query, ScoredIds
 from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches
+from retrievers.stores.filters import predicate
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 # a batch this large (re)builds the segments' score matrix for the batched kernel; smaller ones
@@ -181,7 +181,8 @@ class BM25Retriever(BaseRetriever):
             allowed = None
             if filter:
                 docs = self.documents
-                allowed = np.array([matches(docs[i].metadata, filter) for i in self._order])
+                match = predicate(filter)
+                allowed = np.array([match(docs[i].metadata) for i in self._order])
             # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
             idx_b, vals_b = kbm25.topk(
                 self._bm25, self.tokenize([q.text for q in queries]), k, allowed
@@ -196,8 +197,9 @@ class BM25Retriever(BaseRetriever):
         order, allowed = seg.ids(), np.array(seg._global()[0], dtype=bool)
         if filter:
             docs = self.documents
+            match = predicate(filter)
             allowed &= np.array(
-                [i in docs and matches(docs[i].metadata, filter) for i in order], dtype=bool
+                [i in docs and match(docs[i].metadata) for i in order], dtype=bool
             )
         idx_b, vals_b = kbm25.topk(
             seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed
@@ -215,8 +217,9 @@ class BM25Retriever(BaseRetriever):
             s, order, live = self._row_scores(q.text)
             if filter and mask is None:
                 docs = self.documents
+                match = predicate(filter)
                 mask = np.array(
-                    [i in docs and matches(docs[i].metadata, filter) for i in order], dtype=bool
+                    [i in docs and match(docs[i].metadata) for i in order], dtype=bool
                 )
             s = np.where(s != 0, s, -np.inf)  # matching-only, as the kernel path
             if live is not None:

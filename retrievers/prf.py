@@ -46,7 +46,7 @@ from rag.types import Document, Query
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches
+from retrievers.stores.filters import predicate
 
 _TERM = re.compile(r"^[a-z0-9]{2,20}$")
 
@@ -191,7 +191,8 @@ class RM3Retriever(BaseRetriever):
             bm._build()
         mask = None
         if filter:
-            mask = np.array([matches(self.documents[i].metadata, filter) for i in bm._order])
+            match = predicate(filter)
+            mask = np.array([match(self.documents[i].metadata) for i in bm._order])
         return [_top(self.scores(q.text), bm._order, k, mask) for q in queries]
 
     def _save_state(self, path: Path) -> None:

@@ -31,7 +31,7 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.types import Document, Query
 from retrievers.stores.exact import topk_rows
-from retrievers.stores.filters import matches
+from retrievers.stores.filters import predicate
 
 
 class SpladeRetriever(BaseRetriever):
@@ -136,7 +136,8 @@ class SpladeRetriever(BaseRetriever):
         scores = (q @ self._matrix.T).toarray()  # (Q, N): one sparse product for the batch
         scores = np.where(scores > 0, scores, -np.inf)  # only documents sharing a term
         if filter:
-            mask = np.array([matches(self.documents[i].metadata, filter) for i in self._ids])
+            match = predicate(filter)
+            mask = np.array([match(self.documents[i].metadata) for i in self._ids])
             scores = np.where(mask[None, :], scores, -np.inf)
         idx, vals = topk_rows(scores, k)
         return [

@@ -121,7 +121,8 @@ def test_mcp_server_over_stdio(tmp_path):
 
     got = anyio.run(session)
     tools = got["tools"]
-    assert [t.name for t in tools] == ["search", "fetch"]  # no generator: no ask tool
+    # the packaged default generator offers ask (loaded on the first ask; `--model none`: no ask)
+    assert [t.name for t in tools] == ["search", "fetch", "ask"]
     schema = _get(tools[0], "input_schema", "inputSchema")
     assert schema["required"] == ["query"] and schema["properties"]["k"]["maximum"] == 100
     assert "filter" in schema["properties"]
@@ -141,7 +142,9 @@ def test_mcp_server_over_stdio(tmp_path):
     blank = got["blank"]
     assert _get(blank, "is_error", "isError") and "query" in blank.content[0].text
     assert _get(got["filtered"], "structured_content", "structuredContent")["hits"] == []
-    assert _get(got["bad_filter"], "is_error", "isError")
+    bad = got["bad_filter"]
+    assert _get(bad, "is_error", "isError")
+    assert "unknown operator 'near'" in bad.content[0].text and "\n" not in bad.content[0].text
     doc = _get(got["fetch"], "structured_content", "structuredContent")
     assert doc["id"] == "jupiter" and doc["text"] == bm25.documents["jupiter"].text
     missing = got["missing"]

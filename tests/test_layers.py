@@ -23,6 +23,7 @@ CORE = {
     "rag.types",
     "rag.errors",
     "rag.nodes",
+    "rag.filters",
     "rag.config",
     "rag.extras",
     "rag.models",

@@ -74,7 +74,8 @@ def client(base_url):
 
 
 def test_models_and_a_grounded_answer_with_citations(client, pipe):
-    assert [m.id for m in client.models.list().data] == ["ragnodes"]
+    # ragnodes+sources: the same, with the cited sources at the end of the content
+    assert [m.id for m in client.models.list().data] == ["ragnodes", "ragnodes+sources"]
     r = client.chat.completions.create(model="ragnodes", messages=USER, max_tokens=TOKENS)
     text = r.choices[0].message.content
     # the same answer the pipeline gives in process (greedy decoding, the same prompt)

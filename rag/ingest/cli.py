@@ -125,6 +125,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     from rag.ingest.contextual import Situator
     from rag.ingest.indexing import DEFAULT_BATCH, index_paths
     from rag.ingest.loaders import CsvColumns
+    from rag.ingest.progress import IndexProgress
     from rag.ingest.splitter import Chunker
     from rag.nodes import Node
 
@@ -168,6 +169,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
             make,
             situator=Situator(args.situate_model) if args.situate else None,
             workers=args.workers,
+            monitor=IndexProgress(),  # a bar on a terminal, else a line every few seconds
             **common,
         )
     for line in report.lines():

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rag.citations import parse_markers
+from rag.citations import locate, parse_markers
 from rag.errors import ConfigError
 from rag.ingest.parents import chunk_documents, expand_neighbours, merge_adjacent, trim_headings
 from rag.nodes import Node
@@ -138,14 +138,7 @@ class ChunkContext(Node):
         judge = None if self.judge == "none" else self._judge()
         for c in answer.citations:
             hit = answer.contexts[c.marker - 1]
-            m = hit.document.metadata
-            upd: dict[str, Any] = {"path": str(m.get("source", ""))}
-            if "start" in m and "end" in m:
-                upd["span"] = (int(m["start"]), int(m["end"]))
-            if m.get("page") is not None:
-                upd["page"] = int(m["page"])
-            heads = m.get("headings") or []
-            upd["heading"] = str(heads[-1]) if heads else ""
+            upd: dict[str, Any] = locate(hit.document)  # the one builder (rag.citations)
             claim = self.citing_text(answer.text, c.marker)
             if judge is not None and claim:
                 p = float(judge.p_support([hit.document.text], [claim])[0])

@@ -29,6 +29,7 @@ from typing import Any
 
 from rag.errors import ConfigError
 from rag.ingest.loaders import CsvColumns, load_paths
+from rag.ingest.progress import NoProgress
 from rag.ingest.splitter import Chunker, find_encoder
 from rag.types import Document
 
@@ -126,6 +127,7 @@ def index_paths(
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    monitor: Any = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
@@ -135,7 +137,8 @@ def index_paths(
     ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
     total)`` is called after each commit with the documents (files, records) indexed so far;
     ``workers > 1`` encodes each batch in that many processes before this process commits it
-    (:mod:`rag.ingest.workers`)."""
+    (:mod:`rag.ingest.workers`); ``monitor`` (:class:`~rag.ingest.progress.IndexProgress`, what
+    ``rag index`` shows) is told of files read, chunks made and chunks committed."""
     from rag.ingest.workers import encode_pool
 
     if batch_size < 1:
@@ -163,11 +166,14 @@ def index_paths(
                 batch_size,
                 progress if progress is not None else (lambda done, total: None),
                 pool,
+                monitor,
             )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
     finally:
         pipe.close()
+        if monitor is not None:
+            monitor.close()
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -185,10 +191,17 @@ def _default_chunker(
     return Chunker.for_retriever(pipe.retriever, **kw)
 
 
-def _chunks_of(d: Document, chunker: Chunker, chunk_records: bool, situator: Any) -> list[Document]:
+def _chunks_of(
+    d: Document, chunker: Chunker, chunk_records: bool, situator: Any, progress: Any = None
+) -> list[Document]:
+    progress = progress if progress is not None else NoProgress()
     if d.metadata.get("format") in RECORD_FORMATS and not chunk_records:
+        progress.chunks(1)
         return [d]  # a JSONL/CSV record is a document already
-    parts = chunker.split_one(d)
+    parts = []
+    for c in chunker.iter_split(d):  # counted as made: a long file shows progress while split
+        parts.append(c)
+        progress.chunks(1)
     return situator.situate(d, parts) if situator is not None else parts
 
 
@@ -214,8 +227,10 @@ class FileCommits:
         report: IndexReport,
         around_commit: Callable[[list[Document]], Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        monitor: Any = None,
     ) -> None:
         self.pipe, self.manifest, self.batch_size, self.report = pipe, manifest, batch_size, report
+        self.monitor = monitor  # rag.ingest.progress.IndexProgress: chunks committed
         self.around_commit = around_commit
         self.progress = progress  # (documents done, total) after each commit
         self.done = self.total = 0
@@ -282,6 +297,8 @@ class FileCommits:
         with around:
             self.pipe.index(list(batch), cursor=self.cursor())
         report.chunks_added += len(batch)
+        if self.monitor is not None:
+            self.monitor.committed(len(batch))
         self.batch = []
         if self.progress is not None:
             self.progress(self.done, self.total)
@@ -321,18 +338,38 @@ def _index_files(
     batch_size: int,
     progress: Callable[[int, int], None],
     pool: Any,
+    monitor: Any = None,
 ) -> IndexReport:
+    monitor = monitor if monitor is not None else NoProgress()
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
     report = IndexReport()
     commits = FileCommits(
-        pipe, manifest, chunker, situator, batch_size, report, _prefilled(pool), progress
+        pipe,
+        manifest,
+        chunker,
+        situator,
+        batch_size,
+        report,
+        _prefilled(pool),
+        progress,
+        monitor=monitor,
     )
-    res = load_paths(paths, include, exclude, strict, csv_columns, only=commits.wanted, warn=warn)
+    res = load_paths(
+        paths,
+        include,
+        exclude,
+        strict,
+        csv_columns,
+        only=commits.wanted,
+        warn=warn,
+        progress=monitor.files,
+    )
     report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
     commits.total = len(res.documents)
     commits.start(res.files)
     for d in res.documents:
-        commits.add(str(d.metadata["source"]), _chunks_of(d, chunker, chunk_records, situator))
+        parts = _chunks_of(d, chunker, chunk_records, situator, monitor)
+        commits.add(str(d.metadata["source"]), parts)
     commits.finish()
     return report

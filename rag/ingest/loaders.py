@@ -21,7 +21,10 @@ suffix      how                                                          text of
 A bad file (zero bytes, binary, not UTF-8, larger than ``max_bytes``, encrypted or broken PDF,
 broken DOCX) is skipped with one warning line naming the file and the reason; ``strict=True``
 raises :class:`~rag.errors.DataError` instead. Folders yield only files with a known suffix
-(others are counted as ``ignored``), hidden files and folders are skipped.
+(others are counted as ``ignored``), hidden files and folders are skipped. Symlinks are resolved
+once: a linked folder is walked (each real folder once, so link cycles end), a file reached twice
+(itself and through a link) is indexed once, under the first path in sorted order. A CSV row with
+a blank or repeated id is skipped with a warning naming ``file:line``.
 
 >>> result = load_paths(["notes/"], include=["*.md"])         # doctest: +SKIP
 >>> result.documents[0].metadata["source"], result.summary()   # doctest: +SKIP
@@ -35,6 +38,7 @@ import fnmatch
 import hashlib
 import io
 import logging
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -50,6 +54,7 @@ HTML_SUFFIXES = (".html", ".htm")
 SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx", ".jsonl", ".jsonl.gz", ".csv")
 MAX_BYTES = 50 * 2**20
 _ATX = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_SETEXT_TITLE = re.compile(r"^([^\s#].*)\n {0,3}(?:={3,}|-{3,})[ \t]*$", re.M)
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 
 
@@ -130,7 +135,7 @@ def discover(
             if not _matches(p.name, exclude):
                 out.append((p, p.as_posix()))
             continue
-        for f in sorted(p.rglob("*")):
+        for f in _walk(p):
             rel = f.relative_to(p).as_posix()
             if any(part.startswith(".") for part in f.relative_to(p).parts) or not f.is_file():
                 continue
@@ -143,9 +148,38 @@ def discover(
                 ignored += 1
                 continue
             out.append((f, (p / rel).as_posix()))
+    return _once(out), ignored
+
+
+def _once(found: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """One entry per file: a source named twice, or a link to a file already found, is dropped."""
     seen: set[str] = set()
-    unique = [(f, s) for f, s in out if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
-    return unique, ignored
+    real: set[str] = set()
+    unique = []
+    for f, src in found:
+        target = os.path.realpath(f)
+        if src in seen or target in real:
+            continue
+        seen.add(src)
+        real.add(target)
+        unique.append((f, src))
+    return unique
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every path under ``root``, sorted; symlinked folders are followed once (a folder reached
+    again through another link, or a link cycle, is not entered twice)."""
+    out: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        out.extend(Path(here) / name for name in files)
+    return sorted(out)
 
 
 def doc_id_for(source: str, roots: Sequence[str | Path]) -> str:
@@ -172,8 +206,11 @@ def _decode(data: bytes) -> str:
 
 
 def _md_title(text: str, fallback: str) -> str:
-    m = _ATX.search(text)
-    return m.group(1).strip() if m else fallback
+    """The first ATX (``# T``) or Setext (``T`` over ``===``) level-1 or -2 heading."""
+    found = [m for m in (_ATX.search(text), _SETEXT_TITLE.search(text)) if m]
+    if not found:
+        return fallback
+    return min(found, key=lambda m: m.start()).group(1).strip()
 
 
 def _read_text(data: bytes, stem: str, suffix: str) -> tuple[str, str, dict[str, Any]]:
@@ -258,8 +295,17 @@ def _read_docx(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
     return text, title or _md_title(text, stem), {}
 
 
-def _read_csv(path: Path, data: bytes, source: str, columns: CsvColumns) -> list[Document]:
+def _read_csv(
+    path: Path,
+    data: bytes,
+    source: str,
+    columns: CsvColumns,
+    warn: Callable[[str], None] | None = None,
+) -> list[Document]:
+    """One document per row. A row with a blank or repeated id is skipped with one warning
+    naming ``file:line`` (the file is still read; bad rows never abort a run)."""
     text = _decode(data)
+    say = warn if warn is not None else (lambda m: warnings.warn(m, stacklevel=3))
     reader = csv.DictReader(io.StringIO(text))
     missing = [
         c
@@ -269,15 +315,25 @@ def _read_csv(path: Path, data: bytes, source: str, columns: CsvColumns) -> list
     if missing:
         raise SkipFile(f"CSV has no column {missing[0]!r} (columns: {reader.fieldnames})")
     docs = []
+    seen: set[str] = set()
     for n, row in enumerate(reader, 1):
         body = "\n\n".join((row.get(c) or "").strip() for c in columns.text).strip()
         if not body:
             continue
+        doc_id = (row.get(columns.id) or "").strip() if columns.id else f"{path.name}:{n}"
+        line = reader.line_num  # the row's last physical line (a quoted cell may span lines)
+        if not doc_id:
+            say(f"skipped row {source}:{line}: blank {columns.id!r} cell; fill in an id")
+            continue
+        if doc_id in seen:
+            say(f"skipped row {source}:{line}: id {doc_id!r} repeats an earlier row's")
+            continue
+        seen.add(doc_id)
         used = {*columns.text, columns.id, columns.title}
         meta = {k: v for k, v in row.items() if k not in used and k is not None}
         docs.append(
             Document(
-                id=row[columns.id] if columns.id else f"{path.name}:{n}",
+                id=doc_id,
                 text=body,
                 title=(row.get(columns.title) or "") if columns.title else "",
                 metadata={**meta, "source": source, "format": "csv", "row": n},
@@ -305,10 +361,12 @@ def load_file(
     doc_id: str | None = None,
     csv_columns: CsvColumns | None = None,
     max_bytes: int = MAX_BYTES,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Document]:
     """Documents of one file (one for text formats, one per record for JSONL/CSV).
 
-    Raises :class:`SkipFile` with the reason for a file that cannot be read."""
+    Raises :class:`SkipFile` with the reason for a file that cannot be read; a bad CSV row is
+    skipped with a ``warn`` line naming ``file:line``."""
     p = Path(path)
     source = source if source is not None else p.as_posix()
     size = p.stat().st_size
@@ -321,7 +379,7 @@ def load_file(
         return _read_jsonl(p, source)
     data = p.read_bytes()
     if suffix == ".csv":
-        return _read_csv(p, data, source, csv_columns or CsvColumns())
+        return _read_csv(p, data, source, csv_columns or CsvColumns(), warn)
     stem = p.name[: -len(suffix)] if suffix else p.name
     if suffix in HTML_SUFFIXES:
         text, title, meta = _read_html(data, stem)
@@ -356,26 +414,30 @@ def load_paths(
     max_bytes: int = MAX_BYTES,
     only: Callable[[str, str], bool] | None = None,
     warn: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LoadResult:
     """Load every file under ``paths`` (see the module docstring).
 
     Args:
         only: ``only(source, sha256) -> bool``; files for which it is false are hashed but not
             parsed (incremental re-indexing reads only new or changed files).
-        warn: called with one line per skipped file (default: :func:`warnings.warn`).
+        warn: called with one line per skipped file or CSV row (default: :func:`warnings.warn`).
+        progress: called as ``progress(files_done, files_total)`` after each file.
     """
     roots = list(paths)
     found, ignored = discover(roots, include, exclude)
     result = LoadResult(ignored=ignored)
     say = warn if warn is not None else (lambda m: warnings.warn(m, stacklevel=3))
-    for f, source in found:
+    for done, (f, source) in enumerate(found, 1):
+        if progress is not None:
+            progress(done - 1, len(found))
         try:
             data = f.read_bytes() if f.stat().st_size <= max_bytes else b""
             digest = file_hash(data)
             result.files[source] = digest
             if only is not None and not only(source, digest):
                 continue
-            docs = load_file(f, source, doc_id_for(source, roots), csv_columns, max_bytes)
+            docs = load_file(f, source, doc_id_for(source, roots), csv_columns, max_bytes, say)
         except (SkipFile, OSError) as e:
             result.files.pop(source, None)
             if strict:
@@ -386,4 +448,6 @@ def load_paths(
         for d in docs:
             d.metadata["sha256"] = digest
         result.documents.extend(docs)
+    if progress is not None:
+        progress(len(found), len(found))
     return result

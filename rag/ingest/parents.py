@@ -205,7 +205,17 @@ def parent_document(documents: Mapping[str, Document], parent_id: str) -> Docume
 
 
 def lookup(documents: Mapping[str, Document], doc_id: str) -> Document | None:
-    """The document ``doc_id``: a stored one (a chunk or a whole document), else the parent
-    reassembled from its chunks (:func:`parent_document`)."""
+    """The document ``doc_id``: a stored one (a chunk or a whole document), the parent
+    reassembled from its chunks (:func:`parent_document`), or merged adjacent chunks as a
+    citation names them (``a#0+a#1``, :func:`merge_adjacent`)."""
     doc = documents.get(doc_id)
-    return doc if doc is not None else parent_document(documents, doc_id)
+    if doc is not None:
+        return doc
+    if "+" in doc_id:
+        parts = [documents.get(i) for i in doc_id.split("+")]
+        if all(p is not None for p in parts):
+            hits = [Hit(document=p, score=0.0) for p in parts if p is not None]
+            merged = merge_adjacent(hits)
+            if len(merged) == 1 and merged[0].id == doc_id:
+                return merged[0].document
+    return parent_document(documents, doc_id)

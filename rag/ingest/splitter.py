@@ -1,7 +1,8 @@
 """Token-aware, heading-aware recursive splitting of documents into chunks.
 
-A document is cut into *sections* at its Markdown ATX headings (``#`` .. ``######``, not inside
-code fences; HTML and DOCX arrive as Markdown from :mod:`rag.ingest.loaders`), each section is cut
+A document is cut into *sections* at its Markdown headings (ATX ``#`` .. ``######`` and Setext
+``===`` / ``---`` underlines, in .md and .txt alike, not inside code fences; HTML and DOCX arrive
+as Markdown from :mod:`rag.ingest.loaders`), each section is cut
 recursively at paragraph, sentence, line and word boundaries until every piece fits the budget,
 and the pieces are packed greedily into chunks with an overlap of whole pieces
 (LangChain's ``RecursiveCharacterTextSplitter``, counted in tokens; Lewis et al. 2020 used
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
@@ -36,6 +37,7 @@ from rag.types import Document
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^(```|~~~)")
+_SETEXT = re.compile(r"^ {0,3}(={3,}|-{3,})[ \t]*$")
 # paragraph, sentence, line, word boundaries, coarsest first
 _SEPARATORS = (
     re.compile(r"\n[ \t]*\n\s*"),
@@ -45,26 +47,48 @@ _SEPARATORS = (
 )
 
 
+def _setext(lines: list[str], i: int, prev_blank: bool) -> int:
+    """The level (1 for ``===``, 2 for ``---``) when line ``i`` is a one-line paragraph
+    underlined as a Setext heading, else 0."""
+    if i + 1 >= len(lines) or not prev_blank or not lines[i].strip():
+        return 0
+    if _HEADING.match(lines[i].rstrip("\n")) or _FENCE.match(lines[i]):
+        return 0
+    m = _SETEXT.match(lines[i + 1].rstrip("\n"))
+    return 0 if m is None else (1 if m.group(1)[0] == "=" else 2)
+
+
 def sections(text: str) -> list[tuple[int, int, list[str]]]:
-    """``[(start, end, heading_path)]`` covering ``text``; a heading line opens its section."""
+    """``[(start, end, heading_path)]`` covering ``text``; a heading line (ATX ``# h``, or a
+    Setext ``h`` underlined by ``===`` / ``---``) opens its section."""
     out: list[tuple[int, int, list[str]]] = []
     stack: list[tuple[int, str]] = []
-    start, fenced, pos, body = 0, False, 0, False
+    start, fenced, pos, body, prev_blank = 0, False, 0, False, True
     path: list[str] = []
-    for line in text.splitlines(keepends=True):
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        line = lines[i]
         if _FENCE.match(line):
             fenced = not fenced
         m = None if fenced else _HEADING.match(line.rstrip("\n"))
-        if m:
+        setext = 0 if fenced or m else _setext(lines, i, prev_blank)
+        if m or setext:
             if body:  # a section of headings only joins the next one (its path is the deeper)
                 out.append((start, pos, path))
                 start, body = pos, False
-            level = len(m.group(1))
-            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, m.group(2).strip())]
+            level, title = (len(m.group(1)), m.group(2)) if m else (setext, line)
+            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, title.strip())]
             path = [t for _, t in stack]
+            if setext:  # the underline belongs to the heading
+                pos += len(line)
+                i += 1
+                line = lines[i]
         elif line.strip():
             body = True
+        prev_blank = not line.strip() or bool(m or setext)
         pos += len(line)
+        i += 1
     if text[start:].strip():
         out.append((start, len(text), path))
     return out
@@ -78,11 +102,13 @@ def header_for(doc_title: str, headings: Sequence[str]) -> str:
 
 
 class TokenCounter:
-    """Token counts of any span of one text, from one offset-mapped tokenisation."""
+    """Token counts of any span of ``text[lo:hi]`` (offsets into ``text``), from one
+    offset-mapped tokenisation of that block."""
 
-    def __init__(self, tokenizer: Any, text: str) -> None:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        self.starts = [a for a, b in enc["offset_mapping"] if b > a]
+    def __init__(self, tokenizer: Any, text: str, lo: int = 0, hi: int | None = None) -> None:
+        block = text if lo == 0 and hi is None else text[lo:hi]
+        enc = tokenizer(block, add_special_tokens=False, return_offsets_mapping=True)
+        self.starts = [lo + a for a, b in enc["offset_mapping"] if b > a]
 
     def __call__(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.starts, b) - bisect.bisect_left(self.starts, a)
@@ -91,6 +117,27 @@ class TokenCounter:
         """The offset after the first ``n`` tokens of ``[a, b)`` (a hard cut inside a word)."""
         i = bisect.bisect_left(self.starts, a) + n
         return self.starts[i] if i < len(self.starts) and self.starts[i] < b else b
+
+
+BLOCK_CHARS = 200_000  # characters tokenised at once: a long file is chunked as a stream
+
+
+def blocks(text: str, a: int, b: int, size: int = BLOCK_CHARS) -> list[tuple[int, int]]:
+    """``[a, b)`` cut into spans of at most ``size`` characters, each ending at a paragraph
+    break, else a line break, else a space, where one falls in its second half."""
+    out = []
+    while b - a > size:
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, a + size // 2, a + size)
+            if cut > 0:
+                cut += len(sep)
+                break
+        cut = cut if cut > a else a + size
+        out.append((a, cut))
+        a = cut
+    out.append((a, b))
+    return out
 
 
 def _strip(text: str, a: int, b: int) -> tuple[int, int]:
@@ -249,34 +296,39 @@ class Chunker(Node):
         return cache[key]
 
     def split_one(self, doc: Document) -> list[Document]:
+        return list(self.iter_split(doc))
+
+    def iter_split(self, doc: Document) -> Iterator[Document]:
+        """The chunks of ``doc`` one by one. A section is tokenised in blocks of
+        :data:`BLOCK_CHARS` characters cut at paragraph breaks (:func:`blocks`), so memory stays
+        bounded on a long file (a chunk's overlap does not cross a block's end)."""
         self.load()
         text = doc.text
-        count = TokenCounter(self._tok, text)
         pages = doc.metadata.get("pages")
+        starts = [p[0] for p in pages] if pages else []
         base = {k: v for k, v in doc.metadata.items() if k != "pages"}
         headers: dict[tuple[str, ...], tuple[str, int]] = {}
-        out: list[Document] = []
+        n = 0
         for s, e, path in sections(text):
             header, n_header = self._header(doc, path, headers)
             budget = self.size - n_header - self.reserve_tokens
-            pieces = _pieces(text, s, e, budget, count)
-            for a, b in pack(pieces, budget, self.chunk_overlap, count):
-                meta = {
-                    **base,
-                    "parent_id": doc.id,
-                    "chunk": len(out),
-                    "start": a,
-                    "end": b,
-                    "headings": list(path),
-                    "doc_title": doc.title,
-                }
-                if pages:
-                    starts = [p[0] for p in pages]
-                    meta["page"] = max(1, bisect.bisect_right(starts, a))
-                out.append(
-                    Document(id=f"{doc.id}#{len(out)}", text=text[a:b], title=header, metadata=meta)
-                )
-        return out
+            for lo, hi in blocks(text, s, e):
+                count = TokenCounter(self._tok, text, lo, hi)
+                pieces = _pieces(text, lo, hi, budget, count)
+                for a, b in pack(pieces, budget, self.chunk_overlap, count):
+                    meta = {
+                        **base,
+                        "parent_id": doc.id,
+                        "chunk": n,
+                        "start": a,
+                        "end": b,
+                        "headings": list(path),
+                        "doc_title": doc.title,
+                    }
+                    if starts:
+                        meta["page"] = max(1, bisect.bisect_right(starts, a))
+                    yield Document(id=f"{doc.id}#{n}", text=text[a:b], title=header, metadata=meta)
+                    n += 1
 
     def split(self, docs: Sequence[Document]) -> list[Document]:
         """All chunks of ``docs``, in document order."""

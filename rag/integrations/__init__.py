@@ -18,3 +18,31 @@ Each module imports its framework lazily; without the extra it raises
 * :mod:`rag.integrations.mcp` -- an MCP server exposing the same tools and the documents as
   resources over stdio.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> module; imported on first use, so `import rag.integrations` needs no framework
+_EXPORTS = {
+    "LangChainRetriever": "rag.integrations.langchain",
+    "LangChainCompressor": "rag.integrations.langchain",
+    "RagEmbeddings": "rag.integrations.langchain_models",
+    "RagChatModel": "rag.integrations.langchain_models",
+    "LlamaIndexRetriever": "rag.integrations.llamaindex",
+    "LlamaIndexPostprocessor": "rag.integrations.llamaindex",
+    "RagEmbedding": "rag.integrations.llamaindex_models",
+    "RagLLM": "rag.integrations.llamaindex_models",
+    "RagTools": "rag.integrations.tools",
+    "build_mcp_server": "rag.integrations.mcp",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """``from rag.integrations import LangChainRetriever`` (the framework is imported then)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rag.integrations' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -116,18 +116,33 @@ def content_id(text: str, metadata: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+# the citation fields (rag.citations.locate) written next to a chunk's own metadata
+CITE_KEYS = ("path", "span", "heading")
+
+
 def split_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(title, the rest) from adapter metadata; the id and score keys we wrote are dropped."""
+    """(title, the rest) from adapter metadata; the id, score and citation keys we wrote are
+    dropped."""
     meta = dict(metadata)
     title = meta.pop(TITLE_KEY, "") or ""
     meta.pop(SCORE_KEY, None)
     meta.pop(ID_KEY, None)
+    if "source" in meta:  # an ingested chunk: path/span/heading are derived from it
+        for key in CITE_KEYS:
+            meta.pop(key, None)
     return str(title), meta
 
 
 def out_metadata(doc: Document, score: float | None = None) -> dict[str, Any]:
-    """A document's metadata plus its id, title and (when known) score, for a framework object."""
+    """A document's metadata plus its id, title and (when known) score, for a framework object;
+    a chunk of an ingested file also gets the citation fields ``path``, ``span`` (a list),
+    ``page`` and ``heading``, as :func:`rag.citations.locate` gives them to every door."""
+    from rag.citations import locate
+
     meta: dict[str, Any] = {**doc.metadata, ID_KEY: doc.id}
+    where = locate(doc)
+    if where["path"]:
+        meta.update({k: list(v) if k == "span" else v for k, v in where.items()})
     if doc.title:
         meta[TITLE_KEY] = doc.title
     if score is not None:

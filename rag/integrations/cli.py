@@ -61,7 +61,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_mcp_args(p: argparse.ArgumentParser) -> None:
-    _add_index_and_model(p, "none")
+    # the ask tool is offered with the packaged generator too; it loads on the first ask
+    _add_index_and_model(p, "smollm2-135m")
 
 
 def _open(args: argparse.Namespace) -> Any:

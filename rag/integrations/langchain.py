@@ -15,7 +15,7 @@
   (``Document.id`` first, then ``metadata["id"]``, else a content hash).
 
 >>> from retrievers import BM25Retriever
->>> lc = LangChainRetriever(retriever=BM25Retriever().index(docs), k=3)   # doctest: +SKIP
+>>> lc = LangChainRetriever(BM25Retriever().index(docs), k=3)   # doctest: +SKIP
 >>> lc.invoke("largest planet")[0].metadata["id"]                          # doctest: +SKIP
 'jupiter'
 
@@ -93,9 +93,9 @@ class LangChainRetriever(BaseRetriever):
     Args:
         retriever: an indexed ragnodes retriever, or a Pipeline (rerankers/compressors apply).
         k: documents returned per query (override per call: ``invoke(q, k=3)``).
-        filter: metadata filter, ragnodes' syntax (``retrievers.stores.filters``) or a LangChain
-            filter dict (``{"year": {"$gte": 2020}}``); override per call: ``invoke(q,
-            filter=...)``.
+        filter: metadata filter in ragnodes' filter language (:mod:`rag.filters`, MongoDB's
+            operators, as LangChain's vector stores use: ``{"year": {"$gte": 2020}}``); override
+            per call: ``invoke(q, filter=...)``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -104,7 +104,10 @@ class LangChainRetriever(BaseRetriever):
     k: int = Field(4, ge=1)
     filter: dict[str, Any] | None = None
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, retriever: Any = None, /, **data: Any) -> None:
+        # positional, as LlamaIndexRetriever(pipe): LangChainRetriever(pipe, k=3)
+        if retriever is not None:
+            data["retriever"] = retriever
         check_searchable(data.get("retriever"))  # a ConfigError here, not a ValidationError
         super().__init__(**data)
 

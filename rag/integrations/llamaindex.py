@@ -31,6 +31,7 @@ from pydantic import Field
 
 from rag.errors import ConfigError
 from rag.extras import require
+from rag.filters import parse_filter
 from rag.integrations._common import (
     asearch,
     check_postprocessor,
@@ -62,14 +63,17 @@ except ImportError:
     raise
 
 REF_DOC_KEY = "ref_doc_id"
+PARENT_KEY = "parent_id"
 
 
 def to_node(doc: Document) -> TextNode:
-    """A ``TextNode`` of a document: node id = document id; a ``ref_doc_id`` in the metadata
-    (a chunk's source document) becomes the ``SOURCE`` relationship, so ``node.ref_doc_id``
-    works as for LlamaIndex's own nodes."""
+    """A ``TextNode`` of a document: node id = document id; a ``ref_doc_id`` in the metadata,
+    else a chunk's ``parent_id`` (the file it was cut from), becomes the ``SOURCE``
+    relationship, so ``node.ref_doc_id`` works as for LlamaIndex's own nodes. The metadata holds
+    the citation fields too (``path``, ``span``, ``page``, ``heading``)."""
     relationships = {}
-    ref = doc.metadata.get(REF_DOC_KEY)
+    # a chunk of an ingested file: its file's document id (rag.ingest.splitter's parent_id)
+    ref = doc.metadata.get(REF_DOC_KEY) or doc.metadata.get(PARENT_KEY)
     if isinstance(ref, str) and ref:
         relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
     return TextNode(
@@ -116,8 +120,8 @@ class LlamaIndexRetriever(BaseRetriever):
     Args:
         retriever: an indexed ragnodes retriever, or a Pipeline (rerankers/compressors apply).
         k: nodes returned per query.
-        filter: metadata filter: LlamaIndex ``MetadataFilters`` or ragnodes' dict
-            (``retrievers.stores.filters``); through a pipeline it applies before rerankers.
+        filter: metadata filter: LlamaIndex ``MetadataFilters`` or a dict in ragnodes' filter
+            language (:mod:`rag.filters`); through a pipeline it applies before rerankers.
         filters: the same, under LlamaIndex's own argument name.
     """
 
@@ -134,7 +138,9 @@ class LlamaIndexRetriever(BaseRetriever):
         if filter is not None and filters is not None:
             raise ConfigError("pass filter= or filters=, not both")
         flt = filters if filters is not None else filter
-        self.filter = flt if flt is None or isinstance(flt, dict) else from_llamaindex(flt)
+        # parsed now: a bad filter fails here, in one line (rag.filters), not at the first query
+        is_dict = flt is None or isinstance(flt, dict)
+        self.filter = parse_filter(flt) if is_dict else from_llamaindex(flt)
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

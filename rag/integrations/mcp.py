@@ -6,13 +6,18 @@ Run it over stdio (what desktop assistants and agent frameworks launch)::
     rag mcp path/to/index                 # or: python -m rag.cli mcp path/to/index
 
 * tools -- ``search(query, k=5, filter=None)`` -> ``SearchResult``; ``fetch(id)`` ->
-  ``ToolDocument``; ``ask(question)`` -> ``ToolAnswer`` (only with a generator). Arguments are
-  the fields of :class:`rag.api.SearchArgs` / ``FetchArgs`` / ``AskArgs`` (the filter syntax of
-  ``retrievers.stores.filters``); results are structured. Every tool is annotated
-  ``readOnlyHint`` / ``idempotentHint`` (nothing is changed), ``openWorldHint=False`` (a closed
-  collection).
-* resources -- ``ragnodes://documents/{id}`` (a template for any id) and, listed, the first
-  ``max_listed_resources`` documents; each reads as the document's title and text.
+  ``ToolDocument``; ``ask(question)`` -> ``ToolAnswer`` (whenever the pipeline has a generator:
+  ``rag mcp`` gives it the packaged SmolLM2 unless ``--model none``, loaded on the first ask).
+  Arguments are the fields of :class:`rag.api.SearchArgs` / ``FetchArgs`` / ``AskArgs`` (the
+  filter language of :mod:`rag.filters`, docs/filters.md); results are structured. Every tool
+  is annotated ``readOnlyHint`` / ``idempotentHint`` (nothing is changed),
+  ``openWorldHint=False`` (a closed collection).
+* resources -- ``ragnodes://documents/{id}`` (a template for any id ``fetch`` accepts: a chunk
+  id, or a file's id whose chunks are joined) and, listed, the first ``max_listed_resources``
+  documents; each reads as the document's title and text. Ids are percent-encoded in URIs
+  (:func:`rag.citations.document_uri`: ``pdf/a.pdf#5`` ->
+  ``ragnodes://documents/pdf%2Fa.pdf%235``, since ``#`` starts a URI's fragment); an unencoded
+  ``/`` is read too.
 * errors -- bad input (an empty query, an unknown id, a bad filter, ``ask`` without a generator)
   comes back as a tool result with ``isError`` and ragnodes' one-line message, never as a
   protocol error or a traceback.
@@ -26,21 +31,23 @@ from __future__ import annotations
 
 import functools
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import Field, ValidationError
 
 from rag.api import (
     FILTER_DESCRIPTION,
-    Filter,
+    FilterJSON,
     SearchResult,
     Text,
     ToolAnswer,
     ToolDocument,
     TopK,
-    filter_dict,
 )
+from rag.citations import DOCUMENT_URI, document_uri
 from rag.errors import RagError
 from rag.extras import require
+from rag.filters import parse_filter
 from rag.integrations.tools import (
     ASK_DESCRIPTION,
     FETCH_DESCRIPTION,
@@ -48,7 +55,8 @@ from rag.integrations.tools import (
     RagTools,
 )
 
-RESOURCE_PREFIX = "ragnodes://documents/"
+RESOURCE_PREFIX = DOCUMENT_URI
+resource_uri = document_uri  # the URI of a document id (rag.citations.document_uri)
 
 
 def _sdk() -> dict[str, Any]:
@@ -60,11 +68,15 @@ def _sdk() -> dict[str, Any]:
         from mcp.server.mcpserver import MCPServer  # mcp >= 2
         from mcp.server.mcpserver.exceptions import ToolError
         from mcp.server.mcpserver.resources import FunctionResource
+        from mcp.server.mcpserver.resources.templates import ResourceSecurity
     except ImportError:
         from mcp.server.fastmcp import FastMCP as MCPServer  # mcp 1.x
         from mcp.server.fastmcp.exceptions import ToolError
         from mcp.server.fastmcp.resources import FunctionResource
+
+        ResourceSecurity = None  # type: ignore[assignment,misc]  # noqa: N806
     return {
+        "security": ResourceSecurity,
         "server": MCPServer,
         "error": ToolError,
         "resource": FunctionResource,
@@ -82,7 +94,12 @@ def _version() -> str:
 
 
 def _document_text(tools: RagTools, doc_id: str) -> str:
-    doc = tools.fetch(doc_id)
+    try:
+        doc = tools.fetch(doc_id)
+    except RagError:
+        if "%" not in doc_id:
+            raise
+        doc = tools.fetch(unquote(doc_id))  # an SDK that hands the template value undecoded
     return f"{doc.title}\n\n{doc.text}" if doc.title else doc.text
 
 
@@ -113,9 +130,10 @@ def build_mcp_server(
     def search(
         query: Annotated[Text, Field(description="what to search for")],
         k: Annotated[TopK, Field(description="passages to return")] = 5,
-        filter: Annotated[Filter | None, Field(description=FILTER_DESCRIPTION)] = None,
+        filter: Annotated[FilterJSON | None, Field(description=FILTER_DESCRIPTION)] = None,
     ) -> SearchResult:
-        return call(tools.search, query, k, filter_dict(filter))
+        # parsed here, not by the SDK's argument model: a bad filter is one line, not a dump
+        return call(lambda: tools.search(query, k, parse_filter(filter)))
 
     @server.tool(name="fetch", description=FETCH_DESCRIPTION, annotations=read_only)
     def fetch(  # the argument is named as in the fetch tool of OpenAI's MCP connectors
@@ -126,17 +144,23 @@ def build_mcp_server(
     if tools.can_ask:
 
         @server.tool(name="ask", description=ASK_DESCRIPTION, annotations=read_only)
-        def ask(question: Annotated[Text, Field(description="the question")]) -> ToolAnswer:
-            return call(tools.ask, question)
+        def ask(
+            question: Annotated[Text, Field(description="the question")],
+            filter: Annotated[FilterJSON | None, Field(description=FILTER_DESCRIPTION)] = None,
+        ) -> ToolAnswer:
+            return call(lambda: tools.ask(question, parse_filter(filter)))
+
+    template, extra = _template(sdk)
 
     @server.resource(
-        RESOURCE_PREFIX + "{doc_id}",
+        template,
         name="document",
         mime_type="text/plain",
-        description="one indexed document (title, then text) by id",
+        description="one indexed document (title, then text) by its percent-encoded id",
+        **extra,
     )
     def document(doc_id: str) -> str:
-        return _document_text(tools, doc_id)
+        return call(_document_text, tools, doc_id)
 
     retriever = getattr(tools.pipeline, "retriever", tools.pipeline)
     for i, (doc_id, doc) in enumerate(getattr(retriever, "documents", {}).items()):
@@ -144,7 +168,7 @@ def build_mcp_server(
             break
         server.add_resource(
             sdk["resource"](
-                uri=RESOURCE_PREFIX + doc_id,
+                uri=resource_uri(doc_id),
                 name=doc_id,
                 title=doc.title or None,
                 mime_type="text/plain",
@@ -152,3 +176,12 @@ def build_mcp_server(
             )
         )
     return server
+
+
+def _template(sdk: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The document template: mcp 2.x matches RFC 6570 ``{+doc_id}`` (a ``/`` in an id may be
+    sent unencoded; values are decoded) with its path checks off, since an id is a key looked up
+    in the index, never a file path; mcp 1.x matches ``{doc_id}`` (one segment, encoded)."""
+    if sdk.get("security") is None:
+        return RESOURCE_PREFIX + "{doc_id}", {}
+    return RESOURCE_PREFIX + "{+doc_id}", {"security": sdk["security"](exempt_params={"doc_id"})}

@@ -96,11 +96,13 @@ class RagTools:
     def fetch(self, id: str) -> ToolDocument:  # noqa: A002 (the tool's argument name)
         return tool_document(fetch(self.pipeline, _args(FetchArgs, id=id).id))
 
-    def ask(self, question: str) -> ToolAnswer:
-        args = _args(AskArgs, question=question)
+    def ask(self, question: str, filter: dict | None = None) -> ToolAnswer:
+        args = _args(AskArgs, question=question, filter=filter)
         if not self.can_ask:
             raise ConfigError("ask needs a pipeline with a generator; only search is available")
-        return tool_answer(self.pipeline.ask(args.question))
+        if args.filter is None:
+            return tool_answer(self.pipeline.ask(args.question))
+        return tool_answer(self.pipeline.ask(args.question, args.filter))
 
     # JSON text for frameworks that hand tool output to a model as a string
     def search_json(self, query: str, k: int = 5, filter: dict | None = None) -> str:
@@ -109,8 +111,8 @@ class RagTools:
     def fetch_json(self, id: str) -> str:  # noqa: A002
         return self.fetch(id).model_dump_json()
 
-    def ask_json(self, question: str) -> str:
-        return self.ask(question).model_dump_json()
+    def ask_json(self, question: str, filter: dict | None = None) -> str:
+        return self.ask(question, filter).model_dump_json()
 
     def as_langchain(self) -> list[Any]:
         """``[search, fetch, ask]`` as LangChain ``StructuredTool`` s (``ask`` only with a

@@ -27,7 +27,7 @@ from retrievers.multivector.muvera import MuveraFDE
 from retrievers.multivector.qdrant_store import QdrantMultiVectorStore
 from retrievers.multivector.token_store import TokenStore
 from retrievers.stores.exact import ExactStore
-from retrievers.stores.filters import matches
+from retrievers.stores.filters import predicate
 
 BACKENDS = ("exact", "muvera", "qdrant")
 
@@ -134,7 +134,8 @@ class MultiVectorRetriever(BaseRetriever):
         if self.backend == "exact":
             allowed = None
             if filter:
-                allowed = [i for i, d in self.documents.items() if matches(d.metadata, filter)]
+                match = predicate(filter)
+                allowed = [i for i, d in self.documents.items() if match(d.metadata)]
             return self.token_store.search(qv, k, allowed)
         n = max(k, self.candidates) if self.rerank else k
         cands = self.fde_store.search(self.fde.encode_queries(qv), n, filter)

@@ -30,7 +30,7 @@ from retrievers.kernels import binary as kbin
 from retrievers.kernels import dense as kdense
 from retrievers.stores import quantize as qz
 from retrievers.stores.base import check_batch
-from retrievers.stores.filters import matches, validate_filter
+from retrievers.stores.filters import predicate, validate_filter
 
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +221,8 @@ class ExactStore(Node):
             )
         mask = None
         if filter:
-            mask = np.array([matches(p.get("metadata", {}), filter) for p in self._payloads])
+            match = predicate(filter)  # parsed once for all payloads
+            mask = np.array([match(p.get("metadata", {})) for p in self._payloads])
         idx: Any
         vals: Any
         if self.quantization == "binary":  # popcount shortlist, asymmetric + float re-scoring
