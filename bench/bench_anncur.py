@@ -66,7 +66,7 @@ class TableScorer(BaseReranker):
 
 def maxsim_table(enc, texts: list[str], tokens, offsets, tag: str) -> np.ndarray:  # noqa: ANN001
     """Exact MaxSim ``(len(texts), N)`` of query texts against the cached documents (cached)."""
-    from retrievers.multivector.maxsim import maxsim_flat, offsets_of
+    from retrievers.kernels.maxsim import PackedTokens, offsets_of
 
     path = CACHE / f"{tag}.npy"
     if path.exists():
@@ -74,7 +74,7 @@ def maxsim_table(enc, texts: list[str], tokens, offsets, tag: str) -> np.ndarray
         if m.shape[0] == len(texts):
             return m
     q = enc.encode_queries(texts)
-    m = maxsim_flat(np.concatenate(q), offsets_of(q), tokens, offsets)
+    m = PackedTokens(tokens, offsets, "stream").scores(np.concatenate(q), offsets_of(q))
     np.save(path.with_suffix(".tmp.npy"), m)
     os.replace(path.with_suffix(".tmp.npy"), path)
     return m
