@@ -2,7 +2,6 @@
 MaxSim is :mod:`retrievers.kernels.maxsim` (re-exported here)."""
 
 from retrievers.kernels.maxsim import maxsim_lists, offsets_of
-
 from retrievers.multivector.encoder import TokenEncoder
 from retrievers.multivector.muvera import MuveraFDE
 from retrievers.multivector.qdrant_store import QdrantMultiVectorStore
