@@ -105,9 +105,9 @@ def rerank_run(first: dict[str, list[str]], rows, col, budget: int) -> dict:  # 
 
 def run_set(name: str, args: argparse.Namespace) -> dict:
     from evals.datasets import load_beir
+    from rerankers import LateInteractionReranker
     from retrievers import BM25Retriever
     from retrievers.anncur import AnnCurRetriever, write_anchor_matrix
-    from retrievers.multivector import LateInteractionReranker
 
     t_start = time.time()
     ds = load_beir(DATA / name)

@@ -81,7 +81,7 @@ def cheap_rerankers(ds, dense) -> dict[str, object]:
     try:
         from bench_multivector import token_vectors
 
-        from retrievers.multivector.reranker import LateInteractionReranker
+        from rerankers import LateInteractionReranker
     except ImportError as e:  # the multivector package is optional for this bench
         print(f"late interaction skipped: {e}", file=sys.stderr)
         return out

@@ -111,7 +111,7 @@ class AnnCurRetriever(BaseRetriever):
         from rag.nodes import BaseReranker
 
         if scorer is None:
-            from retrievers.multivector import LateInteractionReranker
+            from rerankers.late_interaction import LateInteractionReranker
 
             scorer = LateInteractionReranker()
         if not isinstance(scorer, BaseReranker):

@@ -15,9 +15,9 @@ import pytest
 
 from rag.errors import ConfigError
 from rag.types import Document, Query, Ranking
+from rerankers import LateInteractionReranker
 from retrievers import BM25Retriever
 from retrievers.anncur import AnnCurRetriever, cur_scores
-from retrievers.multivector import LateInteractionReranker
 
 pytest.importorskip("torch")
 

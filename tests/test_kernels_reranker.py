@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from rag.pipeline import Pipeline
+from rerankers import LateInteractionReranker
 from retrievers import BM25Retriever
-from retrievers.multivector import LateInteractionReranker, TokenEncoder
+from retrievers.multivector import TokenEncoder
 from tests.conftest import dataset_dir
 
 ADI = dataset_dir("adi")

@@ -5,12 +5,10 @@ from retrievers.kernels.maxsim import maxsim_lists, offsets_of
 from retrievers.multivector.encoder import TokenEncoder
 from retrievers.multivector.muvera import MuveraFDE
 from retrievers.multivector.qdrant_store import QdrantMultiVectorStore
-from retrievers.multivector.reranker import LateInteractionReranker
 from retrievers.multivector.retriever import MultiVectorRetriever
 from retrievers.multivector.token_store import TokenStore
 
 __all__ = [
-    "LateInteractionReranker",
     "MultiVectorRetriever",
     "MuveraFDE",
     "QdrantMultiVectorStore",
