@@ -28,6 +28,27 @@ def _weights(rankings: Sequence[Ranking], weights: Sequence[float] | None) -> li
     return [float(w) for w in weights]
 
 
+def rrf_sums(
+    keys: Sequence[Sequence[str]], weights: Sequence[float] | None = None, rrf_k: int = 60
+) -> dict[str, float]:
+    """The one reciprocal-rank sum: ``sum_i w_i / (rrf_k + rank_i)`` per key, over every
+    occurrence of the key in each list of ``keys`` (ranks from 1), in first-seen order. Fusion
+    passes each ranking's document ids; grouping chunks by parent passes one list of parent ids
+    (:func:`retrievers.parents.group_by_parent`, ``how="rrf"``).
+
+    >>> rrf_sums([["a", "b"], ["b"]], rrf_k=0)
+    {'a': 1.0, 'b': 1.5}
+    """
+    if rrf_k < 0:
+        raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
+    ws = [1.0] * len(keys) if weights is None else [float(w) for w in weights]
+    scores: dict[str, float] = {}
+    for ks, w in zip(keys, ws, strict=True):
+        for rank, key in enumerate(ks, 1):
+            scores[key] = scores.get(key, 0.0) + w / (rrf_k + rank)
+    return scores
+
+
 def rrf(
     rankings: Sequence[Ranking],
     k: int | None = None,
@@ -37,14 +58,11 @@ def rrf(
     """Reciprocal-rank fusion of rankings for the same query."""
     if not rankings:
         raise ConfigError("rrf needs at least one ranking")
-    if rrf_k < 0:
-        raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
     ws = _weights(rankings, weights)
-    scores: dict[str, float] = {}
+    scores = rrf_sums([r.ids for r in rankings], ws, rrf_k)
     docs: dict[str, Document] = {}
-    for r, w in zip(rankings, ws):
-        for rank, h in enumerate(r.hits, 1):
-            scores[h.id] = scores.get(h.id, 0.0) + w / (rrf_k + rank)
+    for r in rankings:
+        for h in r.hits:
             docs.setdefault(h.id, h.document)
     return Ranking.from_scored(
         rankings[0].query, ((docs[i], s) for i, s in scores.items()), k, "rrf"
