@@ -3,7 +3,7 @@ generator, parent lookup. The document-level ranking by grouping chunk scores
 (:func:`group_by_parent`, re-exported here) lives with :class:`retrievers.parents.ParentRetriever`,
 below this layer, and its ``rrf`` grouping is the one RRF (:func:`retrievers.fusion.rrf_sums`).
 
->>> from rag.types import Query
+>>> from rag.types import Query, Ranking
 >>> c = lambda i, p, s: Hit(document=Document(id=i, text="t", metadata={"parent_id": p}), score=s)
 >>> hits = (c("a#0", "a", 3.0), c("b#0", "b", 2.0), c("b#1", "b", 2.0))
 >>> r = Ranking(query=Query(text="q"), hits=hits)
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rag.errors import ConfigError
-from rag.types import Document, Hit, Ranking
+from rag.types import Document, Hit
 from retrievers.parents import GROUPINGS as GROUPINGS
 from retrievers.parents import group_by_parent as group_by_parent
 from retrievers.parents import parent_of
