@@ -70,12 +70,17 @@ class Hit(BaseModel):
 
 
 class Ranking(BaseModel):
-    """The hits for one query, best first. ``stage`` names the node that produced it."""
+    """The hits for one query, best first. ``stage`` names the node that produced it;
+    ``provenance`` is that node's record of the call for this query (model, backend and prompt
+    versions; counters such as a listwise reranker's windows; a think retriever's thought).
+    Per-call records travel in the output, never on the node: one node serves concurrent
+    requests."""
 
     model_config = _FROZEN
     query: Query
     hits: tuple[Hit, ...] = ()
     stage: str = ""
+    provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
