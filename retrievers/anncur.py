@@ -109,12 +109,10 @@ class AnnCurRetriever(BaseRetriever):
         anchor_matrix: str | None = None,
         seed: int = 0,
     ) -> None:
-        from rag.nodes import BaseReranker
+        from rag.nodes import BaseReranker, Node
 
-        if scorer is None:
-            from rerankers.late_interaction import LateInteractionReranker
-
-            scorer = LateInteractionReranker()
+        if scorer is None:  # by registry name: rerankers sit beside retrievers, never imported
+            scorer = Node.from_config({"type": "late_interaction"})
         if not isinstance(scorer, BaseReranker):
             raise ConfigError(f"scorer must be a reranker node, got {type(scorer).__name__}")
         if getattr(scorer, "threshold", None) is not None:
