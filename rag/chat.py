@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
-from rag.errors import ConfigError, DataError
+from rag.errors import NO_OUTPUT, ConfigError, DataError, GenerationError
 from rag.types import Answer, Citation, Document, Hit, Query, TraceStep
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def final(stream: Iterator[str | Answer]) -> Answer:
     """Drain a stream and return its :class:`Answer`."""
     *_, last = stream
     if not isinstance(last, Answer):
-        raise ConfigError("generator produced no output")
+        raise GenerationError(NO_OUTPUT)
     return last
 
 

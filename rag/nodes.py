@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from rag.errors import ConfigError, NotIndexedError, RagError
+from rag.errors import ConfigError, InputError, NotIndexedError, RagError
 from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
 
 logger = logging.getLogger("ragnodes")
@@ -51,16 +51,16 @@ _N = TypeVar("_N", bound="Node")
 
 def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int):
-        raise ConfigError(f"k must be an int >= 1, got {k!r}")
+        raise InputError(f"k must be an int >= 1, got {k!r}")
     if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
+        raise InputError(f"k must be >= 1, got {k}")
     return k
 
 
 def check_query(query: Query | str) -> Query:
     q = as_query(query)
     if not q.text.strip():
-        raise ConfigError(f"query {q.id!r} has empty text; pass a non-empty question")
+        raise InputError(f"query {q.id!r} has empty text; pass a non-empty question")
     return q
 
 

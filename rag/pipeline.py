@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import prompts
 from rag.citations import attribute, resolve
 from rag.demonstrations import Demonstration, demo_turns
-from rag.errors import ConfigError
+from rag.errors import NO_OUTPUT, ConfigError, GenerationError
 from rag.grounding import escape_source_text
 from rag.nodes import (
     BaseRetriever,
@@ -459,5 +459,5 @@ class Pipeline(Node):
     def ask(self, query: Query | str) -> Answer:
         *_, answer = self.ask_stream(query)
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
-            raise ConfigError("generator produced no output")
+            raise GenerationError(NO_OUTPUT)
         return answer

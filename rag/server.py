@@ -60,6 +60,7 @@ from rag.server_guards import (
     BodyLimitMiddleware,
     api_keys_from_env,
     install_error_handlers,
+    rag_error_status,
     require_api_key,
 )
 from rag.server_state import (  # noqa: F401  (State, ServerState: imported from here too)
@@ -118,7 +119,7 @@ def _answer_events(state: ServerState, query: Query) -> Iterator[str]:
             else:
                 yield _sse("token", json.dumps({"text": item}))
     except RagError as e:
-        yield _sse("error", json.dumps({"error": "bad_request", "message": str(e)}))
+        yield _sse("error", json.dumps({"error": rag_error_status(e)[1], "message": str(e)}))
     except Exception:
         logger.exception("unhandled error while streaming an answer")
         yield _sse("error", json.dumps({"error": "internal_error", "message": "internal error"}))
@@ -210,10 +211,7 @@ def chat_router(sessions: Any) -> APIRouter:
 
     @router.get("/chat/{conversation_id}", summary="a conversation's turns", responses=missing)
     def get(conversation_id: str) -> Any:
-        try:
-            return sessions.get(conversation_id).model_dump(mode="json")
-        except ConfigError as e:
-            raise HTTPException(404, str(e)) from e
+        return sessions.get(conversation_id).model_dump(mode="json")  # NotFoundError: 404
 
     @router.delete("/chat/{conversation_id}", summary="forget a conversation", responses=missing)
     def delete(conversation_id: str) -> Any:
