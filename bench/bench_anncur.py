@@ -11,7 +11,7 @@ Factorization", EMNLP 2022. Per collection and per budget ``B`` (scorer calls pe
 
 Measures: Top-k-Recall@k against the exhaustive ranking of the same scorer (k = 1, 10; the
 paper's measure), nDCG@10 (pytrec_eval) and the scorer calls actually made per query (from the
-node's ``last_calls``).
+outputs' ``Ranking.provenance["scorer_calls"]``).
 
 Exact MaxSim over whole collections is affordable because document token vectors are encoded once
 (``bench/anncur_cache.py``); the test-query and anchor-query score tables are computed with the
@@ -188,7 +188,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
             run, calls = {}, []
             for s in range(0, len(queries), 50):
                 rk = node.retrieve_batch(queries[s : s + 50], k=100)
-                calls += node.last_calls
+                calls += [int(r.provenance["scorer_calls"]) for r in rk]
                 run.update({r.query.id: [(h.id, h.score) for h in r.hits] for r in rk})
             ms = 1000 * (time.time() - t0) / len(queries)
             res[label] = summarise(run, ref_ids, qrels, calls, table.pairs, len(queries))

@@ -1,32 +1,38 @@
-"""``rag eval``: evaluate one or more configured systems on a judged collection.
+"""``rag eval``: evaluate one or more configured systems, or existing runs, on a judged collection.
 
     rag eval --dataset ../shared/datasets/scifact --config bm25.json --compare dense.json \\
              --measures ndcg@10,r@100,rr@10 --out results/scifact
+    rag eval --dataset ../shared/datasets/scifact-reports --config hybrid.yaml --out results/r
+    rag eval --dataset ../shared/datasets/scifact --run mine.trec --out results/mine
 
-``--dataset`` is a BEIR-layout folder or a public BEIR name (downloaded to ``--data-dir``,
-md5-checked). Each config file (JSON or YAML, a node config as written by ``to_config()``) is
-built with :meth:`rag.nodes.Node.from_config`, indexed on the corpus and evaluated. The first
-system is the baseline of the significance tests. ``--out`` receives ``results.json``,
-``report.md``, ``report.html`` and one TREC run per system and stage (with its config beside).
+``--dataset`` is a BEIR-layout folder, a folder-of-files corpus (``docs/``, ``queries.jsonl``,
+``qrels/``: indexed as ``rag index docs/`` would, scored per file) or a public BEIR name
+(downloaded to ``--data-dir``, md5-checked). Each config file (JSON or YAML: a node config as
+written by ``to_config()``, or a pipeline ``{retriever, rerankers, chunker, name}``; see
+:mod:`evals.systems`) is indexed once on the corpus and evaluated; ``--chunk`` chunks a BEIR
+corpus and scores its documents through the ``parents`` node. ``--run`` scores TREC run files as
+they are. The first system is the baseline of the significance tests. ``--out`` receives
+``results.json``, ``report.md``, ``report.html`` and one TREC run per system and stage (with its
+config beside).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from evals.compare import compare_systems
 from evals.compression import Units, scifact_rationale_units, sentence_units
-from evals.datasets import Dataset, load_beir
+from evals.datasets import Dataset, load_beir, load_dataset
 from evals.download import BEIR_MD5, download_beir
-from evals.harness import EvalResult, evaluate
+from evals.harness import EvalResult, evaluate, score_run_file
 from evals.measures import accepted_names, parse_measures
 from evals.report import to_json, to_markdown
-from evals.trec import write_run
+from evals.systems import load_system, prepare, slug
+from evals.trec import read_run, read_run_config, write_run
 from rag.errors import ConfigError, RagError
 from rag.persist import atomic_write_text
 
@@ -48,9 +54,24 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="BEIR-layout folder or BEIR name")
-    p.add_argument("--config", required=True, help="node/pipeline config (.json/.yaml)")
+    p.add_argument(
+        "--dataset", required=True, help="BEIR-layout folder, folder-of-files corpus or BEIR name"
+    )
+    p.add_argument("--config", default=None, help="node/pipeline config (.json/.yaml)")
     p.add_argument("--compare", nargs="*", default=[], help="more configs to compare")
+    p.add_argument(
+        "--run",
+        nargs="+",
+        default=[],
+        metavar="FILE.trec",
+        help="score existing TREC run files (named by file stem), after the configs",
+    )
+    p.add_argument(
+        "--chunk",
+        action="store_true",
+        help="chunk a BEIR corpus (rag index's default chunker unless a config names one) and "
+        "score documents by their best chunk (the parents node)",
+    )
     p.add_argument("--measures", default=DEFAULT_MEASURES, help=f"accepted: {accepted_names()}")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--k", type=int, default=100, help="ranking depth (default 100)")
@@ -79,7 +100,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_dataset(spec: str, split: str, data_dir: str) -> Dataset:
     path = Path(spec)
     if path.is_dir():
-        return load_beir(path, split=split)
+        return load_dataset(path, split=split)
     if spec in BEIR_MD5:
         return load_beir(download_beir(spec, data_dir), split=split)
     raise ConfigError(
@@ -95,41 +116,54 @@ def _units(kind: str, ds: Dataset) -> Units | None:
     return None
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "system"
+_slug = slug
 
 
 def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Dataset]:
-    from rag.nodes import Node
+    import tempfile
 
     measures = parse_measures(args.measures)
+    configs = [args.config, *args.compare] if args.config else list(args.compare)
+    runs = list(getattr(args, "run", []) or [])
+    if not configs and not runs:
+        raise ConfigError("nothing to evaluate: pass --config FILE and/or --run FILE.trec")
+    chunk = bool(getattr(args, "chunk", False))
     ds = resolve_dataset(args.dataset, args.split, args.data_dir)
+    systems = [load_system(cfg, chunk=chunk) for cfg in configs]  # all checked before indexing
+    names = [s.name for s in systems] + [slug(Path(r).name.split(".")[0]) for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"systems need distinct names (file stem or 'name:'), got {names}")
     units = _units(args.content_units, ds)
     from rag import embed_cache
 
     embed_cache.set_default(None if args.no_embed_cache else args.embed_cache)
     results = []
     args.encoder_notes = []
-    for cfg in [args.config, *args.compare]:
-        system = Node.from_config(cfg)
+    for system, name in zip(systems, names):
         before = dict(embed_cache.STATS)
-        res = evaluate(
-            system,
-            ds,
-            measures,
-            k=args.k,
-            batch_size=args.batch_size,
-            progress=not args.no_progress,
-            index=hasattr(system, "index"),
-            text_units=units,
-        )
-        name = _slug(Path(cfg).stem)
-        results.append(res.model_copy(update={"system": name}))
+        with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+            runnable, index_s = prepare(system, ds, Path(tmp), progress=not args.no_progress)
+            res = evaluate(
+                runnable,
+                ds,
+                measures,
+                k=args.k,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                text_units=units,
+                name=name,
+                index_s=index_s,
+            )
+            close = getattr(runnable, "close", None)
+            if callable(close):
+                close()
+        config = {**(res.config or {}), **system.eval_keys()}  # what ran, with its eval keys
+        results.append(res.model_copy(update={"config": config}))
         args.encoder_notes.append(_encoder_note(name, res.config, before, embed_cache.STATS))
         logger.info(args.encoder_notes[-1])
-    names = [r.system for r in results]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"config file names must differ to label systems, got {names}")
+    for path, name in zip(runs, names[len(systems) :]):
+        run = read_run(path)
+        results.append(score_run_file(run, ds, measures, name, config=read_run_config(path)))
     return results, ds
 
 

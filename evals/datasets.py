@@ -1,10 +1,19 @@
-"""BEIR-layout collections: load from disk (``.jsonl`` or ``.jsonl.gz``), or download a public one.
+"""Judged collections: BEIR-layout folders (``.jsonl`` or ``.jsonl.gz``), folder-of-files corpora,
+or a public BEIR set downloaded.
 
-Layout (BEIR's ``GenericDataLoader``)::
+BEIR layout (BEIR's ``GenericDataLoader``)::
 
     <root>/corpus.jsonl[.gz]    {"_id", "title"?, "text", ...}
     <root>/queries.jsonl[.gz]   {"_id", "text", ...}
     <root>/qrels/<split>.tsv    header "query-id<TAB>corpus-id<TAB>score", integer scores
+
+Folder-of-files layout (:func:`load_folder`): ``<root>/docs/`` instead of ``corpus.jsonl``, read by
+the loaders of ``rag index`` (:func:`rag.ingest.load_paths`), so a file's document id is its path
+relative to ``docs/`` (``report-0001.md``), the id the qrels name. :attr:`Dataset.files` is that
+folder: ``rag eval`` indexes it with :func:`rag.ingest.indexing.index_paths`, chunks and all.
+
+A *pre-chunked* corpus (rows with a ``parent_id`` field, as :class:`rag.ingest.Chunker` writes)
+may be judged at the parent level: a judged id that is a chunk's parent counts as present.
 
 Bad lines raise :class:`~rag.errors.DataError` naming file and line. Judgments that point at a
 document missing from the corpus or a query missing from the queries file are not dropped
@@ -26,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import DataError
+from rag.ingest.parents import parent_of
 from rag.persist import iter_jsonl
 from rag.types import Document, Query
 
@@ -45,6 +55,12 @@ class Dataset:
     queries: list[Query]
     qrels: dict[str, dict[str, int]]
     warnings: list[str] = field(default_factory=list)
+    files: Path | None = None  # a folder-of-files corpus: the folder ``rag index`` would read
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the corpus rows are chunks of judged parents (pre-chunked)."""
+        return any(parent_of(d) != d.id for d in self.corpus)
 
     def summary(self) -> str:
         return (
@@ -129,23 +145,83 @@ def load_beir(
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"dataset folder {str(root)!r} does not exist")
+    qrels_path = _qrels_path(root, split)
+    corpus = read_corpus(_find(root, "corpus.jsonl"))
+    queries = read_queries(_find(root, "queries.jsonl"))
+    return _judged(root, split, corpus, queries, qrels_path, all_queries)
+
+
+def _qrels_path(root: Path, split: str) -> Path:
     qrels_dir = root / "qrels"
     try:
-        qrels_path = _find(qrels_dir, f"{split}.tsv")
+        return _find(qrels_dir, f"{split}.tsv")
     except DataError:
         have = sorted(p.name.split(".")[0] for p in qrels_dir.glob("*.tsv*"))
         raise DataError(f"{root}: no qrels for split {split!r}; available: {have}") from None
-    corpus = read_corpus(_find(root, "corpus.jsonl"))
-    queries = read_queries(_find(root, "queries.jsonl"))
+
+
+def _judged(
+    root: Path,
+    split: str,
+    corpus: list[Document],
+    queries: list[Query],
+    qrels_path: Path,
+    all_queries: bool,
+    files: Path | None = None,
+) -> Dataset:
     qrels = read_beir_qrels(qrels_path)
-    warnings = _check_references(qrels, {d.id for d in corpus}, {q.id for q in queries})
+    ids = {d.id for d in corpus} | {parent_of(d) for d in corpus}  # chunks' parents are judged
+    warnings = _check_references(qrels, ids, {q.id for q in queries})
     for w in warnings:
         logger.warning("%s: %s", root.name, w)
     known = {q.id for q in queries}
     qrels = {q: v for q, v in qrels.items() if q in known}
     if not all_queries:
         queries = [q for q in queries if q.id in qrels]
-    return Dataset(root.name, root, split, corpus, queries, qrels, warnings)
+    return Dataset(root.name, root, split, corpus, queries, qrels, warnings, files)
+
+
+def is_folder_corpus(path: str | os.PathLike[str]) -> bool:
+    """A folder with ``docs/`` and no ``corpus.jsonl[.gz]``: a folder-of-files corpus."""
+    root = Path(path)
+    beir = any((root / n).exists() for n in ("corpus.jsonl", "corpus.jsonl.gz"))
+    return (root / "docs").is_dir() and not beir
+
+
+def load_folder(
+    path: str | os.PathLike[str], split: str = "test", all_queries: bool = False
+) -> Dataset:
+    """Load a folder-of-files corpus: ``docs/`` (any files ``rag index`` reads, in subfolders
+    too), ``queries.jsonl`` and ``qrels/<split>.tsv`` whose corpus ids are the files' paths
+    relative to ``docs/``. Files that cannot be read are skipped with a warning, as by
+    ``rag index``; ``corpus`` holds the whole files (``rag eval`` chunks them when it indexes).
+
+    >>> ds = load_folder("../shared/datasets/scifact-reports")    # doctest: +SKIP
+    >>> ds.corpus[0].id, ds.files.name                            # doctest: +SKIP
+    ('report-0001.md', 'docs')
+    """
+    from rag.ingest import load_paths
+
+    root = Path(path)
+    docs_dir = root / "docs"
+    if not docs_dir.is_dir():
+        raise DataError(
+            f"{root}: no docs/ folder; a folder corpus holds docs/, queries.jsonl and qrels/"
+        )
+    qrels_path = _qrels_path(root, split)
+    queries = read_queries(_find(root, "queries.jsonl"))
+    loaded = load_paths([docs_dir], warn=lambda line: logger.warning("%s: %s", root.name, line))
+    if not loaded.documents:
+        raise DataError(f"{docs_dir}: no readable files")
+    return _judged(root, split, loaded.documents, queries, qrels_path, all_queries, docs_dir)
+
+
+def load_dataset(
+    path: str | os.PathLike[str], split: str = "test", all_queries: bool = False
+) -> Dataset:
+    """A BEIR-layout folder (:func:`load_beir`) or a folder of files (:func:`load_folder`)."""
+    loader = load_folder if is_folder_corpus(path) else load_beir
+    return loader(path, split=split, all_queries=all_queries)
 
 
 def _check_references(

@@ -17,6 +17,10 @@ latency (indexing time is reported apart as ``index_s``).
 
 Queries with empty text are not sent; they are listed in ``skipped`` with the reason and score 0
 (as a judged query absent from the run, trec_eval ``-c``).
+
+:func:`score_run_file` scores a run someone already has (a TREC file) the same way, as one stage
+named ``"run"`` with no latency; the values equal trec_eval's (``pytrec_eval``) for every query in
+the run, and a judged query the run misses scores 0 (trec_eval ``-c``).
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ class EvalResult(BaseModel):
     measures: list[str]
     stages: dict[str, StageResult]
     final_stage: str
-    latency: Latency
+    latency: Latency | None  # None: a scored run file (nothing was timed)
     n_queries: int
     skipped: dict[str, str] = {}
     dataset_warnings: list[str] = []
@@ -113,7 +117,13 @@ def _call(system: Any, staged: bool, batch: list[Query], k: int) -> dict[str, li
 
 
 def _run_batches(
-    system: object, queries: list[Query], k: int, batch_size: int, progress: bool, warmup: bool
+    system: object,
+    queries: list[Query],
+    k: int,
+    batch_size: int,
+    progress: bool,
+    warmup: bool,
+    label: str,
 ) -> tuple[dict[str, list[Ranking]], list[float], float]:
     from tqdm.auto import tqdm
 
@@ -128,7 +138,7 @@ def _run_batches(
     stages: dict[str, list[Ranking]] = {}
     per_query_s: list[float] = []
     total = 0.0
-    bar = tqdm(total=len(queries), desc=f"eval {_system_name(system)}", disable=not progress)
+    bar = tqdm(total=len(queries), desc=f"eval {label}", unit="query", disable=not progress)
     for start in range(0, len(queries), batch_size):
         batch = queries[start : start + batch_size]
         t0 = time.perf_counter()
@@ -157,16 +167,20 @@ def evaluate(
     index: bool = False,
     text_units: Units | None = None,
     warmup: bool = True,
+    name: str | None = None,
+    index_s: float | None = None,
 ) -> EvalResult:
     """Retrieve for every judged query of ``dataset`` in batches and score every stage.
 
-    ``index=True`` first calls ``system.index(dataset.corpus)`` (timed as ``latency.index_s``).
-    ``text_units`` (see :mod:`evals.compression`) adds content survival to each stage.
+    ``index=True`` first calls ``system.index(dataset.corpus)`` (timed as ``latency.index_s``;
+    ``index_s`` reports an indexing done by the caller, :func:`evals.systems.prepare`).
+    ``text_units`` (see :mod:`evals.compression`) adds content survival to each stage. ``name``
+    labels the system and its progress bar (default: the node's ``name``).
     """
     check_k(k)
     check_k(batch_size)
     ms = parse_measures(list(measures))
-    index_s = None
+    label = name or _system_name(system)
     if index:
         t0 = time.perf_counter()
         system.index(dataset.corpus)  # type: ignore[attr-defined]
@@ -176,7 +190,7 @@ def evaluate(
     if not queries:
         raise ConfigError(f"{dataset.name}: no queries to evaluate")
     stage_rankings, per_query_s, total = _run_batches(
-        system, queries, k, batch_size, progress, warmup
+        system, queries, k, batch_size, progress, warmup, label
     )
     # judged queries only: a query loaded with all_queries=True but never judged is reported as
     # unjudged by score_run rather than scored 0
@@ -205,7 +219,7 @@ def evaluate(
         index_s=index_s,
     )
     return EvalResult(
-        system=_system_name(system),
+        system=label,
         config=_config(system),
         dataset=dataset.name,
         split=dataset.split,
@@ -218,4 +232,36 @@ def evaluate(
         skipped=skipped,
         dataset_warnings=list(dataset.warnings),
         runs=runs,
+    )
+
+
+def score_run_file(
+    run: dict[str, dict[str, float]],
+    dataset: Dataset,
+    measures: Sequence[Measure | str],
+    name: str,
+    config: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Score an existing run (``qid -> docid -> score``, e.g. :func:`evals.trec.read_run`) on
+    ``dataset``'s judged queries as one stage ``"run"``, whole, as trec_eval reads it (measures
+    cut at their own depth); run queries that are not judged are ignored (``coverage`` lists
+    them), judged queries missing from the run score 0."""
+    ms = parse_measures(list(measures))
+    judged = {q.id for q in dataset.queries}
+    qrels = {q: v for q, v in dataset.qrels.items() if q in judged}
+    scores = score_run(run, qrels, ms, missing="zero")
+    stage = StageResult(aggregate=scores.mean, per_query=scores.per_query, coverage=scores.coverage)
+    return EvalResult(
+        system=name,
+        config=config,
+        dataset=dataset.name,
+        split=dataset.split,
+        k=max((len(r) for r in run.values()), default=0) or 1,
+        measures=[str(m) for m in ms],
+        stages={"run": stage},
+        final_stage="run",
+        latency=None,
+        n_queries=len(dataset.queries),
+        dataset_warnings=list(dataset.warnings),
+        runs={"run": run},
     )

@@ -79,12 +79,15 @@ def _plots(results: Sequence[EvalResult]) -> list[tuple[str, str]]:
         ax.legend()
         out.append((f"{r.system} per stage", _png(fig)))
 
+    timed = [(r.system, r.latency) for r in results if r.latency is not None]
+    if not timed:  # scored run files only
+        return out
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(names, [r.latency.p50_ms for r in results], label="p50")
+    ax.bar([n for n, _ in timed], [lat.p50_ms for _, lat in timed], label="p50")
     ax.bar(
-        names,
-        [r.latency.p95_ms - r.latency.p50_ms for r in results],
-        bottom=[r.latency.p50_ms for r in results],
+        [n for n, _ in timed],
+        [lat.p95_ms - lat.p50_ms for _, lat in timed],
+        bottom=[lat.p50_ms for _, lat in timed],
         label="p95",
         alpha=0.6,
     )

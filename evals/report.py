@@ -36,6 +36,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _latency(r: EvalResult) -> list[str]:
+    """p50, p95 and qps; ``-`` for a scored run file (no latency was measured)."""
+    lat = r.latency
+    if lat is None:
+        return ["-", "-", "-"]
+    return [f"{lat.p50_ms:.1f}", f"{lat.p95_ms:.1f}", f"{lat.qps:.1f}"]
+
+
 def to_markdown(results: Sequence[EvalResult], comparisons: Sequence[Comparison] = ()) -> str:
     if not results:
         return "_no results_\n"
@@ -50,9 +58,7 @@ def to_markdown(results: Sequence[EvalResult], comparisons: Sequence[Comparison]
                 [
                     r.system,
                     *(_fmt(r.aggregate.get(m, float("nan"))) for m in measures),
-                    f"{r.latency.p50_ms:.1f}",
-                    f"{r.latency.p95_ms:.1f}",
-                    f"{r.latency.qps:.1f}",
+                    *_latency(r),
                 ]
                 for r in results
             ],

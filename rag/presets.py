@@ -7,7 +7,11 @@
   much it gains over RRF(BM25, dense).
 
 A preset is an ordinary config: copy ``preset_path("quality")`` and edit it, or use it as is
-(``rag index corpus.jsonl --out IDX --preset quality``).
+(``rag index corpus.jsonl --out IDX --preset quality``, ``rag eval --config`` on its path). Besides
+the retriever it may carry the eval-config keys of :mod:`evals.systems`: ``chunker`` (``true``:
+the chunker ``rag index`` builds from the retriever's encoder) says that long documents are
+chunked (files always are; ``rag eval`` then scores documents by their best chunk, and
+``rag index corpus.jsonl`` needs ``--chunk-records`` to split records).
 
 >>> sorted(presets())
 ['fast', 'quality']
@@ -48,9 +52,13 @@ def preset_config(name: str) -> dict[str, Any]:
     return load_config_file(preset_path(name))
 
 
+EVAL_KEYS = ("name", "chunker")  # keys of an eval config (evals.systems), not of the node
+
+
 def load_preset(name: str) -> Any:
-    """A new, unindexed retriever built from preset ``name``."""
+    """A new, unindexed retriever built from preset ``name`` (its eval keys left out)."""
     from rag.nodes import Node, _import_all_nodes
 
     _import_all_nodes()
-    return Node.from_config(preset_config(name))
+    cfg = {k: v for k, v in preset_config(name).items() if k not in EVAL_KEYS}
+    return Node.from_config(cfg)

@@ -14,6 +14,11 @@ that child's index: ``[BM25Retriever(), RM3Retriever()]`` builds one BM25 index 
 original and the expanded run (interpolating both runs, as Li et al., TOIS 2023, do for PRF); the
 shared index is saved once.
 
+A reranker with index-time state (late interaction's token store,
+:meth:`rerankers.late_interaction.LateInteractionReranker.index_documents`) builds it when
+this node indexes, and the store is committed and reopened with the index, so a query reads its
+candidates' token vectors instead of encoding them (seconds per query on a CPU otherwise).
+
 >>> from retrievers import BM25Retriever
 >>> r = RerankFusionRetriever([BM25Retriever()], [], weights=[1.0])
 >>> r.index([{"id": "a", "text": "cats purr"}, {"id": "b", "text": "dogs"}]).retrieve("cat").ids
@@ -105,6 +110,9 @@ class RerankFusionRetriever(HybridRetriever):
             else:
                 r.load()
                 r._add(docs)
+        for rr in self.rerankers:  # index-time state: late interaction's token store
+            if hasattr(rr, "index_documents"):
+                rr.index_documents(docs)
 
     def _delete(self, ids: list[str]) -> None:
         self._share_documents(self.documents)
@@ -113,13 +121,26 @@ class RerankFusionRetriever(HybridRetriever):
                 _forget(r, ids)
             else:
                 r._delete(ids)
+        for rr in self.rerankers:
+            store = getattr(rr, "token_store", None)
+            if store is not None:
+                store.delete(ids)
 
     def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
         parts = [
             {"follower": True} if i in self._followers else r._commit_state(commit, f"{part}{i}")
             for i, r in enumerate(self.retrievers)
         ]
-        return {"children": parts}
+        stores: list[str | None] = []
+        for j, rr in enumerate(self.rerankers):  # token stores built at index time
+            if getattr(rr, "token_store", None) is None or not hasattr(rr, "save_index"):
+                stores.append(None)
+                continue
+            name = commit.new_name(f"{part}rr{j}")
+            rr.save_index(commit.folder / name)
+            commit.put_tree(name)
+            stores.append(name)
+        return {"children": parts, "rerankers": stores}
 
     def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
         self._share_documents(self.documents)
@@ -127,6 +148,9 @@ class RerankFusionRetriever(HybridRetriever):
             if not s.get("follower"):
                 r._open_state(folder, s)
         self._link()  # followers read their sibling's (now opened) index again
+        for rr, name in zip(self.rerankers, state.get("rerankers") or [], strict=False):
+            if name is not None and hasattr(rr, "load_index"):
+                rr.load_index(folder / name)
 
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):

@@ -83,6 +83,12 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
         return Pipeline.of(
             Node.from_config(args.config), max_source_chars=4000, context=ChunkContext()
         )
+    if getattr(args, "preset", None):  # files are chunked with the preset's retriever
+        from rag.presets import load_preset
+
+        return Pipeline(
+            retriever=load_preset(args.preset), max_source_chars=4000, context=ChunkContext()
+        )
     return Pipeline(
         retriever=build_retriever(args.retriever), max_source_chars=4000, context=ChunkContext()
     )

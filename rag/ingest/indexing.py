@@ -123,13 +123,15 @@ def index_paths(
     chunker: Chunker | None = None,
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
-    ``batch_size`` chunks (rounded up to whole files) go into each commit."""
+    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
+    total)`` is called after each commit with the documents (files, records) indexed so far."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -152,6 +154,7 @@ def index_paths(
             chunker,
             situator,
             batch_size,
+            progress if progress is not None else (lambda done, total: None),
         )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
@@ -196,6 +199,7 @@ def _index_files(
     chunker: Chunker | None,
     situator: Any,
     batch_size: int,
+    progress: Callable[[int, int], None],
 ) -> IndexReport:
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
@@ -231,6 +235,7 @@ def _index_files(
         # stale chunks and their manifest entries leave in one commit, before anything is added
         report.chunks_removed = pipe.delete(drop, cursor=cursor())
     batch: list[Document] = []
+    done = [0]  # documents whose chunks are committed or in the batch
 
     def commit() -> None:  # these chunks with their files' entries, atomically
         over, report.max_length = count_overlong(pipe.retriever, batch)
@@ -239,8 +244,9 @@ def _index_files(
         pipe.index(list(batch), cursor=cursor())
         report.chunks_added += len(batch)
         batch.clear()
+        progress(done[0], len(res.documents))
 
-    for d in res.documents:
+    for done[0], d in enumerate(res.documents, 1):
         parts = _chunks_of(d, chunker, chunk_records, situator)
         src = str(d.metadata["source"])
         entry = files.setdefault(src, {"sha256": res.files[src], "chunks": []})
@@ -254,6 +260,4 @@ def _index_files(
         commit()
     elif pipe.cursor(CURSOR) != cursor()[1]:
         pipe.delete([], cursor=cursor())
-    if report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
-        pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
     return report

@@ -284,7 +284,8 @@ class Chunker(Node):
 
 
 def find_encoder(node: Any) -> Any:
-    """The first :class:`~rag.encoders.TransformerEncoder` inside a retriever (dense, hybrid)."""
+    """The first :class:`~rag.encoders.TransformerEncoder` inside a retriever (dense, hybrid,
+    parents: any composite's children)."""
     from rag.encoders import TransformerEncoder
 
     if isinstance(node, TransformerEncoder):
@@ -292,7 +293,7 @@ def find_encoder(node: Any) -> Any:
     enc = getattr(node, "encoder", None)
     if isinstance(enc, TransformerEncoder):
         return enc
-    for child in getattr(node, "retrievers", None) or []:
+    for child in getattr(node, "retrievers", None) or getattr(node, "children", None) or []:
         found = find_encoder(child)
         if found is not None:
             return found
