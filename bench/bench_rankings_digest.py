@@ -62,7 +62,7 @@ def extra_systems(bm25) -> dict:
 
 def late_interaction_digests(bm25, qs) -> dict[str, str]:
     """The late-interaction reranker (MaxSim over MiniLM token vectors) on BM25's top 30 of
-    ``qs``: vectors encoded per call (``li_cache``) and read from an index-time token store
+    ``qs`` (the first 5 queries): vectors encoded per call (``li_cache``) and read from an index-time token store
     (``li_store``). Built from the registry, so the digest runs before and after a move."""
     from rag.nodes import Node
 
@@ -103,7 +103,7 @@ def run_one(name: str, precision: str) -> dict[str, str]:
                 [x.query.id, list(x.ids), [float(v).hex() for v in x.scores], x.stage]
                 for x in r.retrieve_batch(qs, k=k)
             ])
-    out.update(late_interaction_digests(found["bm25"], qs[:20]))
+    out.update(late_interaction_digests(found["bm25"], qs[:5]))
     pipe = Pipeline(retriever=found["hybrid"], k=10)
     out["pipeline_hybrid@10"] = digest(
         [[list(x.ids), [float(v).hex() for v in x.scores]] for x in pipe.search_batch(qs)]
