@@ -62,8 +62,9 @@ def extra_systems(bm25) -> dict:
 
 def late_interaction_digests(bm25, qs) -> dict[str, str]:
     """The late-interaction reranker (MaxSim over MiniLM token vectors) on BM25's top 30 of
-    ``qs`` (the first 5 queries): vectors encoded per call (``li_cache``) and read from an index-time token store
-    (``li_store``). Built from the registry, so the digest runs before and after a move."""
+    ``qs`` (the first 5 queries): vectors encoded per call (``li_cache``) and read from an
+    index-time token store (``li_store``). Built from the registry, so the digest runs before
+    and after a move."""
     from rag.nodes import Node
 
     first = bm25.retrieve_batch(qs, k=30)
