@@ -10,7 +10,7 @@ settings), rounded to float16 exactly as the reranker rounds them, and stored fl
     <cache>/late_<set>.offsets.npy  (N + 1,) int64 row offsets
     <cache>/late_<set>.ids.json     document ids in row order
 
-Then MaxSim over the whole collection is :func:`retrievers.multivector.maxsim.maxsim_flat`
+Then MaxSim over the whole collection is :class:`retrievers.kernels.maxsim.PackedTokens`
 (one matmul per chunk). ``bench_anncur.py`` checks on a sample that these scores equal
 ``LateInteractionReranker._score``.
 
@@ -44,7 +44,7 @@ def paths(name: str) -> tuple[Path, Path, Path]:
 
 def build(name: str, batch: int = 64) -> None:
     from rag.persist import read_documents
-    from retrievers.multivector import LateInteractionReranker
+    from rerankers import LateInteractionReranker
 
     tok_p, off_p, ids_p = paths(name)
     if ids_p.exists():

@@ -11,7 +11,7 @@ Factorization", EMNLP 2022. Per collection and per budget ``B`` (scorer calls pe
 
 Measures: Top-k-Recall@k against the exhaustive ranking of the same scorer (k = 1, 10; the
 paper's measure), nDCG@10 (pytrec_eval) and the scorer calls actually made per query (from the
-node's ``last_calls``).
+outputs' ``Ranking.provenance["scorer_calls"]``).
 
 Exact MaxSim over whole collections is affordable because document token vectors are encoded once
 (``bench/anncur_cache.py``); the test-query and anchor-query score tables are computed with the
@@ -66,7 +66,7 @@ class TableScorer(BaseReranker):
 
 def maxsim_table(enc, texts: list[str], tokens, offsets, tag: str) -> np.ndarray:  # noqa: ANN001
     """Exact MaxSim ``(len(texts), N)`` of query texts against the cached documents (cached)."""
-    from retrievers.multivector.maxsim import maxsim_flat, offsets_of
+    from retrievers.kernels.maxsim import PackedTokens, offsets_of
 
     path = CACHE / f"{tag}.npy"
     if path.exists():
@@ -74,7 +74,7 @@ def maxsim_table(enc, texts: list[str], tokens, offsets, tag: str) -> np.ndarray
         if m.shape[0] == len(texts):
             return m
     q = enc.encode_queries(texts)
-    m = maxsim_flat(np.concatenate(q), offsets_of(q), tokens, offsets)
+    m = PackedTokens(tokens, offsets, "stream").scores(np.concatenate(q), offsets_of(q))
     np.save(path.with_suffix(".tmp.npy"), m)
     os.replace(path.with_suffix(".tmp.npy"), path)
     return m
@@ -105,9 +105,9 @@ def rerank_run(first: dict[str, list[str]], rows, col, budget: int) -> dict:  # 
 
 def run_set(name: str, args: argparse.Namespace) -> dict:
     from evals.datasets import load_beir
+    from rerankers import LateInteractionReranker
     from retrievers import BM25Retriever
     from retrievers.anncur import AnnCurRetriever, write_anchor_matrix
-    from retrievers.multivector import LateInteractionReranker
 
     t_start = time.time()
     ds = load_beir(DATA / name)
@@ -188,7 +188,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
             run, calls = {}, []
             for s in range(0, len(queries), 50):
                 rk = node.retrieve_batch(queries[s : s + 50], k=100)
-                calls += node.last_calls
+                calls += [int(r.provenance["scorer_calls"]) for r in rk]
                 run.update({r.query.id: [(h.id, h.score) for h in r.hits] for r in rk})
             ms = 1000 * (time.time() - t0) / len(queries)
             res[label] = summarise(run, ref_ids, qrels, calls, table.pairs, len(queries))

@@ -150,7 +150,7 @@ def ppi_block(y: np.ndarray, f: np.ndarray, n_labelled: int, trials: int = 500) 
 
 
 def stance_yesno(pairs, sentences) -> int:
-    from evals.judges import LLMJudge
+    from rag.judges import LLMJudge
 
     judge = LLMJudge("smollm2-135m", device="cpu")
     evidence = [" ".join(sentences[p["doc"]][i] for i in p["rationale"]) for p in pairs]
@@ -176,7 +176,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from evals.judges import LexicalJudge, LLMJudge
+    from rag.judges import LexicalJudge, LLMJudge
 
     pairs, sentences = load_pairs(args.limit)
     if args.stance_yesno:

@@ -533,8 +533,8 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
 
 # -- late-interaction rerank ----------------------------------------------------------------------
 def bench_rerank(args, out: dict) -> None:  # noqa: ANN001
+    from rerankers import LateInteractionReranker
     from retrievers import BM25Retriever
-    from retrievers.multivector import LateInteractionReranker
 
     store = token_store()
     if store is None:

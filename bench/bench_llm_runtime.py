@@ -26,8 +26,8 @@ def run(mode: str) -> dict:
     import transformers
 
     torch.set_num_threads(1)
-    from evals.judges import LLMJudge
     from rag.generators import TransformersGenerator
+    from rag.judges import LLMJudge
     from rag.llm import forget_llms
     from rag.types import Document, Query, Ranking
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from evals.datasets import load_beir  # noqa: E402
 from rag.encoders import TransformerEncoder  # noqa: E402
+from rerankers import LateInteractionReranker  # noqa: E402
 from retrievers import (  # noqa: E402
     BM25Retriever,
     DenseRetriever,
@@ -48,7 +49,7 @@ from retrievers import (  # noqa: E402
     QdrantHybridRetriever,
     rrf,
 )
-from retrievers.multivector import LateInteractionReranker, TokenEncoder  # noqa: E402
+from retrievers.multivector import TokenEncoder  # noqa: E402
 from retrievers.qdrant_schema import sparse_vector  # noqa: E402
 
 CACHE = cache("minilm").parent

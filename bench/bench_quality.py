@@ -148,7 +148,7 @@ class Collection:
 
     def li_scores(self, qid: str, text: str, ids: set[str]) -> dict[str, float]:
         """MaxSim of ``ids`` for query ``qid`` (memoised), as LateInteractionReranker scores."""
-        from retrievers.multivector.maxsim import maxsim_lists
+        from retrievers.kernels.maxsim import maxsim_lists
 
         memo = self._li.setdefault(qid, {})
         todo = [i for i in ids if i not in memo]

@@ -53,6 +53,37 @@ def systems(ds, precision: str) -> dict:
             "rerank_fusion": fusion, "think_query": think}
 
 
+def extra_systems(bm25) -> dict:
+    """Parents grouped by RRF over BM25 (the grouping's reciprocal-rank fusion)."""
+    from retrievers.parents import ParentRetriever
+
+    return {f"parents_{how}": ParentRetriever(bm25, how=how) for how in ("rrf", "max")}
+
+
+def late_interaction_digests(bm25, qs) -> dict[str, str]:
+    """The late-interaction reranker (MaxSim over MiniLM token vectors) on BM25's top 30 of
+    ``qs`` (the first 5 queries): vectors encoded per call (``li_cache``) and read from an
+    index-time token store (``li_store``). Built from the registry, so the digest runs before
+    and after a move."""
+    from rag.nodes import Node
+
+    first = bm25.retrieve_batch(qs, k=30)
+    out = {}
+    rr = Node.from_config({"type": "late_interaction", "cache_size": 0})
+    out["li_cache@10"] = digest([
+        [x.query.id, list(x.ids), [float(v).hex() for v in x.scores]]
+        for x in rr.rerank_batch(first, k=10)
+    ])
+    store = Node.from_config({"type": "late_interaction", "cache_size": 0})
+    docs = {h.id: h.document for r in first for h in r.hits}
+    store.index_documents(list(docs.values()))
+    out["li_store@10"] = digest([
+        [x.query.id, list(x.ids), [float(v).hex() for v in x.scores]]
+        for x in store.rerank_batch(first, k=10)
+    ])
+    return out
+
+
 def run_one(name: str, precision: str) -> dict[str, str]:
     from evals import load_beir
     from rag.pipeline import Pipeline
@@ -67,6 +98,13 @@ def run_one(name: str, precision: str) -> dict[str, str]:
                 [x.query.id, list(x.ids), [float(v).hex() for v in x.scores], x.stage]
                 for x in r.retrieve_batch(qs, k=k)
             ])
+    for s, r in extra_systems(found["bm25"]).items():
+        for k in (10, 100):
+            out[f"{s}@{k}"] = digest([
+                [x.query.id, list(x.ids), [float(v).hex() for v in x.scores], x.stage]
+                for x in r.retrieve_batch(qs, k=k)
+            ])
+    out.update(late_interaction_digests(found["bm25"], qs[:5]))
     pipe = Pipeline(retriever=found["hybrid"], k=10)
     out["pipeline_hybrid@10"] = digest(
         [[list(x.ids), [float(v).hex() for v in x.scores]] for x in pipe.search_batch(qs)]

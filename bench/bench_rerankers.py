@@ -81,7 +81,7 @@ def cheap_rerankers(ds, dense) -> dict[str, object]:
     try:
         from bench_multivector import token_vectors
 
-        from retrievers.multivector.reranker import LateInteractionReranker
+        from rerankers import LateInteractionReranker
     except ImportError as e:  # the multivector package is optional for this bench
         print(f"late interaction skipped: {e}", file=sys.stderr)
         return out
@@ -131,9 +131,11 @@ def bench_dataset(ds, args) -> dict[str, object]:
             for label, rr in llms.items():
                 out, pps = timed_rerank(rr, sub)
                 entry = {"ndcg@10": ndcg10(out, ds.qrels), "pairs_per_s": pps}
-                if hasattr(rr, "last_outputs"):
-                    prov = rr.last_provenance
-                    entry["repaired_windows"] = f"{prov['repaired_windows']}/{prov['windows']}"
+                if isinstance(rr, LLMListwiseReranker):
+                    ps = [o.provenance for o in out]
+                    fixed = sum(int(p.get("repaired_windows", 0)) for p in ps)
+                    windows = sum(int(p.get("windows", 0)) for p in ps)
+                    entry["repaired_windows"] = f"{fixed}/{windows}"
                     entry["stage"] = out[0].stage if out else ""
                 row["llm_subset"][label] = entry
                 print(ds.name, stage, label, json.dumps(entry), file=sys.stderr, flush=True)

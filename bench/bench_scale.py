@@ -130,8 +130,8 @@ def exact_rows(ids, vecs, qids, q, qrels) -> dict[str, dict]:
 
 
 def edge_rows(ids, vecs, qids, q, qrels) -> dict[str, dict]:
+    from retrievers.kernels.quantize import bytes_per_vector
     from retrievers.stores import QdrantEdgeStore
-    from retrievers.stores.quantize import bytes_per_vector
 
     out = {}
     payloads = [{} for _ in ids]

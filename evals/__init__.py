@@ -10,7 +10,6 @@ from evals.compression import Survival, content_survival, scifact_rationale_unit
 from evals.datasets import Dataset, load_beir
 from evals.download import BEIR_MD5, download_beir
 from evals.harness import EvalResult, RetrievalSystem, StagedSystem, StageResult, evaluate
-from evals.judges import LexicalJudge, LLMJudge
 from evals.measures import (
     AP,
     MRR,
@@ -54,6 +53,7 @@ from evals.stats import (
 )
 from evals.synthetic import SynthConfig, SynthReport, generate_synthetic
 from evals.trec import read_qrels, read_run, read_run_config, write_qrels, write_run
+from rag.judges import LexicalJudge, LLMJudge
 
 __all__ = [
     "ann_recall",

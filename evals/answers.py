@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from evals.judges import SupportJudge
 from rag.citations import parse_markers
 from rag.errors import ConfigError
+from rag.judges import SupportJudge
 from rag.types import Answer
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=\S)")

@@ -150,7 +150,7 @@ def _by_query(path: str | None, key: str | None = None) -> dict[str, Any]:
 
 
 def make_judge(name: str, device: str = "auto") -> Any:
-    from evals.judges import LexicalJudge, LLMJudge
+    from rag.judges import LexicalJudge, LLMJudge
 
     if name == "none":
         return None

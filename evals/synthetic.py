@@ -38,8 +38,8 @@ from typing import Any, Protocol
 import numpy as np
 
 import prompts
-from evals.judges import content_tokens
 from rag.errors import ConfigError, DataError
+from rag.judges import content_tokens
 from rag.persist import atomic_write_text, iter_jsonl
 from rag.types import Document, Query
 

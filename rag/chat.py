@@ -24,18 +24,18 @@ the current question.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
-from rag.errors import ConfigError, DataError
+from rag.errors import NO_OUTPUT, ConfigError, DataError, GenerationError
+from rag.tokens import TokenCounter, approx_tokens, token_counter
 from rag.types import Answer, Citation, Document, Hit, Query, TraceStep
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 MODES = ("condense", "concat", "fusion", "none")
 Messages = list[dict[str, str]]
-TokenCounter = Callable[[str], int]
 
 
 class Turn(BaseModel):
@@ -91,21 +90,6 @@ class Conversation(BaseModel):
             return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
         except ValidationError as e:
             raise DataError(f"{path}: not a saved conversation ({e.error_count()} errors)") from e
-
-
-def approx_tokens(text: str) -> int:
-    """About four characters per token for English BPE vocabularies (used without a tokenizer)."""
-    return math.ceil(len(text) / 4)
-
-
-def token_counter(generator: Any) -> TokenCounter:
-    """Count with the generator's tokenizer when it has one, else :func:`approx_tokens`."""
-    if hasattr(generator, "load"):
-        generator.load()
-    tok = getattr(generator, "tokenizer", None)
-    if tok is None or not hasattr(tok, "encode"):
-        return approx_tokens
-    return lambda s: len(tok.encode(s, add_special_tokens=False))
 
 
 def fit_history(
@@ -215,7 +199,7 @@ def final(stream: Iterator[str | Answer]) -> Answer:
     """Drain a stream and return its :class:`Answer`."""
     *_, last = stream
     if not isinstance(last, Answer):
-        raise ConfigError("generator produced no output")
+        raise GenerationError(NO_OUTPUT)
     return last
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.chat import MODES, ChatEngine, Conversation
-from rag.errors import ConfigError
+from rag.errors import ConfigError, NotFoundError
 from rag.types import Answer
 
 
@@ -115,7 +115,7 @@ class ChatSessions:
     def get(self, conversation_id: str) -> Conversation:
         with self._lock:
             if conversation_id not in self._engines:
-                raise ConfigError(
+                raise NotFoundError(
                     f"no conversation with id {conversation_id!r}; conversations live in memory: "
                     "send a message without conversation_id to start one"
                 )

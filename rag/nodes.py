@@ -33,10 +33,11 @@ import json
 import logging
 import os
 from collections.abc import Iterator, MutableMapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from rag.errors import ConfigError, NotIndexedError, RagError
+from rag.errors import ConfigError, InputError, NotIndexedError, RagError
 from rag.types import (
     Document,
     Query,
@@ -56,16 +57,16 @@ _N = TypeVar("_N", bound="Node")
 
 def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int):
-        raise ConfigError(f"k must be an int >= 1, got {k!r}")
+        raise InputError(f"k must be an int >= 1, got {k!r}")
     if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
+        raise InputError(f"k must be >= 1, got {k}")
     return k
 
 
 def check_query(query: Query | str) -> Query:
     q = as_query(query)
     if not q.text.strip():
-        raise ConfigError(f"query {q.id!r} has empty text; pass a non-empty question")
+        raise InputError(f"query {q.id!r} has empty text; pass a non-empty question")
     return q
 
 
@@ -92,6 +93,11 @@ def candidate_depth(k: int, depth: int | None = None, default: int = 100) -> int
     (100, 500, 20)
     """
     return max(k, depth if depth is not None else default)
+
+
+# The per-call records of the queries a hook is handling (Node.record): held by the call's
+# context, one per thread and asyncio task, never by the (shared) node.
+_RECORDS: ContextVar[list[dict[str, Any]] | None] = ContextVar("node_records", default=None)
 
 
 class Node:
@@ -133,6 +139,25 @@ class Node:
 
     def _load(self) -> None:
         """Hook: load models. Default: nothing to load."""
+
+    # -- per-call records -----------------------------------------------------------------------
+    @staticmethod
+    def record(i: int = 0) -> dict[str, Any]:
+        """Inside a hook: the per-call record of the ``i``-th query the hook was handed (a
+        reranker's ``_score``: its one query; ``_score_batch``: ``rankings[i]``; a retriever's
+        ``_search``: ``queries[i]``), which the base class copies into that output's
+        ``Ranking.provenance``. The records live in the call's context (a ``ContextVar``: one per
+        thread and per asyncio task), never on the node, so concurrent calls on one shared node
+        never see each other's. Outside a call (a hook called directly) it is a fresh dict that
+        nobody reads."""
+        recs = _RECORDS.get()
+        return recs[i] if recs is not None else {}
+
+    @staticmethod
+    def _record_provenance(prov: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
+        """``prov`` plus a hook's record (integers as strings, as in :meth:`provenance`)."""
+        got = {key: str(v) if isinstance(v, int) else v for key, v in rec.items()}
+        return {**prov, **got}
 
     # -- config ---------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
@@ -408,15 +433,23 @@ class BaseRetriever(Node):
         if not self.documents:
             return [Ranking(query=q, stage=self.name) for q in queries]
         self.load()
-        results = self._search(queries, min(k, len(self.documents)), filter)
+        records: list[dict[str, Any]] = [{} for _ in queries]
+        token = _RECORDS.set(records)  # what _search records per query (Node.record)
+        try:
+            results = self._search(queries, min(k, len(self.documents)), filter)
+        finally:
+            _RECORDS.reset(token)
         docs = self.documents
         out = []
-        for q, res in zip(queries, results):
+        for q, res, rec in zip(queries, results, records):
             if isinstance(res, ScoredIds):
-                out.append(Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name))
+                r = Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name)
             else:
                 pairs = ((docs[i], float(s)) for i, s in res if i in docs)
-                out.append(Ranking.from_scored(q, pairs, k, self.name))
+                r = Ranking.from_scored(q, pairs, k, self.name)
+            if rec:
+                r = r.model_copy(update={"provenance": self._record_provenance({}, rec)})
+            out.append(r)
         return out
 
     # hooks
@@ -481,8 +514,8 @@ class BaseReranker(Node):
        ``>= threshold`` (all when ``threshold`` is None) but at least ``min_k``, and at most
        ``k`` / ``max_k``;
     5. labels each output ``Ranking.stage`` with :attr:`stage` (``name``, plus the model and
-       backend from :meth:`provenance` when the reranker runs one) and records
-       :attr:`last_provenance` for the call.
+       backend from :meth:`provenance` when the reranker runs one) and sets each output's
+       ``Ranking.provenance``: :meth:`provenance` plus what the hook recorded for that query.
 
     The hooks (implement exactly one):
 
@@ -496,8 +529,9 @@ class BaseReranker(Node):
       ``_score`` in return (the documents in the given order are the prior ranking).
 
     Optional: :meth:`provenance` (what produced the scores, for the stage label) and
-    ``last_run`` (a per-call dict, emptied at the start of every call, that a hook may record
-    counters in; integer entries are added to :attr:`last_provenance`). Per-class defaults
+    :meth:`Node.record` (inside a hook: a fresh per-call dict for one of the hook's rankings, held
+    by the call's context, never by the node; integers become strings, lists stay lists, in that
+    output's ``Ranking.provenance``). Per-class defaults
     (``threshold``, ``min_k``, ``max_k``, ``query_batch_size``) are attributes a reranker's
     ``__init__`` may set from its config.
 
@@ -516,7 +550,6 @@ class BaseReranker(Node):
     min_k: int = 0  # keep at least this many hits per query, whatever the threshold
     max_k: int | None = None  # keep at most this many (besides rerank's k)
     query_batch_size: int | None = None  # queries per _score_batch call (None: all at once)
-    last_run: dict[str, Any]  # what the hooks recorded during the last call (reset per call)
 
     @staticmethod
     def check_threshold(threshold: float | None) -> float | None:
@@ -554,13 +587,6 @@ class BaseReranker(Node):
             return f"{self.name}:{prov['model']}@{prov['backend']}-{prov['backend_version']}"
         return self.name
 
-    @property
-    def last_provenance(self) -> dict[str, str]:
-        """:meth:`provenance` plus the counters the last call recorded in ``last_run``."""
-        run = getattr(self, "last_run", {})
-        counts = {key: str(v) for key, v in run.items() if isinstance(v, int)}
-        return {**self.provenance(), **counts}
-
     def rerank(self, ranking: Ranking, k: int | None = None) -> Ranking:
         return self.rerank_batch([ranking], k=k)[0]
 
@@ -568,8 +594,8 @@ class BaseReranker(Node):
         if k is not None:
             check_k(k)
         self.load()
-        self.last_run = {}
         pools = [self._unique(r) for r in rankings]
+        records: list[dict[str, Any]] = [{} for _ in pools]
         scores: dict[int, Sequence[float]] = {}
         # queries are grouped by position, empty ones included, so that a group is the same
         # whatever its rankings hold; empty rankings are then left out of the hook's call
@@ -578,7 +604,11 @@ class BaseReranker(Node):
             group = [i for i in range(start, start + size) if i < len(pools) and pools[i].hits]
             if not group:
                 continue
-            got = self._score_batch([pools[i] for i in group])
+            token = _RECORDS.set([records[i] for i in group])
+            try:
+                got = self._score_batch([pools[i] for i in group])
+            finally:
+                _RECORDS.reset(token)
             for i, s in zip(group, got, strict=True):
                 if len(s) != len(pools[i].hits):
                     raise RagError(
@@ -586,11 +616,14 @@ class BaseReranker(Node):
                         f"for {len(pools[i].hits)} documents"
                     )
                 scores[i] = s
-        stage = self.stage
+        stage, prov = self.stage, self.provenance()
         out = []
         for i, pool in enumerate(pools):
             docs = [h.document for h in pool.hits]
             ranked = Ranking.from_scored(pool.query, zip(docs, scores.get(i, ())), None, stage)
+            record = self._record_provenance(prov, records[i])
+            if record:
+                ranked = ranked.model_copy(update={"provenance": record})
             out.append(self._cut(ranked, k))
         return out
 
@@ -635,8 +668,17 @@ class BaseReranker(Node):
         reranker). Default: nothing."""
 
     def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
-        """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order."""
-        return [self._score(r.query, [h.document for h in r.hits]) for r in rankings]
+        """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order.
+        Default: :meth:`_score` per ranking, each with that ranking's :meth:`record`."""
+        recs = _RECORDS.get()
+        out = []
+        for j, r in enumerate(rankings):
+            token = _RECORDS.set([recs[j] if recs is not None else {}])
+            try:
+                out.append(self._score(r.query, [h.document for h in r.hits]))
+            finally:
+                _RECORDS.reset(token)
+        return out
 
     def _score(self, query: Query, docs: list[Document]) -> Sequence[float]:
         """Hook: one score per document of ``docs`` for ``query`` (higher is more relevant).
@@ -648,9 +690,12 @@ class BaseReranker(Node):
         if not docs:
             return []
         self.load()
-        self.last_run = {}
         prior = Ranking.from_scored(query, ((d, float(len(docs) - i)) for i, d in enumerate(docs)))
-        scores = dict(zip(prior.ids, self._score_batch([prior])[0], strict=True))
+        token = _RECORDS.set([{}])  # a direct call: its record is nobody's
+        try:
+            scores = dict(zip(prior.ids, self._score_batch([prior])[0], strict=True))
+        finally:
+            _RECORDS.reset(token)
         return [scores[d.id] for d in docs]
 
 

@@ -51,7 +51,7 @@ from rag.api import filter_dict
 from rag.chat import ChatEngine, Conversation, Turn, answer_messages, token_counter
 from rag.citations import locate, sources_block, url_citations
 from rag.concurrency import aiterate
-from rag.errors import ConfigError, RagError
+from rag.errors import NO_OUTPUT, ConfigError, GenerationError, InputError, RagError
 from rag.integrations._common import find_encoder
 from rag.openai_api import (
     ChatCompletionRequest,
@@ -64,6 +64,7 @@ from rag.openai_api import (
     Source,
     openai_error,
 )
+from rag.server_guards import rag_error_status
 from rag.server_state import State
 from rag.tool_turn import tool_turn
 from rag.types import Answer, Query, TraceStep
@@ -105,10 +106,10 @@ def split_conversation(messages: Sequence[ChatMessage]) -> tuple[list[Turn], str
             turns.append(Turn(question=q, answer=m.text(), query=q))
             pending = []
     if not pending or messages[-1].role != "user":
-        raise ConfigError("the last message must be the user's question (role 'user')")
+        raise InputError("the last message must be the user's question (role 'user')")
     question = "\n".join(pending)
     if not question.strip():
-        raise ConfigError("the user's question is empty")
+        raise InputError("the user's question is empty; send a non-empty message")
     return turns, question
 
 
@@ -252,12 +253,13 @@ def _events(state: Any, req: ChatCompletionRequest, c: _Completion) -> Iterator[
                 else:
                     usage = item
             if answer is None or usage is None:
-                raise ConfigError("generator produced no output")
+                raise GenerationError(NO_OUTPUT)
             yield from _last_chunks(req, c, answer, usage)
             if include_usage:
                 yield c.chunk(None, usage=_usage(usage))  # type: ignore[arg-type]
     except RagError as e:
-        yield f"data: {json.dumps(openai_error(400, 'bad_request', str(e)))}\n\n"
+        status, code = rag_error_status(e)
+        yield f"data: {json.dumps(openai_error(status, code, str(e)))}\n\n"
     except Exception:
         logger.exception("unhandled error while streaming a chat completion")
         err = openai_error(500, "internal_error", "internal server error (see the server log)")
@@ -294,7 +296,7 @@ def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[st
         elif isinstance(item, dict):
             usage = item
     if answer is None or usage is None:
-        raise ConfigError("generator produced no output")
+        raise GenerationError(NO_OUTPUT)
     finish = _finish(answer, usage, req.token_limit)
     text = answer.text + (sources_block(answer.citations) if wants_sources(req) else "")
     notes = url_citations(answer.text, answer.citations)

@@ -23,7 +23,7 @@ import prompts
 from rag import tracing
 from rag.citations import attribute, resolve
 from rag.demonstrations import Demonstration, demo_turns
-from rag.errors import ConfigError
+from rag.errors import NO_OUTPUT, ConfigError, GenerationError
 from rag.grounding import escape_source_text
 from rag.nodes import (
     BaseReranker,
@@ -651,5 +651,5 @@ class Pipeline(Node):
         async for item in self.astream(query, lock, max_new_tokens, pool, filter):
             answer = item
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
-            raise ConfigError("generator produced no output")
+            raise GenerationError(NO_OUTPUT)
         return answer

@@ -74,6 +74,7 @@ from rag.server_guards import (
     BodyLimitMiddleware,
     api_keys_from_env,
     install_error_handlers,
+    rag_error_status,
     require_api_key,
 )
 from rag.server_limits import (
@@ -132,7 +133,7 @@ class _ErrorEvent(str):
 
 def _sse_error(e: BaseException) -> _ErrorEvent:
     if isinstance(e, RagError):
-        code = "timeout" if int(getattr(e, "status", 400)) == 408 else "bad_request"
+        code = "timeout" if int(getattr(e, "status", 0)) == 408 else rag_error_status(e)[1]
         return _ErrorEvent(_sse("error", json.dumps({"error": code, "message": str(e)})))
     return _ErrorEvent(
         _sse("error", json.dumps({"error": "internal_error", "message": "internal error"}))
@@ -288,10 +289,7 @@ def chat_router(sessions: Any) -> APIRouter:
 
     @router.get("/chat/{conversation_id}", summary="a conversation's turns", responses=missing)
     def get(conversation_id: str) -> Any:
-        try:
-            return sessions.get(conversation_id).model_dump(mode="json")
-        except ConfigError as e:
-            raise HTTPException(404, str(e)) from e
+        return sessions.get(conversation_id).model_dump(mode="json")  # NotFoundError: 404
 
     @router.delete("/chat/{conversation_id}", summary="forget a conversation", responses=missing)
     def delete(conversation_id: str) -> Any:

@@ -5,7 +5,9 @@
 * :class:`BodyLimitMiddleware` -- 413 on a ``Content-Length`` over the limit, and on the bytes
   actually received (a chunked body has no length).
 * :func:`install_error_handlers` -- every error body is an :class:`~rag.api.ErrorResponse`:
-  422 names each bad field, a :class:`~rag.errors.RagError` is a 400 with its message, anything
+  422 names each bad field, a :class:`~rag.errors.RagError` answers with its kind's status (400
+  input/config, 404 not found, 409 index state, 502 generation, 503 model or corrupt index; see
+  :mod:`rag.errors`) and its message, anything
   else a 500 that says only "internal server error" (the traceback goes to the server log).
 """
 
@@ -40,7 +42,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in {
         400: "a ragnodes error (bad filter, no generator), with its message",
-        409: "conflicting input (the same document id twice in one request)",
+        409: "conflicting input (the same document id twice), or the index's state",
+        502: "the generator produced no output or its backend failed",
+        503: "a model that cannot be loaded, or a corrupt index",
         401: "missing or wrong API key",
         408: "the body, the response or the generation took longer than its timeout",
         413: "request body too large",
@@ -129,7 +133,17 @@ _CODES = {
     429: "too_many_requests",
     422: "validation_error",
     500: "internal_error",
+    502: "generation_failed",
+    503: "unavailable",
 }
+
+
+def rag_error_status(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and error code of an anticipated error, by its kind (``rag.errors``):
+    input and config 400, not found 404, index state 409 (corrupt 503), model 503, generation
+    502."""
+    status = int(getattr(exc, "http_status", 400))  # a server limit sets its own: 408/422/429
+    return status, "limit_exceeded" if status == 422 else _CODES.get(status, "bad_request")
 
 
 def error_response(
@@ -197,9 +211,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
-        status = int(getattr(exc, "status", 400))  # a limit (rag.server_limits) says its own
-        return error_response(status, _CODES.get(status, "bad_request") if status != 422
-                              else "limit_exceeded", str(exc), path=request.url.path)
+        status, code = rag_error_status(exc)
+        return error_response(status, code, str(exc), path=request.url.path)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

@@ -41,7 +41,7 @@ class LimitExceeded(RagError):
 
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = self.http_status = status  # rag.server_guards.rag_error_status reads it
 
 
 @dataclass
@@ -98,7 +98,7 @@ def check_prompt_tokens(limits: Limits, generator: Any, texts: list[str]) -> Non
     about four characters a token). Runs in a worker: tokenizing a big body takes time."""
     if limits.max_prompt_tokens is None:
         return
-    from rag.chat import approx_tokens, token_counter
+    from rag.tokens import approx_tokens, token_counter
 
     total_chars = sum(len(t) for t in texts)
     # a tokenizer yields at most one token per character (plus nothing): short prompts are fine

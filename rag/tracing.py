@@ -187,7 +187,7 @@ def usage(s: Span, gen: Any, messages: Sequence[dict[str, Any]], text: str,
     ``tokens``: the decoding steps counted by the token loop, when it counts them."""
     if s is INVALID_SPAN:
         return
-    from rag.chat import token_counter
+    from rag.tokens import token_counter
 
     count = token_counter(gen)
     s.set_attribute("gen_ai.usage.input_tokens",

@@ -106,12 +106,17 @@ class Hit(BaseModel):
 
 
 class Ranking(BaseModel):
-    """The hits for one query, best first. ``stage`` names the node that produced it."""
+    """The hits for one query, best first. ``stage`` names the node that produced it;
+    ``provenance`` is that node's record of the call for this query (model, backend and prompt
+    versions; counters such as a listwise reranker's windows; a think retriever's thought).
+    Per-call records travel in the output, never on the node: one node serves concurrent
+    requests."""
 
     model_config = _FROZEN
     query: Query
     hits: tuple[Hit, ...] = ()
     stage: str = ""
+    provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -128,7 +133,13 @@ class Ranking(BaseModel):
         """The first ``k`` hits (all of them when ``k`` is None)."""
         if k is None or k >= len(self.hits):
             return self
-        return trusted(Ranking, query=self.query, hits=self.hits[:k], stage=self.stage)
+        return trusted(
+            Ranking,
+            query=self.query,
+            hits=self.hits[:k],
+            stage=self.stage,
+            provenance=self.provenance,
+        )
 
     def arrays(self) -> ScoredIds:
         """The hits as ``(ids, scores float64)`` arrays, best first (fusion's input)."""
@@ -158,7 +169,7 @@ class Ranking(BaseModel):
         n = len(ids)
         want = n if k is None else k
         if n == 0 or want <= 0:
-            return trusted(cls, query=query, hits=(), stage=stage)
+            return trusted(cls, query=query, hits=(), stage=stage, provenance={})
         s = np.asarray(scores)
         hits: list[Hit] = []
         if n > 256 and n > 4 * want:  # first the top ``want`` and every tie with the last one
@@ -166,7 +177,7 @@ class Ranking(BaseModel):
             hits = _top_hits([ids[i] for i in keep], s[keep].tolist(), documents, want)
         if len(hits) < want:  # no cut, or ids missing from ``documents`` among the top
             hits = _top_hits(ids, s.tolist(), documents, want)
-        return trusted(cls, query=query, hits=tuple(hits), stage=stage)
+        return trusted(cls, query=query, hits=tuple(hits), stage=stage, provenance={})
 
     @classmethod
     def from_scored(
@@ -191,7 +202,7 @@ class Ranking(BaseModel):
         if k is not None:
             ordered = ordered[:k]
         hits = tuple(trusted(Hit, document=d, score=s) for d, s in ordered)
-        return trusted(cls, query=query, hits=hits, stage=stage)
+        return trusted(cls, query=query, hits=hits, stage=stage, provenance={})
 
 
 def _top_hits(

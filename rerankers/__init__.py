@@ -7,6 +7,7 @@ leaves its input untouched; see :mod:`rag.nodes` for the contract.
 from rerankers.cascade import CascadeReranker
 from rerankers.cross_encoder import CrossEncoderReranker
 from rerankers.embedding import EmbeddingReranker
+from rerankers.late_interaction import LateInteractionReranker
 from rerankers.llm_listwise import LLMListwiseReranker, windows
 from rerankers.llm_pointwise import LLMPointwiseReranker
 from rerankers.permutation import mentioned_ids, parse_permutation
@@ -16,6 +17,7 @@ __all__ = [
     "CascadeReranker",
     "CrossEncoderReranker",
     "EmbeddingReranker",
+    "LateInteractionReranker",
     "LLMListwiseReranker",
     "LLMPointwiseReranker",
     "RelevanceFilter",

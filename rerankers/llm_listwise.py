@@ -20,8 +20,9 @@ Output text goes through :func:`rerankers.permutation.parse_permutation`, which 
 
 Scores are rank-derived (:meth:`rag.nodes.BaseReranker.rank_scores`): of ``n`` candidates the
 first scores ``n``, the last ``1``. Each output ``Ranking.stage`` reads
-``llm_listwise:<model>@<backend>-<version>``; ``last_provenance`` holds the full record of the
-last call (backend and torch versions, model path and revision, windows, repaired outputs).
+``llm_listwise:<model>@<backend>-<version>``; its ``Ranking.provenance`` holds the full record
+for that query (backend and torch versions, model path and revision, prompt, the windows, how
+many answers were repaired, and the raw answers window by window in ``outputs``).
 
 >>> rr = LLMListwiseReranker("smollm2-135m", window=10, step=5)
 >>> rr.rerank(ranking, k=10)                                    # doctest: +SKIP
@@ -136,11 +137,6 @@ class LLMListwiseReranker(BaseReranker):
             "passes": str(self.passes),
         }
 
-    @property
-    def last_outputs(self) -> list[str]:
-        """The model's raw answers during the last call, window by window."""
-        return getattr(self, "last_run", {}).get("outputs", [])
-
     def plan(self, n: int) -> list[tuple[int, int]]:
         """The windows one query of ``n`` candidates goes through, in order, over all passes."""
         one = [(0, n)] if self.full_list else windows(n, self.window, self.step)
@@ -159,10 +155,11 @@ class LLMListwiseReranker(BaseReranker):
     def _score_batch(self, group: Sequence[Ranking]) -> list[Sequence[float]]:
         """Run every query's windows in lockstep: window j of all queries in one generate call;
         returns rank-derived scores of each query's final order."""
-        run = self.last_run
-        outputs: list[str] = run.setdefault("outputs", [])
-        run.setdefault("windows", 0)
-        run.setdefault("repaired_windows", 0)
+        # per query, into its output's provenance: the raw answers window by window, the windows
+        # and how many of them needed repair
+        runs = [self.record(q) for q in range(len(group))]
+        for run in runs:
+            run.update(outputs=[], windows=0, repaired_windows=0)
         docs = [[h.document for h in r.hits] for r in group]
         cut = self.max_passage_tokens
         texts = [self.lm.truncate([doc_text(d) for d in ds], cut) for ds in docs]
@@ -178,11 +175,11 @@ class LLMListwiseReranker(BaseReranker):
             budget = max(m * (len(str(m)) + 3) + 8 for m in sizes)
             allowed = ANSWER_CHARS if self.constrained else None
             answers = self.lm.generate(prompts, budget, allowed, prefix=ANSWER_PREFIX)
-            outputs.extend(answers)
             for q, m, text in zip(todo, sizes, answers, strict=True):
                 a, b = plans[q][j]
                 perm = parse_permutation(text, m)
-                run["windows"] += 1
-                run["repaired_windows"] += int(len(mentioned_ids(text, m)) < m)
+                runs[q]["outputs"].append(text)
+                runs[q]["windows"] += 1
+                runs[q]["repaired_windows"] += int(len(mentioned_ids(text, m)) < m)
                 orders[q][a:b] = [orders[q][a + p] for p in perm]
         return [self.rank_scores(order) for order in orders]

@@ -6,7 +6,6 @@ from retrievers.dense import DenseRetriever
 from retrievers.fusion import rrf, score_fusion
 from retrievers.hybrid import HybridRetriever
 from retrievers.multivector import (
-    LateInteractionReranker,
     MultiVectorRetriever,
     MuveraFDE,
     QdrantMultiVectorStore,
@@ -30,7 +29,6 @@ __all__ = [
     "DenseRetriever",
     "ExactStore",
     "HybridRetriever",
-    "LateInteractionReranker",
     "MultiVectorRetriever",
     "MuveraFDE",
     "ParentRetriever",

@@ -26,7 +26,8 @@ embeddings, so it cannot be indexed. ANNCUR builds them from the scorer's own sc
 
 Ranking returned: the ``budget`` exactly scored items by exact score, then (only when ``k`` asks
 for more) the remaining items in CUR order, their approximate scores shifted to lie below the
-lowest exact score. ``last_calls`` holds the scorer calls of each query of the last call.
+lowest exact score. Each output's ``Ranking.provenance["scorer_calls"]`` holds its query's scorer
+calls.
 
 >>> r = AnnCurRetriever(n_anchor_items=50, budget=100)    # MiniLM late interaction as scorer
 >>> r.index(docs).retrieve("what is bm25", k=10)          # doctest: +SKIP
@@ -108,12 +109,10 @@ class AnnCurRetriever(BaseRetriever):
         anchor_matrix: str | None = None,
         seed: int = 0,
     ) -> None:
-        from rag.nodes import BaseReranker
+        from rag.nodes import BaseReranker, Node
 
-        if scorer is None:
-            from retrievers.multivector import LateInteractionReranker
-
-            scorer = LateInteractionReranker()
+        if scorer is None:  # by registry name: rerankers sit beside retrievers, never imported
+            scorer = Node.from_config({"type": "late_interaction"})
         if not isinstance(scorer, BaseReranker):
             raise ConfigError(f"scorer must be a reranker node, got {type(scorer).__name__}")
         if getattr(scorer, "threshold", None) is not None:
@@ -154,7 +153,6 @@ class AnnCurRetriever(BaseRetriever):
         self._r = np.zeros((0, 0), dtype=np.float32)
         self._anchors: list[str] | None = None
         self._latent: tuple[np.ndarray, np.ndarray] | None = None
-        self.last_calls: list[int] = []
 
     # -- scorer -----------------------------------------------------------------------------------
     def _score(self, query: Query, docs: list[Document]) -> np.ndarray:
@@ -273,8 +271,8 @@ class AnnCurRetriever(BaseRetriever):
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
-        results, self.last_calls = [], []
-        for q in queries:
+        results = []
+        for qi, q in enumerate(queries):
             idx, exact_anchor, s_hat = self._approximate(q)
             n = len(self._items)
             order = np.argsort(-s_hat, kind="stable")
@@ -284,7 +282,7 @@ class AnnCurRetriever(BaseRetriever):
             n_rescore = min(self.budget - len(idx), len(rest))
             cand, tail = rest[:n_rescore], rest[n_rescore:]
             exact_cand = self._score(q, [self.documents[self._items[j]] for j in cand])
-            self.last_calls.append(len(idx) + len(cand))
+            self.record(qi)["scorer_calls"] = len(idx) + len(cand)
             exact = [(self._items[j], float(s)) for j, s in zip(idx, exact_anchor, strict=True)]
             exact += [(self._items[j], float(s)) for j, s in zip(cand, exact_cand, strict=True)]
             out = sorted(exact, key=lambda x: (-x[1], x[0]))[:k]

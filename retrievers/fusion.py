@@ -32,6 +32,27 @@ def _weights(rankings: Sequence[Ranking], weights: Sequence[float] | None) -> li
     return [float(w) for w in weights]
 
 
+def rrf_sums(
+    keys: Sequence[Sequence[str]], weights: Sequence[float] | None = None, rrf_k: int = 60
+) -> dict[str, float]:
+    """The one reciprocal-rank sum: ``sum_i w_i / (rrf_k + rank_i)`` per key, over every
+    occurrence of the key in each list of ``keys`` (ranks from 1), in first-seen order. Fusion
+    passes each ranking's document ids; grouping chunks by parent passes one list of parent ids
+    (:func:`retrievers.parents.group_by_parent`, ``how="rrf"``).
+
+    >>> rrf_sums([["a", "b"], ["b"]], rrf_k=0)
+    {'a': 1.0, 'b': 1.5}
+    """
+    if rrf_k < 0:
+        raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
+    ws = [1.0] * len(keys) if weights is None else [float(w) for w in weights]
+    scores: dict[str, float] = {}
+    for ks, w in zip(keys, ws, strict=True):
+        for rank, key in enumerate(ks, 1):
+            scores[key] = scores.get(key, 0.0) + w / (rrf_k + rank)
+    return scores
+
+
 def rrf(
     rankings: Sequence[Ranking],
     k: int | None = None,
@@ -41,8 +62,6 @@ def rrf(
     """Reciprocal-rank fusion of rankings for the same query."""
     if not rankings:
         raise ConfigError("rrf needs at least one ranking")
-    if rrf_k < 0:
-        raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
     fused = rrf_arrays([r.arrays() for r in rankings], _weights(rankings, weights), rrf_k)
     return Ranking.from_arrays(
         rankings[0].query, fused.ids, fused.scores, _documents(rankings), k, "rrf"
@@ -61,12 +80,8 @@ def rrf_arrays(
     lists: Sequence[ScoredIds], weights: Sequence[float], rrf_k: int = 60
 ) -> ScoredIds:
     """RRF of ranked id lists (each best first; a repeated id counts at each rank it holds):
-    the fused ids (unique, any order) and their float64 scores."""
-    scores: dict[str, float] = {}
-    get = scores.get
-    for ids, w in zip((x.ids for x in lists), weights):
-        for rank, i in enumerate(ids, 1):
-            scores[i] = get(i, 0.0) + w / (rrf_k + rank)
+    the fused ids (unique, any order) and their float64 scores, by :func:`rrf_sums`."""
+    scores = rrf_sums([x.ids for x in lists], weights, rrf_k)
     return ScoredIds(list(scores), np.fromiter(scores.values(), np.float64, len(scores)))
 
 

@@ -123,7 +123,7 @@ class QdrantHybridRetriever(BaseRetriever):
         fields: str = "title+text",
         upsert_batch: int = 256,
     ) -> None:
-        from retrievers.stores.quantize import check_kind
+        from retrievers.kernels.quantize import check_kind
 
         if not collection:
             raise ConfigError("collection must be a non-empty name")

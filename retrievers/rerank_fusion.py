@@ -15,7 +15,7 @@ original and the expanded run (interpolating both runs, as Li et al., TOIS 2023,
 shared index is saved once.
 
 A reranker with index-time state (late interaction's token store,
-:meth:`retrievers.multivector.reranker.LateInteractionReranker.index_documents`) builds it when
+:meth:`rerankers.late_interaction.LateInteractionReranker.index_documents`) builds it when
 this node indexes, and the store is committed and reopened with the index through the rerankers'
 one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.nodes.BaseReranker`), so a query
 reads its candidates' token vectors instead of encoding them (seconds per query on a CPU

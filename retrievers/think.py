@@ -15,7 +15,7 @@ The query's instruction goes into the generation prompt (template ``prompts/temp
 and stays on the queries sent to the inner retriever. Thoughts are cached per
 ``(query text, instruction)``, the ``cache_size`` most recently used kept, and saved with the
 index (a JSONL file beside the inner retriever's state) so a reopened index does not generate
-them again; ``last_thoughts`` maps the ids of the last batch's queries to the thought used. The
+them again; each output's ``Ranking.provenance["thought"]`` is the thought its query used. The
 inner retriever reads this node's document store (a
 :class:`~retrievers.composite.CompositeRetriever` with one child and the ``_fuse`` hook).
 
@@ -89,7 +89,6 @@ class ThinkRetriever(CompositeRetriever):
         self.rrf_k = rrf_k
         self.cache_size = cache_size
         self._thoughts: OrderedDict[tuple[str, str | None], str] = OrderedDict()
-        self.last_thoughts: dict[str, str] = {}
 
     @property
     def children(self) -> list[BaseRetriever]:
@@ -164,15 +163,20 @@ class ThinkRetriever(CompositeRetriever):
         self, queries: list[Query], k: int, depth: int, filter: dict[str, Any] | None
     ) -> list[Ranking]:
         if self.mode == "query":
-            self.last_thoughts = {}
             return self._ask(self.children, queries, k, filter)[0]
-        self.last_thoughts = {q.id: self.thought(q) for q in queries}
+        thoughts = [self.thought(q) for q in queries]
         expanded = [
-            q.model_copy(update={"text": f"{q.text}\n{self.last_thoughts[q.id]}".strip()})
-            for q in queries
+            q.model_copy(update={"text": f"{q.text}\n{t}".strip()})
+            for q, t in zip(queries, thoughts, strict=True)
         ]
         if self.mode == "thought":
-            return self._ask(self.children, expanded, k, filter)[0]
-        plain = self._ask(self.children, queries, depth, filter)[0]
-        thought = self._ask(self.children, expanded, depth, filter)[0]
-        return [rrf([a, b], k, rrf_k=self.rrf_k) for a, b in zip(plain, thought)]
+            out = self._ask(self.children, expanded, k, filter)[0]
+        else:
+            plain = self._ask(self.children, queries, depth, filter)[0]
+            thought = self._ask(self.children, expanded, depth, filter)[0]
+            out = [rrf([a, b], k, rrf_k=self.rrf_k) for a, b in zip(plain, thought)]
+        # the thought used travels with its query's ranking (never on the shared node)
+        return [
+            r.model_copy(update={"provenance": {**r.provenance, "thought": t}})
+            for r, t in zip(out, thoughts, strict=True)
+        ]

@@ -23,7 +23,7 @@ def _qdrant_hybrid():
 
 
 def _late():
-    from retrievers.multivector import LateInteractionReranker
+    from rerankers import LateInteractionReranker
 
     return LateInteractionReranker()
 

@@ -10,7 +10,7 @@ import pytest
 
 from evals.answer_report import UNCALIBRATED, build_report, to_html, to_markdown
 from evals.answers import answer_metrics, exact_match, judge_agreement, split_claims, token_f1
-from evals.judges import LexicalJudge
+from rag.judges import LexicalJudge
 from rag.types import Answer, Document, Hit, Query
 
 CONTEXTS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals.judges import STANCE, YES_NO, LexicalJudge, LLMJudge, first_token_ids
+from rag.judges import STANCE, YES_NO, LexicalJudge, LLMJudge, first_token_ids
 
 
 @pytest.fixture(scope="module")

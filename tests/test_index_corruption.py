@@ -15,8 +15,9 @@ import pytest
 from rag.cli import main
 from rag.errors import ConfigError
 from rag.pipeline import Pipeline
+from rerankers import LateInteractionReranker
 from retrievers import BM25Retriever, DenseRetriever, HybridRetriever, QdrantStore
-from retrievers.multivector import LateInteractionReranker, TokenEncoder
+from retrievers.multivector import TokenEncoder
 
 QUERY = "largest planet"
 DAMAGE = ("truncated", "emptied", "flipped", "deleted")

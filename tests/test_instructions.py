@@ -200,7 +200,7 @@ def test_think_caches_thoughts_and_passes_the_instruction(think, monkeypatch):
     first = think.retrieve(q, k=3)
     again = think.retrieve(q.model_copy(update={"id": "other"}), k=3)
     assert first.ids == again.ids and len(calls) == 1
-    assert think.last_thoughts["other"] and think.last_thoughts["other"] == think.thought(q)
+    assert again.provenance["thought"] and again.provenance["thought"] == think.thought(q)
     think.retrieve(qi, k=3)
     assert len(calls) == 2 and "Instruction: Only gas giants." in calls[1]
     assert think.uses_instruction
@@ -215,14 +215,15 @@ def test_think_modes(think, demo_docs):
     inner = think.retriever
     gen = think.generator
     as_query = ThinkRetriever(BM25Retriever(), gen, mode="query").index(demo_docs)
-    assert as_query.retrieve(q, k=5).ids == inner.retrieve(q, k=5).ids
-    assert as_query.last_thoughts == {}
+    plain = as_query.retrieve(q, k=5)
+    assert plain.ids == inner.retrieve(q, k=5).ids and "thought" not in plain.provenance
     thought = think.thought(q)
     expanded = q.model_copy(update={"text": f"{q.text}\n{thought}"})
     as_thought = ThinkRetriever(BM25Retriever(), gen, mode="thought", max_new_tokens=24)
     as_thought.index(demo_docs)
-    assert as_thought.retrieve(q, k=5).ids == inner.retrieve(expanded, k=5).ids
-    assert as_thought.last_thoughts == {"q2": thought}  # greedy: the same thought again
+    got = as_thought.retrieve(q, k=5)
+    assert got.ids == inner.retrieve(expanded, k=5).ids
+    assert got.provenance == {"thought": thought}  # greedy: the same thought again
     fused = rrf([inner.retrieve(q, k=100), inner.retrieve(expanded, k=100)], k=5)
     assert think.retrieve(q, k=5).ids == fused.ids
     with pytest.raises(ConfigError, match="mode must be one of"):

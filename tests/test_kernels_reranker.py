@@ -8,8 +8,9 @@ from conftest import SHARED, needs_dataset
 from tolerance import EPS16, assert_same_ranking, maxsim_tol
 
 from rag.pipeline import Pipeline
+from rerankers import LateInteractionReranker
 from retrievers import BM25Retriever
-from retrievers.multivector import LateInteractionReranker, TokenEncoder
+from retrievers.multivector import TokenEncoder
 
 ADI = SHARED / "adi"
 pytestmark = needs_dataset("adi")

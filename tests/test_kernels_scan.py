@@ -9,7 +9,7 @@ from tolerance import assert_rankings_match, dot_tol
 from rag.errors import ConfigError
 from retrievers.kernels import binary as kbin
 from retrievers.kernels import dense as kdense
-from retrievers.stores import quantize as qz
+from retrievers.kernels import quantize as qz
 from retrievers.stores.exact import ExactStore, topk_rows
 
 

@@ -64,7 +64,7 @@ def fresh_cache():
 def test_generator_rerankers_and_judge_share_one_load(fresh_cache, monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from evals.judges import LLMJudge
+    from rag.judges import LLMJudge
     from rag.pipeline import Pipeline
     from rag.types import Answer
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker

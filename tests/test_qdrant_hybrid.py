@@ -121,7 +121,8 @@ def test_hybrid_equals_in_process_rrf(minilm):
 
 
 def test_maxsim_rescoring_equals_late_interaction_reranker(demo_docs, minilm):
-    from retrievers.multivector import LateInteractionReranker, MuveraFDE, TokenEncoder
+    from rerankers import LateInteractionReranker
+    from retrievers.multivector import MuveraFDE, TokenEncoder
 
     tok = TokenEncoder()
     q = QdrantHybridRetriever(encoder=minilm, token_encoder=tok).index(demo_docs)

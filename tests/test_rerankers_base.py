@@ -44,7 +44,8 @@ class Reverse(BaseReranker):
 
     def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
         self.groups.append([r.query.id for r in rankings])
-        self.last_run["calls"] = self.last_run.get("calls", 0) + 1
+        for i in range(len(rankings)):
+            self.record(i)["calls"] = self.record(i).get("calls", 0) + 1
         return [self.rank_scores(list(range(len(r)))[::-1]) for r in rankings]
 
 
@@ -86,9 +87,9 @@ def test_listwise_hook_groups_queries_by_position_and_labels_the_stage() -> None
     assert out[0].scores == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
     assert {r.stage for r in out} == {"reverse:m@b-1"}
     prov = {"model": "m", "backend": "b", "backend_version": "1"}
-    assert rr.last_provenance == {**prov, "calls": "2"}
-    rr.rerank(rs[0])
-    assert rr.last_provenance["calls"] == "1"  # per call
+    once = {**prov, "calls": "1"}
+    assert [r.provenance for r in out] == [once, prov, once, once]
+    assert rr.rerank(rs[0]).provenance["calls"] == "1"  # per call, per query
     # the single-query hook comes for free: the documents in the given order are the prior
     assert list(rr._score(Query(text="q"), DOCS[:3])) == [1.0, 2.0, 3.0]
 

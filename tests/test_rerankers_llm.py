@@ -88,7 +88,8 @@ def test_listwise_batches_queries_in_lockstep_and_keeps_inputs() -> None:
     assert values(out[0])[:2] == [11, 10]
     assert values(out[1]) == sorted(values(rs[1]), reverse=True)
     assert values(out[2]) == values(rs[2])  # one candidate: no prompt
-    assert rr.last_provenance["windows"] == str(len(rr.plan(12)) + 1)
+    windows = [r.provenance["windows"] for r in out]
+    assert windows == [str(len(rr.plan(12))), str(len(rr.plan(3))), "0"]  # per query
 
 
 def test_instruction_goes_into_the_listwise_prompt() -> None:
@@ -122,7 +123,7 @@ def test_pointwise_batched_equals_one_by_one(pointwise) -> None:
     assert ((batched > 0) & (batched < 1)).all()
     out = pointwise.rerank(r, k=3)
     assert len(out) == 3 and out.stage.startswith("llm_pointwise:smollm2-135m@transformers-")
-    assert pointwise.last_provenance["prompt"].startswith("rerank_pointwise@")
+    assert out.provenance["prompt"].startswith("rerank_pointwise@")
 
 
 def test_pointwise_prompt_carries_the_instruction(pointwise) -> None:
@@ -147,11 +148,11 @@ def test_real_listwise_returns_a_permutation(constrained: bool) -> None:
     r = ranking(4)
     out = rr.rerank(r)
     assert sorted(out.ids) == sorted(r.ids) and out.scores == [4.0, 3.0, 2.0, 1.0]
-    prov = rr.last_provenance
+    prov = out.provenance
     assert prov["backend"] == "transformers" and prov["windows"] == "2"
     assert out.stage == f"llm_listwise:smollm2-135m@transformers-{prov['backend_version']}"
     if constrained:
-        assert all(set(t) <= set(ANSWER_CHARS) for t in rr.last_outputs)
+        assert all(set(t) <= set(ANSWER_CHARS) for t in prov["outputs"])
 
 
 @pytest.mark.gpu

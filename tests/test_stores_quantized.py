@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rag.errors import ConfigError
+from retrievers.kernels import quantize as qz
 from retrievers.stores import ExactStore, QdrantEdgeStore, QdrantStore
-from retrievers.stores import quantize as qz
 
 
 def data(n=600, d=48, seed=0, clusters=None):

@@ -67,8 +67,7 @@ def main() -> None:
     }
     ranking = Ranking.from_scored(q, ((d, float(n - i)) for i, d in enumerate(docs)))
     lw = LLMListwiseReranker(backend="vllm", constrained=True, window=6, step=3)
-    lw.rerank(ranking)
-    out["listwise_outputs"] = lw.last_outputs
+    out["listwise_outputs"] = lw.rerank(ranking).provenance["outputs"]
     out["listwise_chars"] = ANSWER_CHARS
     print("RESULT " + json.dumps(out), flush=True)
 

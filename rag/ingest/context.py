@@ -11,8 +11,8 @@ against the span it points at.
   ``[start, end)`` into the source text, the ``page`` (PDF) and the ``heading``, so ``rag ask``
   prints ``path#heading`` or ``path:page``.
 * **Support.** The sentence(s) carrying marker ``[n]`` are judged against the cited span with a
-  judge ragnodes already has (:class:`evals.judges.LexicalJudge`, the default, or
-  :class:`evals.judges.LLMJudge` with ``judge="llm"``), in the spirit of ALCE's citation
+  judge ragnodes already has (:class:`rag.judges.LexicalJudge`, the default, or
+  :class:`rag.judges.LLMJudge` with ``judge="llm"``), in the spirit of ALCE's citation
   precision (Gao et al., EMNLP 2023); below ``support_threshold`` the citation is marked
   ``supported=False`` and its marker listed in ``Answer.unsupported_markers``.
 """
@@ -119,7 +119,7 @@ class ChunkContext(Node):
     # -- citations ----------------------------------------------------------------------------
     def _judge(self) -> Any:
         if not hasattr(self, "_judge_obj"):
-            from evals.judges import LexicalJudge, LLMJudge
+            from rag.judges import LexicalJudge, LLMJudge
 
             self._judge_obj = LexicalJudge() if self.judge == "lexical" else LLMJudge()
         return self._judge_obj

@@ -1,14 +1,9 @@
-"""Parent-aware results over chunks: document-level ranking by grouping chunk scores, and
-merging / neighbour expansion of adjacent chunks for the generator.
+"""Parent-aware results over chunks: merging / neighbour expansion of adjacent chunks for the
+generator, parent lookup. The document-level ranking by grouping chunk scores
+(:func:`group_by_parent`, re-exported here) lives with :class:`retrievers.parents.ParentRetriever`,
+below this layer, and its ``rrf`` grouping is the one RRF (:func:`retrievers.fusion.rrf_sums`).
 
-Grouping (``how``), over the chunk ranking ``c_1..c_n`` of one query, for a parent ``D``:
-
-* ``max``: ``s(D) = max_{c in D} s(c)`` (MaxP, Dai & Callan, SIGIR 2019);
-* ``sum``: ``s(D) = sum_{c in D} s(c)`` (SumP, same paper; favours documents with many hits);
-* ``rrf``: ``s(D) = sum_{c in D} 1 / (k + rank(c))`` (reciprocal rank fusion of a document's
-  chunks, Cormack et al. 2009, ``k = 60``).
-
->>> from rag.types import Query
+>>> from rag.types import Query, Ranking
 >>> c = lambda i, p, s: Hit(document=Document(id=i, text="t", metadata={"parent_id": p}), score=s)
 >>> hits = (c("a#0", "a", 3.0), c("b#0", "b", 2.0), c("b#1", "b", 2.0))
 >>> r = Ranking(query=Query(text="q"), hits=hits)
@@ -23,47 +18,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rag.errors import ConfigError
-from rag.types import Document, Hit, Ranking
-
-GROUPINGS = ("max", "sum", "rrf")
-
-
-def parent_of(doc: Document) -> str:
-    """A chunk's parent id: ``parent_id`` (rag.ingest), else LlamaIndex's ``ref_doc_id``; a
-    document that is not a chunk is its own parent."""
-    m = doc.metadata
-    return str(m.get("parent_id", m.get("ref_doc_id", doc.id)))
-
-
-def group_by_parent(
-    ranking: Ranking, how: str = "max", k: int | None = None, rrf_k: int = 60
-) -> Ranking:
-    """A document-level ranking from a chunk ranking (see the module docstring). Each parent hit
-    carries its best chunk's text, the doc title, and ``metadata["chunks"]`` (its chunk ids,
-    best first)."""
-    if how not in GROUPINGS:
-        raise ConfigError(f"grouping must be one of {GROUPINGS}, got {how!r}")
-    scores: dict[str, float] = {}
-    chunks: dict[str, list[Document]] = {}
-    for rank, h in enumerate(ranking.hits, 1):
-        p = parent_of(h.document)
-        s = {"max": h.score, "sum": h.score, "rrf": 1.0 / (rrf_k + rank)}[how]
-        if p not in scores:
-            scores[p] = s
-            chunks[p] = []
-        elif how == "max":
-            scores[p] = max(scores[p], s)
-        else:
-            scores[p] += s
-        chunks[p].append(h.document)
-    pairs = []
-    for p, s in scores.items():
-        best = chunks[p][0]
-        meta = {k2: v for k2, v in best.metadata.items() if k2 not in ("chunk", "start", "end")}
-        meta["chunks"] = [c.id for c in chunks[p]]
-        title = str(best.metadata.get("doc_title", best.title))
-        pairs.append((Document(id=p, text=best.text, title=title, metadata=meta), s))
-    return Ranking.from_scored(ranking.query, pairs, k=k, stage=f"{ranking.stage}|group:{how}")
+from rag.types import Document, Hit
+from retrievers.parents import GROUPINGS as GROUPINGS
+from retrievers.parents import group_by_parent as group_by_parent
+from retrievers.parents import parent_of
 
 
 def _span(doc: Document) -> tuple[int, int] | None:

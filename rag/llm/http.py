@@ -21,12 +21,12 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError, GenerationError
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class HTTPGeneratorError(RagError, RuntimeError):
+class HTTPGeneratorError(GenerationError):
     """The server could not be reached, timed out, or answered with an error status."""
 
     def __init__(self, message: str, status: int | None = None, attempts: int = 1) -> None:

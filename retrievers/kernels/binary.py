@@ -31,7 +31,7 @@ The decoded-float path it replaces unpacks ``N * D`` bits to float32 (1.5 GB for
 multiplies them: slower than the exact float scan.
 
 >>> import numpy as np
->>> from retrievers.stores import quantize as qz
+>>> from retrievers.kernels import quantize as qz
 >>> rng = np.random.default_rng(0); x = rng.normal(size=(500, 64)).astype(np.float32)
 >>> cb = qz.fit("binary", x); codes = qz.encode(cb, x)
 >>> rows, vals = search(cb, codes, x, x[:1], k=3)
@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
-from retrievers.stores import quantize as qz
+from retrievers.kernels import quantize as qz
 
 BACKENDS = ("auto", "numpy", "numba")
 _NUMBA_KERNEL: Any = None

@@ -30,6 +30,11 @@ exact mode); on a CPU without native bfloat16 (no AVX-512-BF16/AMX) it is emulat
 no copy: each chunk is converted from the store's dtype when read (the old behaviour, for stores
 larger than RAM).
 
+This module is the one MaxSim of the house: the token store (:class:`PackedTokens`), the
+late-interaction reranker and the benchmarks (:func:`maxsim_lists`, ragged matrices) all score
+through :meth:`PackedTokens.scores`. ``tests/test_kernels_maxsim.py`` checks it against a plain
+double loop in float64.
+
 >>> import numpy as np
 >>> t = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float16)
 >>> p = PackedTokens(t, np.array([0, 2, 2, 3]))
@@ -48,6 +53,11 @@ from rag.errors import ConfigError
 
 MODES = ("float32", "bf16", "stream")
 CHUNK_TOKENS = 8192  # rows of the token matrix multiplied at once
+
+
+def offsets_of(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Row offsets ``(n + 1,)`` of ``arrays`` once concatenated."""
+    return np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
 
 
 def _chunks(offsets: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -159,3 +169,18 @@ class PackedTokens:
         best = np.maximum.reduceat(sim, seg, axis=0)
         out[keep] = np.add.reduceat(best.T, [0], axis=0)[0]  # in order, as ``scores``
         return out
+
+
+def maxsim_lists(queries: Sequence[np.ndarray], docs: Sequence[np.ndarray]) -> np.ndarray:
+    """Scores ``(B, N)`` float32 of ragged lists of query ``(Lq_i, D)`` and document
+    ``(Ld_j, D)`` matrices (concatenated once, then :meth:`PackedTokens.scores`).
+
+    >>> q = np.array([[1.0, 0.0], [0.0, 1.0]]); d = np.array([[0.5, 0.5], [1.0, 0.0]])
+    >>> maxsim_lists([q], [d, d[:0]]).tolist()
+    [[1.5, 0.0]]
+    """
+    if not len(queries) or not len(docs):
+        return np.zeros((len(queries), len(docs)), dtype=np.float32)
+    t = np.concatenate([np.asarray(d, dtype=np.float32) for d in docs])
+    q = np.concatenate([np.asarray(x, dtype=np.float32) for x in queries])
+    return PackedTokens(t, offsets_of(docs)).scores(q, offsets_of(queries))

@@ -4,7 +4,7 @@ Search is one matrix product per query batch and ``argpartition`` for the top k,
 and the reference every approximate index is measured against.
 
 Compressed indexes: ``quantization="binary"|"2bit"|"int8"`` scores against packed codes
-(:mod:`retrievers.stores.quantize`) and ``dims=m`` against the first ``m`` dimensions renormalised
+(:mod:`retrievers.kernels.quantize`) and ``dims=m`` against the first ``m`` dimensions renormalised
 (Matryoshka truncation: Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022). With
 ``rescore=True`` the ``ceil(k * oversampling)`` best rows of the compressed index are re-scored with
 the full float vectors (BEBR's recall-then-rerank; Qdrant's ``rescore``/``oversampling``), which
@@ -28,7 +28,7 @@ from rag.nodes import Node
 from rag.persist import atomic_write_text
 from retrievers.kernels import binary as kbin
 from retrievers.kernels import dense as kdense
-from retrievers.stores import quantize as qz
+from retrievers.kernels import quantize as qz
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import predicate, validate_filter
 

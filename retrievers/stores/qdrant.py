@@ -211,7 +211,7 @@ class QdrantStore(Node):
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
     ) -> None:
-        from retrievers.stores.quantize import check_kind
+        from retrievers.kernels.quantize import check_kind
 
         if distance not in DISTANCES:
             raise ConfigError(f"distance must be one of {DISTANCES}, got {distance!r}")

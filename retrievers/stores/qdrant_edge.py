@@ -25,11 +25,11 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError
 from rag.nodes import Node
+from retrievers.kernels.quantize import check_kind
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import translate, validate_filter
 from retrievers.stores.qdrant import DISTANCES, point_id
 from retrievers.stores.qdrant_settings import SCALAR_QUANTILE
-from retrievers.stores.quantize import check_kind
 
 
 def edge_quantization(kind: str | None) -> Any:

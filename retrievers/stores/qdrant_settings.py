@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrievers.stores.quantize import check_kind
+from retrievers.kernels.quantize import check_kind
 
 SCALAR_QUANTILE = 0.99
 

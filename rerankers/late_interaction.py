@@ -30,8 +30,8 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.nodes import BaseReranker
 from rag.types import Document, Query
+from retrievers.kernels.maxsim import maxsim_lists
 from retrievers.multivector.encoder import TokenEncoder
-from retrievers.multivector.maxsim import maxsim_lists
 from retrievers.multivector.token_store import TokenStore
 
 

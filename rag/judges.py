@@ -1,5 +1,7 @@
-"""Judges for answer-level evaluation: an LLM read through its next-token label probabilities,
-and a lexical baseline with the same interface.
+"""Judges of support and relevance: an LLM read through its next-token label probabilities, and
+a lexical baseline with the same interface. Used at query time (citation checks of
+:class:`rag.ingest.context.ChunkContext`) and by the evaluation (``evals.answers``), so they sit
+below both (formerly ``evals/judges.py``).
 
 An LLM judge renders a versioned template (``prompts/templates/judge_*.txt``) and reads the
 probability of each label from the first assistant token, exactly as the pointwise reranker
