@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from rag.index.validate import MAX_ID_CHARS, check_metadata
+from rag.index.validate import MAX_ID_CHARS, check_metadata, check_text
 from rag.types import Answer, Citation, Document, Ranking
 
 # requests take JSON types as declared: "5" is not an int, 0 is not a bool
@@ -137,6 +137,13 @@ class DocumentIn(Document):
     @field_validator("id", mode="before")
     @classmethod
     def _id_to_str(cls, v: Any) -> Any:  # overrides Document's coercion
+        return v
+
+    @field_validator("id", "text", "title")
+    @classmethod
+    def _utf8(cls, v: Any, info: Any) -> Any:
+        if isinstance(v, str):
+            check_text(v, info.field_name, "document")  # a lone surrogate: 422, not a 500
         return v
 
     @field_validator("metadata")

@@ -36,6 +36,32 @@ def _version() -> str:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    """``rag index``; a run that fails before it committed any document removes the folder it
+    created (a rerun then needs no ``--overwrite``)."""
+    out = args.out if not args.repair and not args.delete else None
+    created = out is not None and not os.path.exists(out)
+    try:
+        return _index(args)
+    except BaseException:
+        if created and out is not None and not _holds_documents(out):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _holds_documents(path: str) -> bool:
+    from rag.index import IndexFolder
+
+    try:
+        body = IndexFolder(path).read_manifest()
+    except RagError:
+        return False
+    segs = (body or {}).get("docs", {}).get("segments", [])
+    return any(s["n"] > len(s["deleted"]) for s in segs)
+
+
+def _index(args: argparse.Namespace) -> int:
     from rag.index import ingest
     from rag.ingest.cli import run_index, wants_ingest
     from rag.nodes import Node

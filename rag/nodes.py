@@ -245,7 +245,12 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not a text config (byte {e.start} is not UTF-8); give a .json or .yaml file"
+        ) from None
     if p.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -262,6 +267,13 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping with a 'type' key")
+    try:
+        json.dumps(data, default=str)
+    except ValueError:  # YAML anchors can make a value contain itself: a: &a [*a]
+        raise ConfigError(
+            f"{p}: a value contains itself (a YAML alias inside its own anchor); a config must "
+            "be a tree"
+        ) from None
     return data
 
 
@@ -614,6 +626,23 @@ class BaseReranker(Node):
         if caps:
             hits = hits[: min(caps)]
         return ranking if hits is ranking.hits else ranking.model_copy(update={"hits": hits})
+
+    # index-time state (rag.index): one hook pair for every node, committed into the manifest
+    def index_documents(self, docs: Sequence[Document]) -> None:
+        """Hook: precompute per-document state when documents are indexed (late interaction's
+        token vectors); ``Pipeline.index`` calls it in the same commit. Default: nothing."""
+
+    def delete_documents(self, ids: Sequence[str]) -> None:
+        """Hook: forget the state of deleted documents. Default: nothing."""
+
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any] | None:
+        """Hook: write index-time state into ``commit`` (a :class:`rag.index.folder.Commit`) and
+        return JSON for the manifest; ``None`` (the default): no state."""
+        return None
+
+    def _open_state(self, folder: Path, state: dict[str, Any] | None) -> None:
+        """Hook: open what ``_commit_state`` wrote (``None``: the index holds no state for this
+        reranker). Default: nothing."""
 
     def _score_batch(self, rankings: Sequence[Ranking]) -> list[Sequence[float]]:
         """Hook: scores for the hits of each ranking (unique ids, non-empty), in hit order."""

@@ -24,6 +24,7 @@ from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
 from rag.grounding import escape_source_text
 from rag.nodes import (
+    BaseReranker,
     BaseRetriever,
     Compressor,
     Generator,
@@ -138,16 +139,16 @@ class Pipeline(Node):
         is committed before this returns (:mod:`rag.index`); ``cursor=(source, value)`` records
         in the same commit how far ``source`` is in (resumable ingestion): a record count, or
         any JSON value such as a folder's file manifest (:mod:`rag.ingest.indexing`).
-        Rerankers with index-time state (late interaction's token store) index them too."""
+        Rerankers with index-time state (late interaction's token store) index them too, in the
+        same commit."""
         from rag.index.validate import check_documents
 
         docs = check_documents(documents)  # before anything is applied
 
         def change() -> None:
             self.retriever.index(docs)
-            for rr in self.rerankers:
-                if hasattr(rr, "index_documents"):
-                    rr.index_documents(docs)
+            for rr in self._stateful_rerankers().values():
+                rr.index_documents(docs)
 
         self._write(change, cursor)
         return self
@@ -156,7 +157,13 @@ class Pipeline(Node):
         """Remove documents by id (committed, as :meth:`index`, with an optional ``cursor``);
         returns how many were present."""
         out: list[int] = []
-        self._write(lambda: out.append(self.retriever.delete(list(ids)) if ids else 0), cursor)
+
+        def change() -> None:
+            out.append(self.retriever.delete(list(ids)) if ids else 0)
+            for rr in self._stateful_rerankers().values():
+                rr.delete_documents(list(ids))
+
+        self._write(change, cursor)
         return out[0]
 
     def compact(self) -> None:
@@ -172,94 +179,92 @@ class Pipeline(Node):
 
         self._write(merge)
 
-    # -- the index folder ----------------------------------------------------------------------
-    _folder: Any = None
-    read_only: bool = False
+    # -- the index folder: delegated to an IndexSession (rag.index.session) ----------------------
+    _session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The :class:`~rag.index.session.IndexSession` of this pipeline's index folder (folder,
+        lease, writer lock, commits), ``None`` for an index in memory only."""
+        return self._session
 
     @property
     def folder(self) -> Path | None:
         """Where this pipeline's index is committed (``None``: in memory only)."""
-        return self._folder.path if self._folder is not None else None
+        return self._session.path if self._session is not None else None
+
+    @property
+    def read_only(self) -> bool:
+        return self._session is not None and self._session.read_only
 
     def cursor(self, source: str) -> Any:
         """The committed cursor of ``source`` (see :meth:`index`), ``None`` if there is none."""
-        return (
-            ((self._folder.manifest or {}).get("cursors") or {}).get(source)
-            if self._folder is not None
-            else None
-        )
+        return self._session.cursor(source) if self._session is not None else None
+
+    def _stateful_rerankers(self) -> dict[str, BaseReranker]:
+        """The rerankers whose index-time state commits with the index, by manifest part."""
+        return {f"rerank{i}": rr for i, rr in enumerate(self.rerankers)
+                if isinstance(rr, BaseReranker)}
+
+    def _index_nodes(self) -> dict[str, Any]:
+        return {"r": self.retriever, **self._stateful_rerankers()}
 
     def _write(self, change: Any, cursor: tuple[str, Any] | None = None) -> None:
-        if self._folder is None:
+        if self._session is None:
             change()
             return
-        if self.read_only:
-            raise ConfigError(f"index {str(self._folder.path)!r} is open read-only")
-        from rag.index import commit_index
-
-        self._folder.acquire()  # a second writer fails here, before anything is applied
-        cursors = dict((self._folder.manifest or {}).get("cursors", {}))
-        if cursor is not None:
-            value = cursor[1]
-            cursors[cursor[0]] = int(value) if isinstance(value, (int, float)) else value
+        self._session.acquire()  # read-only, or a second writer: fails before anything applies
         try:
             change()
-            commit_index(self._folder, self.retriever, cursors=cursors)
-            self._stamp = self._folder.stamp()
+            self._session.commit(self._index_nodes(), cursor=cursor)
         except BaseException:
             self._reopen()  # memory goes back to the committed generation, as on disk
             raise
 
     def _reopen(self) -> None:
-        from rag.index import open_index
+        def build(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            retriever = Node.from_config(body["config"])
+            return retriever, {"r": retriever, **self._stateful_rerankers()}
 
-        retriever, folder = open_index(self._folder.path)
-        self.retriever, self._folder.manifest = retriever, folder.manifest
+        self.retriever = self._session.open(build)
 
     def refresh(self) -> bool:
         """Re-open the index if another process committed a newer generation; returns whether
         it did (readers beside a writer call this to see its changes)."""
         if not self.changed_on_disk():
             return False
-        stamp = self._folder.stamp()
-        body = self._folder.read_manifest()
-        reopened = body is not None and body["generation"] != self._folder.generation
-        if reopened:
-            self._reopen()
-        self._stamp = stamp
-        return reopened
+        self._reopen()
+        return True
 
     def changed_on_disk(self) -> bool:
-        """Whether the folder's manifest was replaced since this pipeline read it (one stat)."""
-        return self._folder is not None and self._folder.stamp() != getattr(self, "_stamp", None)
+        """Whether another process committed a newer generation since this pipeline read it
+        (one ``stat`` when nothing changed)."""
+        return self._session is not None and self._session.changed()
 
     def close(self) -> None:
-        """Release the index folder's writer lock (taken by the first write)."""
-        if self._folder is not None:
-            self._folder.close()
+        """Release the index folder's writer lock (taken by the first write) and reader lease."""
+        if self._session is not None:
+            self._session.close()
 
     def save(self, path: str | os.PathLike[str], config: bool = True) -> Path:
-        """Save the index (documents once, retriever state) and this pipeline's config (unless
-        ``config=False``) as a new generation of the folder ``path``; later writes commit there."""
-        from rag.index import IndexFolder, commit_index
+        """Save the index (documents once, retriever and reranker state) and this pipeline's
+        config (unless ``config=False``) as a new generation of the folder ``path``; later
+        writes commit there."""
+        from rag.index.session import IndexSession
 
-        folder = (
-            self._folder
-            if self._folder is not None and self._folder.path == Path(path)
-            else IndexFolder(path)
+        session = (
+            self._session
+            if self._session is not None and self._session.path == Path(path)
+            else IndexSession(path)
         )
-        folder.path.mkdir(parents=True, exist_ok=True)
-        held = folder.lock.held
+        held = session.writing
         try:
-            commit_index(folder, self.retriever, pipeline=self.to_config() if config else None)
+            session.commit(self._index_nodes(), pipeline=self.to_config() if config else None)
         finally:
             if not held:
-                folder.close()
-        self._folder, self._stamp = folder, folder.stamp()
-        for i, rr in enumerate(self.rerankers):  # index-time reranker state beside the index
-            if hasattr(rr, "save_index"):
-                rr.save_index(folder.path / f"rerank{i}")
-        return folder.path
+                session.release_lock()
+        self._session = session
+        return session.path
 
     @classmethod
     def of(cls, node: Node, **kwargs: Any) -> Pipeline:
@@ -278,30 +283,38 @@ class Pipeline(Node):
     @classmethod
     def open(cls, path: str | os.PathLike[str], read_only: bool = False) -> Pipeline:
         """Open a saved index (verified: a damaged file is an error naming it): the pipeline
-        config if present, the retriever over the index's one document store."""
-        from rag.index import is_index, open_index
+        config if present, the retriever over the index's one document store, every reranker's
+        index-time state. The generation read is pinned for this pipeline's life (a writer in
+        another process never deletes its files); :meth:`refresh` moves to a newer one."""
+        from rag.index import is_index
+        from rag.index.session import IndexSession
         from rag.persist import load_retriever
 
         p = Path(path)
-        folder = None
-        if is_index(p):
-            retriever, folder = open_index(p)
-            config = folder.manifest.get("pipeline") if folder.manifest else None
-        else:  # the layout before rag.index
+        if not is_index(p):  # the layout before rag.index
             retriever = load_retriever(p)
             config = str(p / "pipeline.json") if (p / "pipeline.json").exists() else None
-        if config:
-            pipe = Node.from_config(config)
-            if not isinstance(pipe, Pipeline):
-                raise ConfigError(f"{p} does not describe a pipeline")
-            pipe.retriever = retriever
-            for i, rr in enumerate(pipe.rerankers):
-                if hasattr(rr, "load_index"):
-                    rr.load_index(p / f"rerank{i}")
-        else:
-            pipe = cls(retriever=retriever)
-        pipe._folder, pipe.read_only = folder, read_only
-        pipe._stamp = folder.stamp() if folder is not None else None
+            pipe = cls._configured(config, retriever, p)
+            return pipe
+
+        def build(body: dict[str, Any]) -> tuple[Pipeline, dict[str, Any]]:
+            retriever = Node.from_config(body["config"])
+            pipe = cls._configured(body.get("pipeline"), retriever, p)
+            return pipe, pipe._index_nodes()
+
+        session = IndexSession(p, read_only=read_only)
+        pipe = session.open(build)
+        pipe._session = session
+        return pipe
+
+    @classmethod
+    def _configured(cls, config: Any, retriever: Any, where: Path) -> Pipeline:
+        if not config:
+            return cls(retriever=retriever)
+        pipe = Node.from_config(config)
+        if not isinstance(pipe, Pipeline):
+            raise ConfigError(f"{where} does not describe a pipeline")
+        pipe.retriever = retriever
         return pipe
 
     def _warn_instruction(self, q: Query) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -55,15 +56,60 @@ HEADS = {
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX-512-BF16 or AMX). Informational only:
-    no precision is chosen from it."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``flags`` on x86, ``Features`` on Arm) from ``/proc/cpuinfo``;
+    empty where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
     except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX-512-BF16 or AMX on x86, BF16 on Arm).
+    No precision is chosen from it: :func:`warn_if_bf16_emulated` only warns."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+#: the components already warned about in this process (one warning each)
+_WARNED: set[str] = set()
+
+
+def bf16_emulation_reason() -> str | None:
+    """Why bfloat16 math would be emulated on this CPU, or None where it is native. Without
+    AVX-512-BF16/AMX, torch/oneDNN convert bf16 to float32 around every product: on an AMD EPYC
+    with AVX2 (no AVX-512) MiniLM encodes ~6.7x slower in bf16 than in fp32, for ragnodes and
+    sentence-transformers alike (``bench/bench_bf16.py``). Torch held to AVX2 kernels
+    (``ATEN_CPU_CAPABILITY=avx2``, as in CI's emulation pass) emulates too."""
+    if not cpu_has_bf16():
+        return "this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16 flag)"
+    import os
+
+    cap = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    if cap and not cap.startswith("avx512"):
+        return f"torch is held to its {cap} kernels (ATEN_CPU_CAPABILITY={cap})"
+    return None
+
+
+def warn_if_bf16_emulated(what: str, instead: str = "precision='fp32'") -> bool:
+    """Warn once per ``what`` (a component name) when bf16 is requested on a CPU that emulates
+    it, naming the setting to use ``instead``; True when it warned now."""
+    reason = bf16_emulation_reason()
+    if reason is None or what in _WARNED:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    _WARNED.add(what)
+    warnings.warn(
+        f"{what}: bf16 requested, but {reason}; bf16 is then several times SLOWER than fp32 "
+        f"(~6.7x for MiniLM on an AVX2 CPU) and changes scores: use {instead} here",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def resolve_precision(precision: str) -> str:
@@ -168,6 +214,8 @@ class EncoderRuntime:
             self.dev,
             getattr(self.net.config, "_attn_implementation", "?"),
         )
+        if self.precision == "bf16" and self.dev.type == "cpu":
+            warn_if_bf16_emulated(f"encoder {self.model}")
         return self
 
     @property

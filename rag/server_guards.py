@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from rag.api import ErrorResponse
-from rag.errors import RagError
+from rag.errors import IndexCorruptError, RagError
 from rag.extras import require
 
 try:
@@ -185,6 +185,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             exc.status_code, code, str(exc.detail), headers=headers, path=request.url.path
         )
+
+    @app.exception_handler(IndexCorruptError)  # a file damaged under the running server
+    async def damaged(request: Request, exc: IndexCorruptError) -> JSONResponse:
+        logger.error("damaged index file on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(500, "index_corrupt", str(exc), path=request.url.path)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:

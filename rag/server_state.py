@@ -3,6 +3,7 @@ its many-readers/one-writer lock, and the FastAPI dependency that hands it to an
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+from rag.errors import RagError
 from rag.extras import require
 
 try:
@@ -19,6 +21,7 @@ except ImportError:
     raise
 
 WARM_QUERY = "warm up"
+logger = logging.getLogger("ragnodes.server")
 
 
 # -- state ----------------------------------------------------------------------------------------
@@ -71,17 +74,30 @@ class ServerState:
         self.save_to = Path(save_to) if save_to is not None else None
         self.read_only = read_only
         self.lock = ReadWriteLock()
+        self.refresh_error: str | None = None  # the last failed refresh (logged once)
         if save_to is not None and self.pipeline.folder != Path(save_to):
             self.pipeline.save(save_to, config=False)  # writes commit there from now on
-        if self.pipeline.folder is not None and not read_only:
-            self.pipeline._folder.acquire()  # one writer: a second server fails at startup
+        if self.pipeline.session is not None and not read_only:
+            self.pipeline.session.acquire()  # one writer: a second server fails at startup
 
     def refresh(self) -> None:
-        """A read-only server follows the writer: re-open when a newer generation is committed."""
+        """A read-only server follows the writer: re-open when a newer generation is committed
+        (its files are pinned by the reopened session's lease, and a commit racing the reopen is
+        answered by opening the newer generation). A newer generation that cannot be opened (a
+        damaged file) is logged in one line and the server keeps serving the one it has."""
         if self.read_only and self.pipeline.changed_on_disk():  # one stat per search
             with self.lock.writing():
-                if self.pipeline.refresh():
-                    self.warm()
+                try:
+                    if self.pipeline.refresh():
+                        self.warm()
+                except RagError as e:
+                    now = str(e)
+                    if now != self.refresh_error:  # once per distinct failure, not per search
+                        logger.error("index refresh failed, serving the previous generation: %s",
+                                     now)
+                    self.refresh_error = now
+                else:
+                    self.refresh_error = None
 
     @property
     def size(self) -> int:

@@ -21,6 +21,7 @@ from rag.errors import ConfigError
 from rag.nodes import BaseRetriever, Node
 from rag.types import Document, Query
 from retrievers.stores.exact import ExactStore
+from retrievers.stores.qdrant import QdrantStore
 from retrievers.stores.segments import VectorSegments
 
 
@@ -121,6 +122,19 @@ class DenseRetriever(BaseRetriever):
         self.store.delete(ids)
         self._segments().delete(ids)
 
+    def _retrieve(self, queries: list[Query], k: int, filter: dict[str, Any] | None) -> Any:
+        if queries and not self.documents and isinstance(self.store, QdrantStore):
+            held = self.store.count()  # a collection another process filled: never a silent []
+            if held:
+                where = self.store.url or self.store.path or self.store.location
+                raise ConfigError(
+                    f"DenseRetriever: Qdrant collection {self.store.collection!r} at {where!r} "
+                    f"holds {held} points but this retriever has no documents; open the index "
+                    "folder that wrote it (`Pipeline.open(IDX)`, `rag search IDX`), or use "
+                    "QdrantHybridRetriever, which reads documents from the payload"
+                )
+        return super()._retrieve(queries, k, filter)
+
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
     ) -> list[list[tuple[str, float]]]:
@@ -135,12 +149,18 @@ class DenseRetriever(BaseRetriever):
 
     def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
         if not isinstance(self.store, ExactStore):
-            return super()._commit_state(commit, part)  # Qdrant persists itself
+            state = super()._commit_state(commit, part)  # Qdrant persists itself ...
+            if isinstance(self.store, QdrantStore):  # ... and the manifest records what it holds
+                state["store"] = self.store.state()
+            return state
         return {"vectors": self._segments().commit(commit, part, self.store)}
 
     def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
         if "vectors" not in state:
-            return super()._open_state(folder, state)
+            super()._open_state(folder, state)
+            if "store" in state and isinstance(self.store, QdrantStore):
+                self.store.check(state["store"], folder)  # as committed, or one line
+            return
         self._segments().open(folder, state["vectors"], self.store, self.documents)
 
     def _save_state(self, path: Path) -> None:

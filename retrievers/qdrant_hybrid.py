@@ -52,7 +52,13 @@ from retrievers.qdrant_schema import (
 )
 from retrievers.sparse import BM25SparseEncoder
 from retrievers.stores.filters import to_qdrant, validate_filter
-from retrievers.stores.qdrant import open_client, point_id, qdrant_errors
+from retrievers.stores.qdrant import (
+    check_collection,
+    collection_state,
+    open_client,
+    point_id,
+    qdrant_errors,
+)
 
 FUSIONS = ("rrf", "dbsf")
 
@@ -461,6 +467,21 @@ class QdrantHybridRetriever(BaseRetriever):
         return out
 
     # -- persistence ----------------------------------------------------------------------------
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
+        """The default snapshot plus what the collection holds (checked on open)."""
+        state = super()._commit_state(commit, part)
+        if self.path or not self.url:
+            with qdrant_errors(self.url):
+                state["collection"] = collection_state(self.client, self.collection, self.path)
+        return state
+
+    def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
+        if "collection" in state and self.path:  # before qdrant-client reads the files
+            check_collection(state["collection"], folder, lambda: self.client)
+        super()._open_state(folder, state)
+        if "collection" in state and not self.path:  # a copy inside the index folder
+            check_collection(state["collection"], folder, lambda: self.client)
+
     def _save_state(self, path: Path) -> None:
         """A ``path``/``url`` collection persists by itself (only the config is saved); an
         in-memory one is copied to ``path/qdrant``."""

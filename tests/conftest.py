@@ -16,14 +16,29 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+# the judged collections: ../shared/datasets beside the clone, or RAGNODES_DATASETS (a folder of
+# BEIR-layout sets, e.g. what `rag eval --dataset scifact --data-dir DIR` downloaded; README)
+SHARED = Path(os.environ.get("RAGNODES_DATASETS") or ROOT.parent / "shared" / "datasets")
 DATASETS = ("scifact", "cranfield", "cisi", "med", "adi")
 
 
+def has_dataset(name: str) -> bool:
+    return (SHARED / name / "corpus.jsonl").exists()
+
+
+def needs_dataset(name: str) -> pytest.MarkDecorator:
+    """A ``skipif`` mark for a module or test that reads dataset ``name`` (safe at import time)."""
+    return pytest.mark.skipif(
+        not has_dataset(name), reason=f"dataset {name} not found at {SHARED / name}"
+    )
+
+
 def dataset_dir(name: str) -> Path:
+    """The folder of dataset ``name``; skips the calling test when it is absent. Call it inside a
+    test or fixture only: at import time the skip would end collection of the whole module."""
     path = SHARED / name
-    if not (path / "corpus.jsonl").exists():
-        pytest.skip(f"shared dataset {name} not found at {path}")
+    if not has_dataset(name):
+        pytest.skip(f"dataset {name} not found at {path}")
     return path
 
 

@@ -86,7 +86,7 @@ def main() -> int:
         load(index, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif mode == "hold":
         pipe = Pipeline.open(index)
-        pipe._folder.acquire()
+        pipe.session.acquire()
         print("locked", flush=True)
         time.sleep(60)
     elif mode == "dense":

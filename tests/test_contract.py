@@ -9,6 +9,7 @@ import importlib.util
 import math
 
 import pytest
+from tolerance import assert_same_ranking
 
 from rag.nodes import REGISTRY, Node, _import_all_nodes
 from rag.types import Document, Query, Ranking
@@ -77,6 +78,11 @@ except ImportError:  # pragma: no cover
 RETRIEVERS.update(EXTRA_RETRIEVERS)
 RERANKERS = dict(EXTRA_RERANKERS)
 
+# batch vs one-by-one scores: the encoders' float32 noise (<= 6e-7 on MiniLM's unit vectors,
+# a batch pads and multiplies other shapes) and BM25/fusion sums of a few terms (<= ~20 ulps at
+# score ~10, 2e-5) stay far below it; near-ties inside it are compared as sets
+CONTRACT_TOL = 1e-4
+
 QUERIES = [
     Query(id="q1", text="Which planet is the largest?"),
     Query(id="q2", text="moons of Mars"),
@@ -120,13 +126,17 @@ def indexed(request, demo_docs):
 def test_retriever_contract(indexed, demo_docs):
     pool = {d.id for d in demo_docs}
     before = [q.model_copy() for q in QUERIES]
+    full = [indexed.retrieve(q, k=1000) for q in QUERIES]
     for k in (1, 3, 10):
         batch = indexed.retrieve_batch(QUERIES, k=k)
         single = [indexed.retrieve(q, k=k) for q in QUERIES]
-        for b, s in zip(batch, single):
+        for b, s, every in zip(batch, single, full):
             check_ranking(b, k, pool)
-            assert b.ids == s.ids, "batch != one-by-one"
-            assert b.scores == pytest.approx(s.scores, abs=1e-4)
+            # batch vs one-by-one: other padding and BLAS shapes (MiniLM vectors move by <= 6e-7,
+            # BM25 sums in another order by a few ulps x terms); ids exact outside near-ties
+            scores = dict(zip(every.ids, every.scores))
+            assert_same_ranking(b, s, CONTRACT_TOL, scores)
+        # the same call again: bit-exact by construction (same inputs, shapes and code path)
         assert [r.ids for r in indexed.retrieve_batch(QUERIES, k=k)] == [r.ids for r in batch]
     assert QUERIES == before, "queries were mutated"
     if indexed.name not in UNTRAINED:
@@ -198,9 +208,10 @@ def test_reranker_contract(name, candidates):
     for k in (None, 3):
         batch = rr.rerank_batch(candidates, k=k)
         single = [rr.rerank(c, k=k) for c in candidates]
-        for c, b, s in zip(candidates, batch, single):
+        every = [rr.rerank(c) for c in candidates]
+        for c, b, s, e in zip(candidates, batch, single, every):
             check_ranking(b, k or len(c), set(c.ids))
-            assert b.ids == s.ids
+            assert_same_ranking(b, s, CONTRACT_TOL, dict(zip(e.ids, e.scores)))
             assert b.query == c.query
     empty = Ranking(query=QUERIES[0])
     assert rr.rerank(empty).hits == ()

@@ -29,7 +29,9 @@ def test_cached_vectors_are_the_computed_ones(tmp_path, minilm) -> None:
     before = dict(embed_cache.STATS)
     first = enc.encode(texts)
     assert embed_cache.STATS["misses"] - before["misses"] == 3  # the repeated text once
-    np.testing.assert_array_equal(first, plain)
+    # 3 unique texts vs 4 in one batch: other padding and BLAS shapes move MiniLM's unit vectors
+    # by float32 noise (<= 6e-7 measured); 1e-5 is the bound test_runtime_precision uses too
+    np.testing.assert_allclose(first, plain, rtol=0, atol=1e-5)
     # a fresh encoder (new process state) reads the shards back
     embed_cache._caches.clear()
     again = TransformerEncoder(cache=str(tmp_path), batch_size=2)  # batch size is not in the key
@@ -37,7 +39,8 @@ def test_cached_vectors_are_the_computed_ones(tmp_path, minilm) -> None:
     second = again.encode(texts + ["a new text"])
     assert embed_cache.STATS["misses"] - before["misses"] == 1
     assert embed_cache.STATS["hits"] - before["hits"] == 4
-    np.testing.assert_array_equal(second[:4], plain)
+    # bit-exact by construction: these four are the stored vectors of the first call, read back
+    np.testing.assert_array_equal(second[:4], first)
     # queries never go through the cache; another config gets another namespace
     before = dict(embed_cache.STATS)
     enc.encode(["late interaction"], kind="query")

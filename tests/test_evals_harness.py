@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from evals.compression import content_survival, scifact_rationale_units, sentence_units
 from evals.datasets import load_beir
@@ -19,7 +20,7 @@ from evals.trec import read_run, read_run_config
 from rag.errors import ConfigError
 from rag.types import Document, Hit, Query, Ranking
 
-DATA = Path(__file__).parents[1].parent / "shared" / "datasets"
+DATA = SHARED  # ../shared/datasets, or $RAGNODES_DATASETS
 pytestmark = pytest.mark.skipif(not (DATA / "adi").is_dir(), reason="shared datasets absent")
 retrievers = pytest.importorskip("retrievers")
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from evals.datasets import load_beir
 from evals.download import BEIR_MD5, download_beir
@@ -15,7 +16,7 @@ from evals.trec import read_qrels, read_run, read_run_config, write_qrels, write
 from rag.errors import ConfigError, DataError, RagError
 from rag.types import Document, Hit, Query, Ranking
 
-DATA = Path(__file__).parents[1].parent / "shared" / "datasets"
+DATA = SHARED  # ../shared/datasets, or $RAGNODES_DATASETS
 
 
 def _beir(tmp: Path, corpus: list[dict], queries: list[dict], qrels: str, gz: bool = False) -> Path:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from evals.datasets import load_beir
 from evals.harness import evaluate
@@ -20,7 +21,7 @@ from evals.runs import top_k
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
-DATA = Path(__file__).parents[1].parent / "shared" / "datasets"
+DATA = SHARED  # ../shared/datasets, or $RAGNODES_DATASETS
 NAMES = ["scifact", "cranfield", "cisi", "med", "adi"]
 DEPTH = 1000
 # nDCG@10 from datasets/README.md (bm25s lucene k1=0.9 b=0.4, all-MiniLM-L6-v2 exact cosine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerance import maxsim_tol
 
 from rag.errors import ConfigError
 from retrievers.kernels.maxsim import PackedTokens
@@ -38,11 +39,15 @@ def test_packed_scores_equal_the_reference_flat_kernel(data, mode, monkeypatch) 
     q = np.concatenate(queries)
     ref = maxsim_flat(q, offsets_of(queries), t16, offsets_of(docs))
     got = PackedTokens(t16, offsets_of(docs), mode).scores(q, offsets_of(queries))
-    np.testing.assert_array_equal(got, ref)  # same products, same order of summation
+    # t @ q.T vs q @ t.T: the same products, but BLAS may group the D-long sums differently
+    # (AVX2 vs AVX-512 kernels), so each max moves by <= D eps (unit tokens)
+    tol = maxsim_tol(max(len(x) for x in queries), q.shape[1])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
     naive = [[maxsim_naive(x.astype(np.float64), d.astype(np.float16).astype(np.float64))
               for d in docs] for x in queries]
-    np.testing.assert_allclose(got, naive, atol=1e-5)
-    assert got[0, 80] == got[0, 81] == got[0, 3]  # ties stay ties
+    np.testing.assert_allclose(got, naive, rtol=0, atol=tol)
+    # duplicates score alike (rows of one product; equal up to tol on any kernel)
+    assert abs(got[0, 80] - got[0, 3]) <= tol and abs(got[0, 81] - got[0, 3]) <= tol
 
 
 def test_score_rows_equals_full_scores_for_any_subset(data) -> None:
@@ -50,7 +55,9 @@ def test_score_rows_equals_full_scores_for_any_subset(data) -> None:
     p = PackedTokens(np.concatenate(docs), offsets_of(docs))
     full = p.scores(queries[1], np.array([0, len(queries[1])]))[0]
     rows = [81, 0, 5, 3, 1, 2, 79]
-    np.testing.assert_array_equal(p.score_rows(queries[1], rows), full[rows])
+    # a gathered product (other shapes, maybe another BLAS kernel) vs the full one
+    tol = maxsim_tol(len(queries[1]), queries[1].shape[1])
+    np.testing.assert_allclose(p.score_rows(queries[1], rows), full[rows], rtol=0, atol=tol)
     assert p.score_rows(queries[1], []).shape == (0,)
 
 
@@ -71,6 +78,8 @@ def test_token_store_search_and_filters_unchanged(data) -> None:
     for s in (old, new):
         s.add(ids, docs, [{} for _ in ids])
     allowed = ids[::3]
+    # bit-exact by construction: both kernels run the same chunk plan and issue the same
+    # float32 product (same operands, same shapes); only where the copy is made differs
     for q in queries:
         assert new.search([q], 10) == old.search([q], 10)
         assert new.search([q], 7, allowed) == old.search([q], 7, allowed)

@@ -36,6 +36,7 @@ CORE = {
     "rag.index.docstore",
     "rag.index.files",
     "rag.index.folder",
+    "rag.index.leases",
     "rag.index.validate",
 }
 

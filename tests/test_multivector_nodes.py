@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import SHARED, needs_dataset
+from tolerance import assert_rankings_match, assert_same_ranking, maxsim_tol
 
 from rag.errors import ConfigError
 from rag.nodes import Node
@@ -19,8 +19,8 @@ from retrievers.multivector import (
     TokenEncoder,
 )
 
-ADI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "adi"
-pytestmark = pytest.mark.skipif(not ADI.exists(), reason="../shared/datasets/adi not present")
+ADI = SHARED / "adi"
+pytestmark = needs_dataset("adi")
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +56,28 @@ def built(adi, encoder):
 def test_backends_agree_with_exact(built, adi) -> None:
     _, qs = adi
     ref = built["exact"].retrieve_batch(qs, k=10)
+    full = [built["exact"].retrieve(q, k=500) for q in qs]
     for name in ("muvera", "qdrant"):  # muvera reranks every document here: must equal exact
         got = built[name].retrieve_batch(qs, k=10)
-        for a, b in zip(ref, got, strict=True):
-            assert a.ids == b.ids, name
-            np.testing.assert_allclose(a.scores, b.scores, atol=2e-3)  # float16 tokens vs fp32
+        for a, b, every in zip(ref, got, full, strict=True):
+            # float16 tokens vs fp32: scores within 2e-3, ids exact outside near-ties
+            assert_same_ranking(b, a, 2e-3, dict(zip(every.ids, every.scores, strict=True)))
 
 
-def test_contract(built, adi) -> None:
+def test_contract(built, adi, encoder) -> None:
     docs, qs = adi
     for r in built.values():
         res = r.retrieve(qs[0], k=5)
         assert len(res) <= 5 and len(set(res.ids)) == len(res.ids)
         assert res.scores == sorted(res.scores, reverse=True)
         assert len(r.retrieve(qs[0], k=500)) == len(docs)
-        assert r.retrieve_batch(qs[:2], k=3) == [r.retrieve(q, k=3) for q in qs[:2]]
+        # a batch multiplies both queries' tokens in one product (other shapes, maybe another
+        # BLAS kernel than one query's): equal up to the MaxSim rounding bound, near-ties as sets
+        for b, q in zip(r.retrieve_batch(qs[:2], k=3), qs[:2], strict=True):
+            lq, dim = encoder.encode_queries([q.text])[0].shape
+            every = r.retrieve(q, k=500)
+            full = dict(zip(every.ids, every.scores, strict=True))
+            assert_same_ranking(b, r.retrieve(q, k=3), maxsim_tol(lq, dim), full)
         with pytest.raises(ConfigError):
             r.retrieve("   ", k=3)
 
@@ -91,6 +98,7 @@ def test_config_round_trip_and_save_load(built, adi, tmp_path) -> None:
         assert Node.from_config(cfg).to_config() == cfg
         r.save(tmp_path / name)
         back = load_retriever(tmp_path / name)
+        # bit-exact by construction: the same vectors, the same code path and shapes
         assert back.retrieve(qs[1], k=5) == r.retrieve(qs[1], k=5), name
         if name == "qdrant":
             back.qdrant.close()
@@ -117,9 +125,10 @@ def test_reranker_equals_exact_maxsim(built, adi, encoder) -> None:
     ids = [d.id for d in docs[:15]]
     q = encoder.encode_queries([qs[2].text])[0]
     want = built["exact"].token_store.score(q, ids)
-    best = [ids[j] for j in np.argsort(-want, kind="stable")[:5]]
-    assert out.ids == best
-    np.testing.assert_allclose(out.scores, np.sort(want)[::-1][:5], atol=2e-3)
+    order = np.argsort(-want, kind="stable")[:5]
+    # the reranker's own float16 tokens vs the store's: within 2e-3, near-ties as sets
+    assert_rankings_match(out.ids, out.scores, [ids[j] for j in order], want[order], 2e-3,
+                          dict(zip(ids, want, strict=True)))
     assert rr.rerank(pool, k=5) == out  # second call served from the cache
 
 

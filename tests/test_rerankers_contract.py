@@ -5,9 +5,9 @@ round-trip. Real models only: MiniLM, a tiny cross-encoder built from a config, 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from rag.encoders import TransformerEncoder
 from rag.errors import ConfigError
@@ -23,7 +23,7 @@ from rerankers import (
 )
 
 torch = pytest.importorskip("torch")
-ADI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "adi"
+ADI = SHARED / "adi"
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,12 @@ class ToolCall(BaseModel):
 
 
 class Completion(BaseModel):
-    """A full assistant turn: text (stop strings applied), tool calls, why it ended, usage."""
+    """A full assistant turn: text (stop strings applied), tool calls, why it ended, usage.
+
+    ``usage`` is what the server reported, as it reported it: the OpenAI spec makes it optional
+    (a streamed one comes only on ``stream_options.include_usage``, which ``stream_events``
+    asks for) and servers differ in its keys, so it may be empty or partial; read counts through
+    :attr:`completion_tokens` / :attr:`prompt_tokens` (None when not reported)."""
 
     model_config = ConfigDict(frozen=True)
     text: str
@@ -78,6 +83,18 @@ class Completion(BaseModel):
     finish_reason: str | None = None
     usage: dict[str, Any] = Field(default_factory=dict)
     model: str = ""
+
+    @property
+    def completion_tokens(self) -> int | None:
+        return _count(self.usage.get("completion_tokens"))
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return _count(self.usage.get("prompt_tokens"))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def parse_tool_calls(raw: Sequence[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
@@ -321,7 +338,14 @@ class OpenAICompatibleGenerator(BaseGenerator):
         calls accumulated from the stream's deltas, finish reason, usage)."""
         msgs = check_messages(messages)
         s = self.sampling(max_new_tokens, temperature, stop)
-        return self._events(self._body(msgs, s, tools, tool_choice, True), s.stop)
+        body = self._body(msgs, s, tools, tool_choice, True)
+        # a streamed usage chunk is sent only on request (OpenAI, vLLM, `transformers serve`);
+        # ``extra_body={"stream_options": None}`` sends none (a server that rejects the field)
+        if "stream_options" not in body:
+            body["stream_options"] = {"include_usage": True}
+        elif body["stream_options"] is None:
+            del body["stream_options"]
+        return self._events(body, s.stop)
 
     def _events(self, body: dict[str, Any], stops: Sequence[str]) -> Iterator[str | Completion]:
         shown = StopFilter(stops)

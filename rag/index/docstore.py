@@ -3,9 +3,11 @@
 Documents live in immutable segments, one file per commit (``<seg>.docs``) that packs the documents
 as JSON lines, their ``(n + 1,)`` int64 byte offsets and the ids (layout in the manifest).
 A deleted or replaced document is a tombstone (its row number, kept in the manifest) until
-:meth:`DocumentStore.compact` rewrites the live rows. Reading a document decodes its bytes from the
-memory-mapped segment, so a serving process holds only the id table per document, not the
-documents (Lucene's stored fields: immutable segments plus live-docs bitsets).
+:meth:`DocumentStore.compact` rewrites the live rows. Reading a document reads its bytes from the
+segment file (``pread``, no memory map), so a serving process holds only the id table per
+document, not the documents (Lucene's stored fields: immutable segments plus live-docs bitsets),
+and a segment truncated or damaged under a running server is an
+:class:`~rag.errors.IndexCorruptError` naming the file for that request, never a SIGBUS.
 
 >>> store = DocumentStore()
 >>> store["a"] = Document(id="a", text="cats purr")
@@ -37,7 +39,19 @@ class DocSegment:
 
     def get(self, row: int) -> Document:
         raw = bytes(self.data[int(self.offsets[row]) : int(self.offsets[row + 1])])
-        return Document.model_construct(**json.loads(raw))
+        try:
+            fields = json.loads(raw)
+            if not isinstance(fields, dict) or "id" not in fields:
+                raise ValueError("not a document")
+        except ValueError:  # bytes changed after the open verified them
+            from rag.errors import IndexCorruptError
+
+            folder = getattr(self.data, "path", Path("?")).parent
+            raise IndexCorruptError(
+                f"index {str(folder)!r}: file {self.name}.docs holds a damaged document at row "
+                f"{row}; run `rag index --repair {folder}` or re-ingest the corpus"
+            ) from None
+        return Document.model_construct(**fields)
 
 
 def encode_documents(docs: list[Document]) -> tuple[bytes, np.ndarray]:
@@ -135,7 +149,7 @@ class DocumentStore(MutableMapping[str, Document]):
         store = cls()
         for s in state["segments"]:
             name = s["name"]
-            parts = read_pack(folder / f"{name}.docs", s["layout"])
+            parts = read_pack(folder / f"{name}.docs", s["layout"], lazy=("data",))
             data, offsets = parts["data"], np.asarray(parts["offsets"])
             ids = json.loads(bytes(parts["ids"]))
             size = len(data)

@@ -13,8 +13,11 @@ state and the ingestion ``cursors``. A commit writes new files (temp -> fsync ->
 the folder, then replaces ``manifest.json`` the same way: the rename is the commit point (the
 ``segments_N`` protocol of Lucene). A crash before it leaves the previous generation intact (its
 files are never rewritten; the new ones are orphans removed by the next writer); after it, files
-no longer named are deleted. Opening verifies every named file (size and sha256); any mismatch is
-an :class:`~rag.errors.IndexCorruptError` naming the file and the repair command.
+no longer named are deleted once no live reader needs them: a reader pins the generation it
+opened with a lease (:mod:`rag.index.leases`, Lucene's ``IndexDeletionPolicy``), and files retired
+less than ``$RAG_INDEX_GRACE_S`` seconds ago (default 0) are kept too, for readers that cannot
+write a lease. Opening verifies every named file (size and sha256); any mismatch is an
+:class:`~rag.errors.IndexCorruptError` naming the file and the repair command.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,15 @@ from rag.index.files import (
 
 MANIFEST = "manifest.json"
 FORMAT = "ragnodes-index/1"
+GRACE_ENV = "RAG_INDEX_GRACE_S"
+
+
+def grace_seconds() -> float:
+    """How long a file no longer named by the manifest is kept for lease-less readers."""
+    try:
+        return max(0.0, float(os.environ.get(GRACE_ENV, "0") or 0))
+    except ValueError:
+        raise ConfigError(f"${GRACE_ENV} must be a number of seconds") from None
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -55,16 +68,67 @@ def is_index(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MANIFEST).exists()
 
 
-def read_pack(path: Path, layout: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of a :meth:`Commit.put_pack` file, memory-mapped (read-only)."""
-    out = {}
+MMAP_MIN = 64 << 20  # arrays at least this large are memory-mapped, smaller ones read
+
+
+class PackBytes:
+    """A byte range of a pack file read on demand with ``pread`` (no memory map: a file truncated
+    or damaged under a running process is an :class:`IndexCorruptError` naming it, never a
+    SIGBUS). Slicing returns ``bytes``."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+        self._fd: int | None = os.open(path, os.O_RDONLY)  # survives the file's deletion
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop, _ = span.indices(self.length)
+        want = max(0, stop - start)
+        assert self._fd is not None
+        got = os.pread(self._fd, want, self.offset + start)
+        if len(got) != want:
+            raise IndexCorruptError(
+                f"index {str(self.path.parent)!r}: file {self.path.name} was truncated while "
+                f"in use ({os.fstat(self._fd).st_size} bytes); {repair_hint(self.path.parent)}"
+            )
+        return got
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+
+def read_pack(path: Path, layout: dict[str, Any], lazy: tuple[str, ...] = (),
+              mmap_min: int = MMAP_MIN) -> dict[str, Any]:
+    """The arrays of a :meth:`Commit.put_pack` file: each at least ``mmap_min`` bytes
+    memory-mapped (read-only), smaller ones read into memory, and the keys in ``lazy`` as
+    :class:`PackBytes` (read on demand). The file's size is checked against the layout first, so
+    a short file is an :class:`IndexCorruptError` naming it, never a SIGBUS on a mapped page."""
+    size = path.stat().st_size
+    out: dict[str, Any] = {}
     for key, spec in layout.items():
         shape = tuple(spec["shape"])
-        if int(np.prod(shape)) == 0:
-            out[key] = np.zeros(shape, dtype=spec["dtype"])
+        dtype = np.dtype(spec["dtype"])
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if spec["offset"] + nbytes > size:
+            raise IndexCorruptError(
+                f"index {str(path.parent)!r}: file {path.name} is truncated ({size} bytes, its "
+                f"layout needs {spec['offset'] + nbytes}); {repair_hint(path.parent)}"
+            )
+        if key in lazy:
+            out[key] = PackBytes(path, spec["offset"], nbytes)
+        elif nbytes == 0:
+            out[key] = np.zeros(shape, dtype=dtype)
+        elif nbytes >= mmap_min:
+            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=spec["offset"], shape=shape)
         else:
-            out[key] = np.memmap(path, dtype=spec["dtype"], mode="r", offset=spec["offset"],
-                                 shape=shape)
+            with open(path, "rb") as f:
+                f.seek(spec["offset"])
+                out[key] = np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape)
     return out
 
 
@@ -180,9 +244,12 @@ class IndexFolder:
             raise IndexCorruptError(f"{where} has format {body.get('format')!r}, not {FORMAT}")
         return dict(body)
 
-    def verify(self, body: dict[str, Any], checksums: bool = True) -> list[str]:
-        """Check every named file; raise on the first mismatch (``checksums=False``: sizes only).
-        Returns the file names."""
+    def verify(self, body: dict[str, Any], checksums: bool = True,
+               known: dict[str, str] | None = None) -> list[str]:
+        """Check every named file; raise on the first mismatch (``checksums=False``: sizes only;
+        ``known``: name -> sha256 already verified in this process, whose contents are only
+        size-checked again, since files are immutable). Returns the file names."""
+        known = known or {}
         for name, entry in body["files"].items():
             p = self.path / name
             problem = None
@@ -194,7 +261,8 @@ class IndexFolder:
                     kind = "emptied" if size == 0 else ("truncated" if size < entry["bytes"]
                                                         else "longer than written")
                     problem = f"is {kind} ({size} bytes, the manifest says {entry['bytes']})"
-                elif checksums and file_digest(p) != entry["sha256"]:
+                elif (checksums and known.get(name) != entry["sha256"]
+                      and file_digest(p) != entry["sha256"]):
                     problem = "does not match its checksum (changed after it was written)"
             if problem:
                 raise IndexCorruptError(
@@ -252,6 +320,14 @@ class IndexFolder:
         crash_point("before-fsync")
         fsync_dir(self.path)
         body = {"format": FORMAT, "generation": commit.generation, "files": commit.files, **state}
+        grace = grace_seconds()
+        if grace:  # files this commit stops naming, with when: kept for lease-less readers
+            now = time.time()
+            old = self.manifest or {}
+            retired = {n: t for n, t in old.get("retired", {}).items()
+                       if now - t < grace and n not in commit.files}
+            retired.update({n: now for n in old.get("files", {}) if n not in commit.files})
+            body["retired"] = retired
         outer = {"manifest": body, "sha256": hashlib.sha256(_canonical(body)).hexdigest()}
         crash_point("before-manifest")
         atomic_write_bytes(self.path / MANIFEST, json.dumps(outer).encode("utf-8"))
@@ -262,8 +338,16 @@ class IndexFolder:
 
     def remove_orphans(self) -> None:
         """Delete files and folders the current manifest does not name (old generations, a
-        crashed commit's leftovers). Only the lock holder calls this."""
-        live = set(self.manifest["files"]) if self.manifest else set()
+        crashed commit's leftovers), except those a live reader's lease pins and those retired
+        within the grace period. Only the lock holder calls this."""
+        from rag.index.leases import pinned_files
+
+        body = self.manifest or {}
+        live = set(body.get("files", {}))
+        grace = grace_seconds()
+        now = time.time()
+        live |= {n for n, t in body.get("retired", {}).items() if now - t < grace}
+        live |= pinned_files(self.path)
         tops = {n.split("/", 1)[0] for n in live}
         for p in self.path.iterdir():
             if p.name in (MANIFEST, LOCK_FILE) or p.name in tops and p.is_file():

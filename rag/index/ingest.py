@@ -9,6 +9,7 @@ starting over, and never indexes a record twice.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,27 @@ def ingest(
         raise ConfigError(f"{str(p)!r} is not empty; pass --overwrite or choose another --out")
     else:
         pipe = make_pipeline()
-        pipe.save(p)  # generation 1: the config, no documents yet
+        created = not p.exists()
+        try:
+            pipe.save(p)  # generation 1: the config, no documents yet
+            _first_batch(pipe, docs, source, 0, batch_size)
+        except BaseException:
+            pipe.close()
+            if created:  # nothing of the corpus was committed: leave no folder behind
+                shutil.rmtree(p, ignore_errors=True)
+            raise
+        start = min(batch_size, len(docs))
     for s in range(start, len(docs), batch_size):
         batch = list(docs[s : s + batch_size])
         pipe.index(batch, cursor=(source, s + len(batch)))
     return pipe
+
+
+def _first_batch(pipe: Any, docs: Sequence[Document], source: str, start: int,
+                 batch_size: int) -> None:
+    batch = list(docs[start : start + batch_size])
+    if batch:
+        pipe.index(batch, cursor=(source, start + len(batch)))
 
 
 def delete(out: str | os.PathLike[str], ids: Sequence[str]) -> int:

@@ -1,9 +1,11 @@
 """Write and open whole indexes: the document store plus each retriever's own state.
 
-A retriever persists its structures through two hooks (defaults in
-:class:`rag.nodes.BaseRetriever`): ``_commit_state(commit, part) -> state`` writes (or keeps) its
-files in a :class:`~rag.index.folder.Commit` and returns JSON for the manifest;
-``_open_state(folder, state)`` opens them. The default snapshots ``_save_state`` into a fresh
+Every node with index-time state persists it through two hooks (defaults in
+:class:`rag.nodes.BaseRetriever` and :class:`rag.nodes.BaseReranker`): ``_commit_state(commit,
+part) -> state`` writes (or keeps) its files in a :class:`~rag.index.folder.Commit` and returns
+JSON for the manifest (``None``: no state); ``_open_state(folder, state)`` opens them. The
+retriever's state is the manifest's ``state``, the other nodes' (a late-interaction reranker's
+token segments) are under ``nodes`` by part name. The default snapshots ``_save_state`` into a fresh
 folder of the new generation; BM25 keeps segments and appends. Documents are never part of a
 retriever's state: every retriever of an index (all children of a hybrid) reads the one
 :class:`~rag.index.docstore.DocumentStore`.
@@ -41,16 +43,23 @@ def commit_index(
     pipeline: dict[str, Any] | None = None,
     cursors: dict[str, Any] | None = None,
     attach: bool = True,
+    nodes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Commit the retriever's current documents and state as the next generation of
-    ``folder``; durable when it returns. ``attach`` makes the retriever read its documents from
-    the committed store afterwards (what an index opened for writing does)."""
+    """Commit the retriever's current documents and state, and the state of each of ``nodes``
+    (part name -> node, e.g. ``{"rerank0": reranker}``), as the next generation of ``folder``;
+    durable when it returns. ``attach`` makes the retriever read its documents from the
+    committed store afterwards (what an index opened for writing does)."""
     commit = folder.begin()
     store = store_for(retriever, folder)
     docs_state = store.commit(commit)
     store.folder = folder.path  # type: ignore[attr-defined]
     crash_point("after-docs")
     state = retriever._commit_state(commit, "r")
+    states = {}
+    for part, node in (nodes or {}).items():
+        got = node._commit_state(commit, part)
+        if got is not None:
+            states[part] = got
     crash_point("after-state")
     previous = folder.manifest or {}
     body = {
@@ -58,6 +67,7 @@ def commit_index(
         "pipeline": pipeline if pipeline is not None else previous.get("pipeline"),
         "docs": docs_state,
         "state": state,
+        "nodes": states,
         "cursors": cursors if cursors is not None else previous.get("cursors", {}),
     }
     out = folder.commit(commit, body)

@@ -1,25 +1,28 @@
 """Opening an index folder: verify it, rebuild its retriever from the manifest's config (through
 the node registry, which is why this module sits above :mod:`rag.nodes` while writing,
-:mod:`rag.index.io`, sits below it) and attach the one document store."""
+:mod:`rag.index.io`, sits below it) and attach the one document store. Through an
+:class:`~rag.index.session.IndexSession`: the generation is pinned by a reader lease and a
+commit racing the open is answered by opening the newer generation."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from rag.index.docstore import DocumentStore
 from rag.index.folder import IndexFolder
 
 
 def open_index(path: str | os.PathLike[str], checksums: bool = True) -> tuple[Any, IndexFolder]:
     """The retriever of the index at ``path`` (verified) and its :class:`IndexFolder`."""
+    from rag.index.session import IndexSession
     from rag.nodes import Node
 
-    folder = IndexFolder(path)
-    body = folder.load(checksums)
-    retriever: Any = Node.from_config(body["config"])
-    store = DocumentStore.open(folder.path, body["docs"])
-    store.folder = folder.path  # type: ignore[attr-defined]
-    retriever._share_documents(store)
-    retriever._open_state(folder.path, body["state"])
-    return retriever, folder
+    session = IndexSession(path, read_only=True)
+
+    def build(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        retriever = Node.from_config(body["config"])
+        return retriever, {"r": retriever}
+
+    retriever = session.open(build, checksums)
+    retriever._index_session = session  # keeps the lease as long as the retriever lives
+    return retriever, session.folder

@@ -34,9 +34,12 @@ def _depth(value: Any) -> int:
         if isinstance(v, dict):
             deepest = max(deepest, d)
             stack.extend((x, d + 1) for x in v.values())
+            stack.extend((str(x), d) for x in v)  # keys are text too
         elif isinstance(v, (list, tuple)):
             deepest = max(deepest, d)
             stack.extend((x, d + 1) for x in v)
+        elif isinstance(v, str):
+            check_text(v, "metadata", "metadata")
         elif isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(f"metadata holds {v}, which JSON cannot store")
         elif not (v is None or isinstance(v, (str, int, float, bool))):
@@ -72,9 +75,25 @@ def check_metadata(metadata: Any, where: str) -> None:
         )
 
 
+def check_text(value: str, field: str, where: str) -> None:
+    """Text must be storable as UTF-8: a lone surrogate (``"\\ud800"``, from JSON escapes or
+    a bad decoder) is refused here, not by the serializer with a traceback."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(
+            f"{where}: the {field} holds a lone surrogate ({value[e.start]!r} at character "
+            f"{e.start}), which UTF-8 cannot store; fix the input's encoding"
+        ) from None
+
+
 def check_document(doc: Document, n: int = 1) -> Document:
     where = f"document {doc.id!r}" if doc.id else f"document {n}"
+    check_text(doc.id, "id", f"document {n}")
     check_id(doc.id, where)
+    check_text(doc.text, "text", where)
+    if doc.title:
+        check_text(doc.title, "title", where)
     check_metadata(doc.metadata, where)
     return doc
 

@@ -260,6 +260,4 @@ def _index_files(
         commit()
     elif pipe.cursor(CURSOR) != cursor()[1]:
         pipe.delete([], cursor=cursor())
-    if report.chunks_added and any(hasattr(rr, "save_index") for rr in pipe.rerankers):
-        pipe.save(pipe.folder)  # index-time reranker state (late interaction's token store)
     return report

@@ -25,8 +25,10 @@ Cost model (one query, ``T`` document tokens of width ``D``, ``Lq`` query tokens
 
 ``mode="bf16"`` holds the tokens in bfloat16 (half the bytes, products in bf16 with float32
 accumulation by torch/oneDNN; ``bench/bench_kernels.py`` reports its top-10 agreement with the
-exact mode). ``mode="stream"`` keeps no copy: each chunk is converted from the store's dtype when
-read (the old behaviour, for stores larger than RAM).
+exact mode); on a CPU without native bfloat16 (no AVX-512-BF16/AMX) it is emulated, slower than
+``float32``, and warns once (:func:`rag.runtime.warn_if_bf16_emulated`). ``mode="stream"`` keeps
+no copy: each chunk is converted from the store's dtype when read (the old behaviour, for stores
+larger than RAM).
 
 >>> import numpy as np
 >>> t = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float16)
@@ -82,6 +84,10 @@ class PackedTokens:
             self._t = np.ascontiguousarray(tokens, dtype=np.float32)
         elif mode == "bf16":
             import torch
+
+            from rag.runtime import warn_if_bf16_emulated
+
+            warn_if_bf16_emulated("MaxSim kernel", "kernel='float32'")  # emulated: slower
 
             self._t = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).bfloat16()
         self._plan = _chunks(self.offsets, CHUNK_TOKENS)

@@ -72,15 +72,23 @@ class LateInteractionReranker(BaseReranker):
             raise ConfigError(f"store must be a TokenStore, got {type(store).__name__}")
         self.token_store = store
 
-    def save_index(self, path: Path) -> None:
+    def delete_documents(self, ids: Sequence[str]) -> None:
         if self.token_store is not None:
-            self.token_store.save(Path(path))
+            self.token_store.delete(ids)
 
-    def load_index(self, path: Path) -> None:
-        if (Path(path) / "store.json").exists():
-            store = TokenStore()
-            store.restore(Path(path))
-            self.token_store = store
+    # the token store commits with the index (rag.index): append segments, checksummed
+    def _commit_state(self, commit: Any, part: str) -> dict[str, Any] | None:
+        if self.token_store is None:
+            return None
+        return {"tokens": self.token_store.commit(commit, part)}
+
+    def _open_state(self, folder: Path, state: dict[str, Any] | None) -> None:
+        if state is None:
+            self.token_store = None
+            return
+        store = TokenStore(dtype=state["tokens"]["dtype"])
+        store.open(folder, state["tokens"])
+        self.token_store = store
 
     def _stored(self, docs: Sequence[Document]) -> list[bool]:
         """Which ``docs`` the token store holds with the same text (payload ``text_key``; stores

@@ -5,6 +5,13 @@ int64, and ``store.json`` with the document ids and payloads. Saved atomically (
 rename, the manifest last) and loaded with ``mmap_mode="r"``, ``allow_pickle=False``, so a large
 index is paged in by the OS instead of read up front.
 
+In an index folder (:mod:`rag.index`) the store is append segments instead, like the dense
+vectors (:mod:`retrievers.stores.segments`): :meth:`TokenStore.commit` writes the documents added
+since the previous commit as one packed file (tokens, offsets, ids, payloads), named with its size
+and sha256 in the manifest, and records deleted rows of older segments as tombstones; past
+``MERGE_AT`` segments, or when more rows are dead than live, it rewrites the live rows as one.
+:meth:`TokenStore.open` serves a single clean segment memory-mapped as it is.
+
 >>> import numpy as np
 >>> s = TokenStore(dtype="float32")
 >>> s.add(["a", "b"], [np.eye(2), np.ones((1, 2)) / 2 ** 0.5], [{}, {}])
@@ -29,6 +36,7 @@ from retrievers.kernels.maxsim import MODES, PackedTokens
 from retrievers.stores.exact import topk_rows
 
 DTYPES = ("float16", "float32")
+MERGE_AT = 8  # token segments before a commit rewrites the live rows as one
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -68,6 +76,11 @@ class TokenStore(Node):
         self._tokens: np.ndarray | None = None
         self._offsets = np.zeros(1, dtype=np.int64)
         self._pending: list[np.ndarray] = []
+        # committed segments (rag.index): [{"name", "n", "deleted": set, "layout"}], where each
+        # committed id sits, and the ids added since the last commit
+        self._segs: list[dict[str, Any]] = []
+        self._seg_where: dict[str, tuple[int, int]] = {}
+        self._seg_new: dict[str, None] = {}
 
     # -- writing --------------------------------------------------------------------------------
     def count(self) -> int:
@@ -93,6 +106,7 @@ class TokenStore(Node):
                 f"store width {self.dim}"
             )
         self.delete([i for i in ids if i in self._row])
+        self._seg_new.update(dict.fromkeys(ids))
         self._packed = None
         base = len(self._ids)
         for j, i in enumerate(ids):
@@ -104,6 +118,11 @@ class TokenStore(Node):
         self._pending.extend(np.asarray(v, dtype=self.dtype) for v in vectors)
 
     def delete(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self._seg_new.pop(i, None)
+            if i in self._seg_where:
+                k, r = self._seg_where.pop(i)
+                self._segs[k]["deleted"].add(r)
         rows = sorted({self._row[i] for i in ids if i in self._row})
         if not rows:
             return
@@ -212,3 +231,100 @@ class TokenStore(Node):
         self._packed = None
         self._ids, self._payloads = list(manifest["ids"]), list(manifest["payloads"])
         self._row = {i: r for r, i in enumerate(self._ids)}
+
+    # -- the index layer: append segments per commit (rag.index) ---------------------------------
+    def _rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens of ``ids`` stacked ``(T, D)`` in the store's dtype, and their offsets."""
+        t = self.tokens
+        rows = [self._row[i] for i in ids]
+        lens = np.array([self._offsets[r + 1] - self._offsets[r] for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        parts = [np.asarray(t[self._offsets[r] : self._offsets[r + 1]]) for r in rows]
+        width = self.dim or 0
+        tokens = np.concatenate(parts) if parts else np.zeros((0, width), dtype=self.dtype)
+        return np.ascontiguousarray(tokens, dtype=self.dtype), offsets
+
+    def commit(self, commit: Any, part: str) -> dict[str, Any]:
+        """Write the documents added since the last commit as a segment of ``commit`` (a
+        :class:`rag.index.folder.Commit`), keep the older segments; returns the manifest state."""
+        dead = sum(len(s["deleted"]) for s in self._segs)
+        if (
+            len(self._seg_where) + len(self._seg_new) != self.count()  # filled some other way
+            or any(not commit.has(f"{s['name']}.tok") for s in self._segs)  # another folder
+            or len(self._segs) >= MERGE_AT
+            or dead > len(self._seg_where)
+        ):
+            self._segs, self._seg_where, self._seg_new = [], {}, dict.fromkeys(self._ids)
+        for seg in self._segs:
+            commit.keep(f"{seg['name']}.tok")
+        if self._seg_new:
+            ids = list(self._seg_new)
+            tokens, offsets = self._rows(ids)
+            name = commit.new_name(part)
+            layout = commit.put_pack(f"{name}.tok", {
+                "tokens": tokens,
+                "offsets": offsets,
+                "ids": json.dumps(ids).encode("utf-8"),
+                "payloads": json.dumps([self._payloads[self._row[i]] for i in ids]).encode(),
+            })
+            self._segs.append({"name": name, "n": len(ids), "deleted": set(), "layout": layout})
+            for r, i in enumerate(ids):
+                self._seg_where[i] = (len(self._segs) - 1, r)
+            self._seg_new = {}
+        return {
+            "dtype": self.dtype,
+            "dim": self.dim,
+            "segments": [{**s, "deleted": sorted(s["deleted"])} for s in self._segs],
+        }
+
+    def open(self, folder: Path, state: dict[str, Any]) -> None:
+        """Open the segments a manifest's state names (files already verified by the index)."""
+        from rag.errors import IndexCorruptError
+        from rag.index.folder import read_pack, repair_hint
+
+        if state["dtype"] != self.dtype:
+            raise DataError(f"{folder} holds {state['dtype']} tokens but dtype={self.dtype!r}")
+        segs: list[dict[str, Any]] = []
+        where: dict[str, tuple[int, int]] = {}
+        ids: list[str] = []
+        payloads: list[dict[str, Any]] = []
+        tokens: list[Any] = []
+        lens: list[np.ndarray] = []
+        for k, s in enumerate(state["segments"]):
+            file = f"{s['name']}.tok"
+            pack = read_pack(Path(folder) / file, s["layout"])
+            seg_ids = json.loads(bytes(pack["ids"]))
+            seg_payloads = json.loads(bytes(pack["payloads"]))
+            offsets = np.asarray(pack["offsets"], dtype=np.int64)
+            t = pack["tokens"]
+            if (len(seg_ids) != s["n"] or len(seg_payloads) != s["n"] or len(offsets) != s["n"] + 1
+                    or int(offsets[-1]) != len(t) or np.any(np.diff(offsets) < 0)):
+                raise IndexCorruptError(
+                    f"index {str(folder)!r}: file {file} does not agree with the manifest "
+                    f"({len(seg_ids)} ids, {len(offsets)} offsets, {len(t)} token rows for "
+                    f"{s['n']} documents); {repair_hint(Path(folder))}"
+                )
+            dead = set(s["deleted"])
+            segs.append({**s, "deleted": dead})
+            live = [r for r in range(s["n"]) if r not in dead]
+            for r in live:
+                where[seg_ids[r]] = (k, r)
+            ids.extend(seg_ids[r] for r in live)
+            payloads.extend(seg_payloads[r] for r in live)
+            seg_lens = np.diff(offsets)
+            if len(live) == s["n"]:
+                tokens.append(t)
+            else:
+                keep = np.repeat(np.isin(np.arange(s["n"]), live), seg_lens)
+                tokens.append(np.asarray(t)[keep])
+            lens.append(seg_lens[live])
+        self._segs, self._seg_where, self._seg_new = segs, where, {}
+        self._ids, self._payloads = ids, payloads
+        self._row = {i: r for r, i in enumerate(ids)}
+        all_lens = np.concatenate(lens) if lens else np.zeros(0, dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(all_lens)]).astype(np.int64)
+        if len(tokens) == 1:
+            self._tokens = tokens[0]  # memory-mapped, as written
+        else:
+            self._tokens = np.concatenate([np.asarray(x) for x in tokens]) if tokens else None
+        self._pending, self._packed = [], None

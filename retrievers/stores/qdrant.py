@@ -61,6 +61,91 @@ def open_client(
         ) from None
 
 
+def _local_files(path: str, collection: str) -> list[Path]:
+    return [Path(path) / "meta.json", Path(path) / "collection" / collection / "storage.sqlite"]
+
+
+def _vectors(client: Any, collection: str) -> dict[str, Any]:
+    """``{name: {"size", "distance"}}`` of a collection's dense vectors (``""``: unnamed)."""
+    params = client.get_collection(collection).config.params.vectors
+    items = params.items() if isinstance(params, dict) else [("", params)]
+    return {n: {"size": int(v.size), "distance": str(v.distance.value if hasattr(
+        v.distance, "value") else v.distance)} for n, v in items}
+
+
+def collection_state(client: Any, collection: str, path: str | None) -> dict[str, Any]:
+    """What an index commit records of a Qdrant collection (:mod:`rag.index`): its vector
+    config and point count, and for local mode (``path``) the size and sha256 of its files, so
+    that opening finds a local folder changed or damaged since (qdrant-client's local mode keeps
+    points in ``storage.sqlite``, committed by each upsert)."""
+    from rag.index.files import file_digest
+
+    exists = bool(client.collection_exists(collection))
+    state: dict[str, Any] = {
+        "collection": collection,
+        "points": int(client.count(collection, exact=True).count) if exists else 0,
+        "vectors": _vectors(client, collection) if exists else {},
+    }
+    if path:
+        state["path"] = str(path)
+        state["files"] = {
+            str(f.relative_to(path)): {"bytes": f.stat().st_size, "sha256": file_digest(f)}
+            for f in _local_files(path, collection) if f.exists()
+        }
+    return state
+
+
+def check_collection(state: dict[str, Any], index: Path, connect: Any) -> None:
+    """Check a Qdrant collection against what the index's manifest recorded (see
+    :func:`collection_state`): local files first (before qdrant-client reads them: a damaged
+    ``meta.json`` or ``storage.sqlite`` would be a traceback, a missing one an empty collection),
+    then the collection's vector config and point count. A mismatch is one
+    :class:`~rag.errors.IndexCorruptError` naming the folder and the repair."""
+    from rag.errors import IndexCorruptError
+    from rag.index.files import file_digest
+
+    path, name = state.get("path"), state["collection"]
+    where = f"Qdrant folder {path!r}" if path else f"Qdrant collection {name!r}"
+    fix = (f"delete {path} and run `rag index --repair {index}`" if path
+           else f"run `rag index --repair {index}` or re-ingest the corpus")
+
+    def bad(what: str) -> IndexCorruptError:
+        return IndexCorruptError(f"index {str(index)!r}: {what}; {fix}")
+
+    for rel, entry in (state.get("files") or {}).items():
+        f = Path(str(path)) / rel
+        if not f.exists():
+            raise bad(f"{where}: file {rel} is missing")
+        size = f.stat().st_size
+        if size != entry["bytes"]:
+            kind = "emptied" if size == 0 else "truncated" if size < entry["bytes"] else "longer"
+            raise bad(f"{where}: file {rel} is {kind} ({size} bytes, the manifest says "
+                      f"{entry['bytes']})")
+        if file_digest(f) != entry["sha256"]:
+            raise bad(f"{where}: file {rel} does not match its checksum (changed after the "
+                      "index was committed)")
+    import pickle
+    import sqlite3
+
+    try:
+        client = connect()
+        exists = bool(client.collection_exists(name))
+        points = int(client.count(name, exact=True).count) if exists else 0
+        vectors = _vectors(client, name) if exists else {}
+    except (sqlite3.DatabaseError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as e:
+        raise bad(f"{where} cannot be read ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:100] if str(e) else 'no detail'})") from None
+    if not exists and state["points"]:
+        raise bad(f"{where} has no collection {name!r} (the manifest says {state['points']} "
+                  "points)")
+    if points != state["points"]:
+        raise bad(f"{where}: collection {name!r} holds {points} points, the manifest says "
+                  f"{state['points']}")
+    if vectors != state["vectors"]:
+        raise bad(f"{where}: collection {name!r} has vectors {vectors}, the manifest says "
+                  f"{state['vectors']}")
+
+
 @contextlib.contextmanager
 def qdrant_errors(url: str | None) -> Iterator[None]:
     """Turn an unreachable server into one :class:`QdrantUnavailableError` line."""
@@ -311,3 +396,13 @@ class QdrantStore(Node):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def state(self) -> dict[str, Any]:
+        """What an index commit records of this store (:func:`collection_state`)."""
+        with qdrant_errors(self.url):
+            return collection_state(self.client, self.collection, None if self.url else self.path)
+
+    def check(self, state: dict[str, Any], index: Path) -> None:
+        """Check the collection against a commit's :meth:`state` (:func:`check_collection`)."""
+        with qdrant_errors(self.url):
+            check_collection(state, index, lambda: self.client)
