@@ -122,24 +122,18 @@ class RerankFusionRetriever(HybridRetriever):
             else:
                 r._delete(ids)
         for rr in self.rerankers:
-            store = getattr(rr, "token_store", None)
-            if store is not None:
-                store.delete(ids)
+            if hasattr(rr, "delete_documents"):
+                rr.delete_documents(ids)
 
     def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
         parts = [
             {"follower": True} if i in self._followers else r._commit_state(commit, f"{part}{i}")
             for i, r in enumerate(self.retrievers)
         ]
-        stores: list[str | None] = []
-        for j, rr in enumerate(self.rerankers):  # token stores built at index time
-            if getattr(rr, "token_store", None) is None or not hasattr(rr, "save_index"):
-                stores.append(None)
-                continue
-            name = commit.new_name(f"{part}rr{j}")
-            rr.save_index(commit.folder / name)
-            commit.put_tree(name)
-            stores.append(name)
+        stores = [  # token stores built at index time, through the rerankers' own hook
+            rr._commit_state(commit, f"{part}rr{j}") if hasattr(rr, "_commit_state") else None
+            for j, rr in enumerate(self.rerankers)
+        ]
         return {"children": parts, "rerankers": stores}
 
     def _open_state(self, folder: Path, state: dict[str, Any]) -> None:
@@ -148,9 +142,9 @@ class RerankFusionRetriever(HybridRetriever):
             if not s.get("follower"):
                 r._open_state(folder, s)
         self._link()  # followers read their sibling's (now opened) index again
-        for rr, name in zip(self.rerankers, state.get("rerankers") or [], strict=False):
-            if name is not None and hasattr(rr, "load_index"):
-                rr.load_index(folder / name)
+        for rr, rs in zip(self.rerankers, state.get("rerankers") or [], strict=False):
+            if hasattr(rr, "_open_state"):
+                rr._open_state(folder, rs)
 
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):
