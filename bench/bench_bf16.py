@@ -79,6 +79,7 @@ def main() -> None:
     enc = {"ragnodes_fp32": _ours("fp32")[0], "ragnodes_bf16": _ours("bf16")[0],
            "st_fp32": _st_encoder("fp32"), "st_bf16": _st_encoder("bf16")}
     t_enc = _race({k: (lambda f=f: f(texts)) for k, f in enc.items()}, args.rounds)
+    print(json.dumps({"encoder_seconds": t_enc}), file=sys.stderr, flush=True)  # partial result
 
     rng = np.random.default_rng(0)
     t = rng.normal(size=(args.tokens, 384)).astype(np.float32)

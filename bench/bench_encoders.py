@@ -1,4 +1,5 @@
-"""Encoders side by side in one run: ragnodes (fp32 default, bf16 fast mode) against
+"""Encoders side by side in one run: ragnodes (fp32 default, bf16 fast mode, ONNX Runtime fp32
+and int8 with ``backend="onnx"``) against
 sentence-transformers (fp32, bf16 autocast) on all-MiniLM-L6-v2, threads fixed.
 
 * speed: interleaved rounds of ``--docs`` SciFact documents per system (title + text, as dense
@@ -21,7 +22,6 @@ import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 from locations import DATA, cache
@@ -49,76 +49,16 @@ def _st_encoder(precision: str):
     return encode
 
 
-def _ort_encoder(quantize: bool, workdir: str, threads: int):
-    """ONNX Runtime on an ONNX export of the same model (fp32, or dynamic int8 weights)."""
-    import onnxruntime as ort
-    import torch
-
-    from rag.models import load_hf
-
-    tok, net, _ = load_hf("minilm", "AutoModel", "cpu", attn_implementation="eager")
-    path = Path(workdir) / "minilm.onnx"
-    if not path.exists():
-        dummy = tok(["a b c", "d"], padding=True, return_tensors="pt")
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        dyn = {n: {0: "batch", 1: "seq"} for n in names}
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
-                return self.net(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
-                ).last_hidden_state
-
-        torch.onnx.export(
-            Wrapped().eval(),
-            tuple(dummy[n] for n in names),
-            str(path),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes={**dyn, "last_hidden_state": {0: "batch", 1: "seq"}},
-            dynamo=False,
-        )
-    if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        qpath = path.with_name("minilm.int8.onnx")
-        if not qpath.exists():
-            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8, per_channel=True)
-        path = qpath
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    def encode(texts: list[str]) -> np.ndarray:
-        enc = tok(list(texts), truncation=True, max_length=256)
-        order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
-        out = np.zeros((len(texts), 384), np.float32)
-        for s in range(0, len(order), 32):
-            pos = order[s : s + 32]
-            b = tok.pad({k: [enc[k][i] for i in pos] for k in enc.keys()}, return_tensors="np")
-            feeds = {
-                k: b[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
-            }
-            h = sess.run(None, feeds)[0]
-            m = b["attention_mask"][..., None].astype(np.float32)
-            v = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            out[pos] = v / np.linalg.norm(v, axis=1, keepdims=True)
-        return out
-
-    return encode
-
-
-def _ours(precision: str):
+def _encoder(spec: str, cache_dir: str | None = None):
+    """``fp32`` | ``bf16`` (torch) | ``onnx-fp32`` | ``onnx-int8`` (rag.onnx_runtime)."""
     from rag.encoders import TransformerEncoder
 
-    enc = TransformerEncoder(precision=precision, cache=None).load()
+    backend, _, precision = spec.rpartition("-")
+    return TransformerEncoder(precision=precision, backend=backend or "torch", cache=cache_dir)
+
+
+def _ours(spec: str):
+    enc = _encoder(spec).load()
     return lambda texts: enc.encode(texts), enc
 
 
@@ -158,8 +98,6 @@ def speed(systems: dict, texts: list[str], n_tokens: int, rounds: int, queries: 
 def quality(name: str, precisions: list[str]) -> dict:
     from evals.datasets import load_beir
     from evals.measures import nDCG, score_run
-    from rag.encoders import TransformerEncoder
-
     ds = load_beir(DATA / name)
     texts = [d.full_text for d in ds.corpus]
     ids = [d.id for d in ds.corpus]
@@ -171,7 +109,8 @@ def quality(name: str, precisions: list[str]) -> dict:
             ref = np.load(REF / f"{name}.npy")
     res: dict = {"docs": len(texts), "queries": len(qs)}
     for p in precisions:
-        enc = TransformerEncoder(precision=p, cache=None)
+        # document vectors of the ONNX paths are kept in the bench cache: re-runs cost queries
+        enc = _encoder(p, str(cache("encoders")) if p.startswith("onnx") else None)
         t0 = time.perf_counter()
         if p == "fp32" and ref is not None:
             docs = ref  # the reference vectors are this very path's output
@@ -186,8 +125,9 @@ def quality(name: str, precisions: list[str]) -> dict:
         if ref is not None:
             entry["max_cosine_error"] = float(np.max(1 - np.sum(docs * ref, axis=1)))
         res[p] = entry
-    if "fp32" in res and "bf16" in res:
-        res["bf16_minus_fp32"] = round(res["bf16"]["ndcg@10"] - res["fp32"]["ndcg@10"], 4)
+    for p in precisions:
+        if p != "fp32" and "fp32" in res:
+            res[f"{p}_minus_fp32"] = round(res[p]["ndcg@10"] - res["fp32"]["ndcg@10"], 4)
     return res
 
 
@@ -199,7 +139,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--quality", default="adi,med,cisi,cranfield,scifact")
     ap.add_argument("--skip-speed", action="store_true")
-    ap.add_argument("--ort", default="", help="folder with onnxruntime (pip --target) to add")
+    ap.add_argument("--precisions", default="fp32,bf16,onnx-fp32,onnx-int8",
+                    help="ragnodes encoders: fp32 | bf16 (torch) | onnx-fp32 | onnx-int8")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -207,7 +148,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from evals.datasets import load_beir
 
-    out: dict = {"threads": args.threads, "torch": torch.__version__}
+    out: dict = {"threads": args.threads, "torch": torch.__version__,
+                 "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1)},
+                 "note": "shared machine: compare the ratios, measured side by side"}
     if not args.skip_speed:
         ds = load_beir(DATA / "scifact")
         rng = np.random.default_rng(0)
@@ -215,25 +158,12 @@ def main() -> None:
         texts = [ds.corpus[int(i)].full_text for i in pick]
         queries = [q.text for q in ds.queries[: args.queries]]
         ours32, enc = _ours("fp32")
-        ours16, _ = _ours("bf16")
         n_tok = sum(len(x) for x in enc.tokenize(texts)["input_ids"])
-        systems = {
-            "st_fp32": _st_encoder("fp32"),
-            "st_bf16": _st_encoder("bf16"),
-            "ragnodes_fp32": ours32,
-            "ragnodes_bf16": ours16,
-        }
-        if args.ort:
-            import sys
-            import tempfile
-
-            sys.path.append(args.ort)  # a --target folder with onnxruntime, onnx, onnxscript
-            work = tempfile.mkdtemp(prefix="ort")
-            try:
-                systems["ort_fp32"] = _ort_encoder(False, work, args.threads)
-                systems["ort_int8_dynamic"] = _ort_encoder(True, work, args.threads)
-            except Exception as e:  # noqa: BLE001 - report, keep measuring the others
-                out["ort_error"] = f"{type(e).__name__}: {e}"[:300]
+        systems = {"st_fp32": _st_encoder("fp32"), "ragnodes_fp32": ours32}
+        if "bf16" in args.precisions.split(","):  # its peer only when bf16 is measured
+            systems["st_bf16"] = _st_encoder("bf16")
+        for spec in [p for p in args.precisions.split(",") if p and p != "fp32"]:
+            systems[f"ragnodes_{spec.replace('-', '_')}"] = _ours(spec)[0]
         out["speed"] = {"docs": len(texts), "tokens": n_tok}
         out["speed"].update(speed(systems, texts, n_tok, args.rounds, queries))
         a = systems["st_fp32"](texts[:64])
@@ -247,8 +177,9 @@ def main() -> None:
             out["quality"][name] = f"skipped: no fp32 reference vectors in {REF}"
             continue
         if (DATA / name / "corpus.jsonl").exists():
-            out["quality"][name] = quality(name, ["fp32", "bf16"])
+            out["quality"][name] = quality(name, args.precisions.split(","))
             print(json.dumps({name: out["quality"][name]}), flush=True)
+    out["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(out, indent=2))
 
 

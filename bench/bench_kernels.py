@@ -77,6 +77,22 @@ def identical_top(a: list[list[Any]], b: list[list[Any]], k: int = 10) -> float:
     return round(float(np.mean([list(x[:k]) == list(y[:k]) for x, y in zip(a, b, strict=True)])), 4)
 
 
+def same_top(ids: list[str], scores: list[float], peer_ids: list[str], peer_scores: list[float],
+             k: int = 10) -> bool:
+    """The same top ``k`` up to the order of tied scores (ties compared as sets): equal score
+    lists, equal id sets above the lowest score kept; the peer's zero scores (documents sharing
+    no query term, which ragnodes leaves out) are dropped first."""
+    keep = [i for i, s in enumerate(peer_scores[:k]) if s != 0]
+    p_ids, p_sc = [peer_ids[i] for i in keep], [float(peer_scores[i]) for i in keep]
+    o_sc = [float(x) for x in scores[:k]]
+    if o_sc != p_sc:
+        return False
+    if not o_sc:
+        return True
+    low = o_sc[-1]
+    return {i for i, s in zip(ids, o_sc) if s > low} == {i for i, s in zip(p_ids, p_sc) if s > low}
+
+
 # -- MaxSim ---------------------------------------------------------------------------------------
 def scifact():
     from evals.datasets import load_beir
@@ -468,23 +484,38 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
         finally:
             peer.backend = "numpy"
 
-    from rag.types import Query
+    from rag.types import Query, Ranking
 
     qs = [Query(text=t) for t in texts]
-    res: dict[str, Any] = {"queries": len(texts)}
+    found = r._search(qs, 10, None)
+    docs = r.documents
+
+    def construct(_: Any) -> Any:  # object construction on its own: arrays -> Rankings
+        return [Ranking.from_arrays(q, f.ids, f.scores, docs, 10, "bm25") for q, f in
+                zip(qs, found)]
+
+    res: dict[str, Any] = {"queries": len(texts), "threads": 1,
+                           "note": "shared machine: compare the ratios, measured side by side"}
     t = race({"ragnodes": lambda _: r._search(qs, 10, None),
               "ragnodes_rankings": lambda _: r.retrieve_batch(texts, k=10),
+              "construct_rankings": construct,
               "bm25s_numpy": lambda _: bm25s_batch("numpy"),
-              "bm25s_numba": lambda _: bm25s_batch("numba")}, range(7))
+              "bm25s_numba": lambda _: bm25s_batch("numba")}, range(7), rounds=3)
     for name, ms in t.items():
         res[f"batch_{name}_qps"] = round(len(texts) / (ms / 1000))
+    res["construct_rankings_ms_per_batch"] = t["construct_rankings"]
     ours = r.retrieve_batch(texts, k=10)
     theirs = bm25s_batch("numba")
     res["batch_scores_identical"] = bool(all(
         np.array_equal(np.asarray(o.scores, np.float32), np.asarray(s[: len(o.scores)]))
         for o, s in zip(ours, theirs.scores, strict=True)))
+    res["batch_top10_identical_ties_as_sets"] = float(np.mean([
+        same_top(o.ids, o.scores, [r._order[j] for j in d], list(s))
+        for o, d, s in zip(ours, theirs.documents.tolist(), theirs.scores, strict=True)]))
     res["batch_vs_bm25s_numpy"] = round(res["batch_ragnodes_qps"] / res["batch_bm25s_numpy_qps"], 2)
     res["batch_vs_bm25s_numba"] = round(res["batch_ragnodes_qps"] / res["batch_bm25s_numba_qps"], 2)
+    res["retrieve_batch_vs_bm25s_numba"] = round(
+        res["batch_ragnodes_rankings_qps"] / res["batch_bm25s_numba_qps"], 2)
 
     def one_bm25s(t: str) -> Any:
         toks = bm25s.tokenize([t], stopwords="en", stemmer=stem, return_ids=False,

@@ -83,6 +83,11 @@ def _index(args: argparse.Namespace) -> int:
         raise ConfigError("pass either --config or --preset, not both")
     if wants_ingest(args):  # files, folders, globs: rag/ingest
         return run_index(args, build_retriever)
+    if getattr(args, "workers", 1) != 1:
+        raise ConfigError(
+            "--workers applies to files and folders (rag index PATH...); a JSONL corpus is "
+            "embedded in one process: drop --workers"
+        )
     docs = read_documents(args.corpus)
 
     def make() -> Any:

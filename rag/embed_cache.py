@@ -98,7 +98,7 @@ def cache_for(encoder: Any) -> EmbeddingCache | None:
     if not root:
         return None
     key = json.dumps(
-        {"model": model_fingerprint(encoder.model), "config": encoder.cache_key()},
+        {"model": _fingerprint_of(encoder), "config": encoder.cache_key()},
         sort_keys=True,
     )
     ns = hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -107,6 +107,13 @@ def cache_for(encoder: Any) -> EmbeddingCache | None:
         if folder not in _caches:
             _caches[folder] = EmbeddingCache(folder, key, stats=STATS)
         return _caches[folder]
+
+
+def _fingerprint_of(encoder: Any) -> str:
+    """The encoder's own ``fingerprint()`` (a remote model has no local files), else the hash
+    of its model folder (:func:`model_fingerprint`)."""
+    own = getattr(encoder, "fingerprint", None)
+    return str(own()) if callable(own) else model_fingerprint(encoder.model)
 
 
 def memory_cache(capacity: int) -> EmbeddingCache:

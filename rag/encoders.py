@@ -8,7 +8,10 @@ cross-encoder): texts are tokenised once, sorted by length and cut into token-bu
 ``precision="fp32"`` (the default) gives the same vectors and figures on every CPU;
 ``precision="bf16"`` is the explicit fast mode (bfloat16 autocast; pooling and normalisation in
 float32), with its measured quality change per collection in docs/encoders.md; ``auto`` is an
-alias of ``fp32``. ``bench/bench_encoders.py`` measures speed and quality side by side with
+alias of ``fp32``. ``backend="onnx"`` runs the forward pass in ONNX Runtime
+(:mod:`rag.onnx_runtime`: ``precision="fp32"`` graph-optimised, or ``"int8"`` dynamic
+quantisation), exported from the same weights on first use; explicit, never chosen for you.
+``bench/bench_encoders.py`` measures speed and quality side by side with
 sentence-transformers. With ``cache`` (or ``$RAGNODES_EMBED_CACHE``) set, document vectors are
 kept on disk (:mod:`rag.embed_cache`) and a corpus is embedded once per encoder config.
 
@@ -32,6 +35,7 @@ from rag.runtime import PRECISIONS, EncoderRuntime, cpu_has_bf16, pool, resolve_
 __all__ = ["POOLINGS", "PRECISIONS", "TransformerEncoder", "cpu_has_bf16"]
 
 POOLINGS = ("mean", "cls", "last")
+BACKENDS = ("torch", "onnx")
 
 
 class TransformerEncoder(Node):
@@ -55,6 +59,8 @@ class TransformerEncoder(Node):
         cache: folder of the on-disk embedding cache for documents (:mod:`rag.embed_cache`);
             ``None`` uses ``$RAGNODES_EMBED_CACHE`` or the process default (``rag eval`` sets
             one), else no cache.
+        backend: ``torch`` (default: exact fp32, or bf16) | ``onnx`` (ONNX Runtime on CPU,
+            precision ``fp32`` or ``int8``; needs ``pip install "ragnodes[onnx]"``).
     """
 
     name: ClassVar[str] = "transformer_encoder"
@@ -75,7 +81,22 @@ class TransformerEncoder(Node):
         layer: int | None = None,
         max_batch_tokens: int = 8192,
         cache: str | None = None,
+        backend: str = "torch",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "onnx":
+            from rag.onnx_runtime import ONNX_PRECISIONS
+
+            precision = "fp32" if precision == "auto" else precision
+            if precision not in ONNX_PRECISIONS:
+                raise ConfigError(
+                    f"backend='onnx' runs precision {ONNX_PRECISIONS}, got {precision!r}"
+                )
+            if layer is not None or device not in ("auto", "cpu"):
+                raise ConfigError(
+                    "backend='onnx' runs the last layer on CPU: pass layer=None and device='cpu'"
+                )
         if layer is not None and (type(layer) is not int or layer < 1):
             raise ConfigError(f"layer must be an int >= 1 or None, got {layer!r}")
         if pooling not in POOLINGS:
@@ -92,7 +113,8 @@ class TransformerEncoder(Node):
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
-        self.precision = resolve_precision(precision)
+        self.backend = backend
+        self.precision = precision if backend == "onnx" else resolve_precision(precision)
         self.device = device
         self.layer = layer
         self.max_batch_tokens = max_batch_tokens
@@ -101,14 +123,22 @@ class TransformerEncoder(Node):
         self.truncated = 0
 
     def _load(self) -> None:
-        self.runtime = EncoderRuntime(
-            self.model,
-            head="pooled",
-            precision=self.precision,
-            device=self.device,
-            batch_size=self.batch_size,
-            max_batch_tokens=self.max_batch_tokens,
-        ).load()
+        self.runtime: EncoderRuntime
+        if self.backend == "onnx":
+            from rag.onnx_runtime import OnnxEncoderRuntime
+
+            self.runtime = OnnxEncoderRuntime(
+                self.model, self.precision, self.batch_size, self.max_batch_tokens
+            ).load()
+        else:
+            self.runtime = EncoderRuntime(
+                self.model,
+                head="pooled",
+                precision=self.precision,
+                device=self.device,
+                batch_size=self.batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+            ).load()
         self.tokenizer, self.net, self._device = (
             self.runtime.tokenizer,
             self.runtime.net,

@@ -22,6 +22,8 @@ _EXTRA_OF = {
     "pypdf": "ingest",
     "docx": "ingest",
     "html2text": "ingest",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
 }
 
 

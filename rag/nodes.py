@@ -39,7 +39,15 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel
 
 from rag.errors import ConfigError, NotIndexedError, RagError
-from rag.types import Document, Query, Ranking, as_documents, as_query, unique_ids
+from rag.types import (
+    Document,
+    Query,
+    Ranking,
+    ScoredIds,
+    as_documents,
+    as_query,
+    unique_ids,
+)
 
 logger = logging.getLogger("ragnodes")
 logger.addHandler(logging.NullHandler())
@@ -227,6 +235,7 @@ NODE_MODULES = (
     "rag.pipeline",
     "rag.compressors",
     "rag.ingest",
+    "rag.remote_encoder",
 )
 
 
@@ -343,7 +352,9 @@ class BaseRetriever(Node):
     """Owns the document table, ``k`` checks, batching and ordering.
 
     Subclasses implement ``_add(docs)``, ``_delete(ids)`` and
-    ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k).
+    ``_search(queries, k, filter) -> list[list[(doc_id, score)]]`` (any order, may exceed k), or
+    one :class:`~rag.types.ScoredIds` per query (unique ids and a scores array: the batch stays
+    arrays, and documents are read only for the ``k`` hits returned).
     ``uses_instruction`` says whether ``Query.instruction`` changes the result (else the pipeline
     can warn that it is ignored). ``retrieve_batch`` checks ``k``, the queries and the filter
     once (:meth:`check_request`) and hands the checked request to ``_retrieve``; retrievers made
@@ -424,10 +435,14 @@ class BaseRetriever(Node):
         self.load()
         results = self._search(queries, min(k, len(self.documents)), filter)
         docs = self.documents
-        return [
-            Ranking.from_scored(q, ((docs[i], s) for i, s in res if i in docs), k, self.name)
-            for q, res in zip(queries, results)
-        ]
+        out = []
+        for q, res in zip(queries, results):
+            if isinstance(res, ScoredIds):
+                out.append(Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name))
+            else:
+                pairs = ((docs[i], float(s)) for i, s in res if i in docs)
+                out.append(Ranking.from_scored(q, pairs, k, self.name))
+        return out
 
     # hooks
     def _add(self, docs: list[Document]) -> None:
@@ -438,7 +453,7 @@ class BaseRetriever(Node):
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    ) -> list[list[tuple[str, float]]] | list[ScoredIds]:
         raise NotImplementedError
 
     # persistence

@@ -44,6 +44,7 @@ import numpy as np
 
 from rag.api import filter_dict
 from rag.chat import ChatEngine, Conversation, Turn, answer_messages, token_counter
+from rag.concurrency import aiterate
 from rag.errors import ConfigError, RagError
 from rag.integrations._common import find_encoder
 from rag.openai_api import (
@@ -265,6 +266,25 @@ def _complete(state: Any, req: ChatCompletionRequest, c: _Completion) -> dict[st
     return c.body(answer.text, finish, usage, ext=extension(answer))
 
 
+async def _check_limits(state: Any, req: ChatCompletionRequest) -> None:
+    from rag.server_limits import check_message_count, check_prompt_tokens
+
+    check_message_count(state.limits, len(req.messages))
+    texts = [m.content if isinstance(m.content, str) else json.dumps(m.content, default=str)
+             for m in req.messages]
+    await state.pool.run(check_prompt_tokens, state.limits, state.pipeline.generator, texts)
+
+
+def _error_chunk(e: BaseException) -> str:
+    """The stream's last events after a limit or an error (its 200 was already sent)."""
+    if isinstance(e, RagError):
+        status = int(getattr(e, "status", 400))
+        err = openai_error(status, "timeout" if status == 408 else "bad_request", str(e))
+    else:
+        err = openai_error(500, "internal_error", "internal server error (see the server log)")
+    return f"data: {json.dumps(err)}\n\ndata: [DONE]\n\n"
+
+
 # -- embeddings -----------------------------------------------------------------------------------
 def embed(state: Any, req: EmbeddingsRequest) -> dict[str, Any]:
     encoder = find_encoder(state.pipeline)
@@ -318,15 +338,19 @@ def openai_router(model_id: str = MODEL_ID) -> APIRouter:
         summary="OpenAI-compatible chat completion over the index (JSON or SSE)",
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
+    async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
+        # the limits first (422 at once), then the turn in a thread of its own that the
+        # request's cancel stops (client gone, generation timeout, shutdown)
+        await _check_limits(state, req)
+        state.gates.check("generate")
         c = _Completion(req.model or model_id)
         if req.stream:
             return StreamingResponse(
-                _events(state, req, c),
+                state.stream(lambda: aiterate(lambda: _events(state, req, c)), _error_chunk),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return _complete(state, req, c)
+        return await state.complete(lambda: aiterate(lambda: iter([_complete(state, req, c)])))
 
     @router.post("/embeddings", summary="OpenAI-compatible embeddings with the index's encoder")
     def embeddings(req: EmbeddingsRequest, state: State) -> Any:

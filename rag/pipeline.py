@@ -11,14 +11,16 @@ A query's instruction that a stage cannot use is reported with a warning, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import prompts
+from rag import tracing
 from rag.citations import attribute, resolve
 from rag.demonstrations import Demonstration, demo_turns
 from rag.errors import ConfigError
@@ -39,6 +41,14 @@ from rag.nodes import (
 from rag.types import Answer, Document, Hit, Query, Ranking, TraceStep
 
 ANSWER_STOPS = ("\n\n", "\n[")
+
+
+def _steps() -> int | None:
+    """Decoding steps the current request's token loop counted (:mod:`rag.concurrency`)."""
+    from rag.concurrency import current_cancel
+
+    cancel = current_cancel()
+    return cancel.tokens if cancel is not None and cancel.tokens else None
 
 
 def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
@@ -355,22 +365,39 @@ class Pipeline(Node):
             qs, filter = [check_query(q) for q in queries], check_filter(filter)
         for q in qs:
             self._warn_instruction(q)
+        with tracing.span("search", {"rag.k": k, "rag.candidates_requested": depth,
+                                     "rag.queries": len(qs),
+                                     "openinference.span.kind": "CHAIN"}) as sp:
+            if len(qs) == 1:
+                tracing.query_text(sp, qs[0].text)
+            return self._stages(qs, k, depth, filter)
+
+    def _stages(
+        self, qs: list[Query], k: int, depth: int, filter: dict[str, Any] | None
+    ) -> dict[str, list[Ranking]]:
+        r = self.retriever
         out: dict[str, list[Ranking]] = {}
-        if isinstance(r, BaseRetriever):
-            rankings = r._retrieve(qs, depth, filter)
-        elif filter is None:  # a duck-typed retriever (evals systems) may take no filter
-            rankings = r.retrieve_batch(qs, k=depth)
-        else:
-            rankings = r.retrieve_batch(qs, k=depth, filter=filter)
+        with tracing.stage("retrieve", r, depth, len(qs)) as sp:
+            if isinstance(r, BaseRetriever):
+                rankings = r._retrieve(qs, depth, filter)
+            elif filter is None:  # a duck-typed retriever (evals systems) may take no filter
+                rankings = r.retrieve_batch(qs, k=depth)
+            else:
+                rankings = r.retrieve_batch(qs, k=depth, filter=filter)
+            tracing.candidates(sp, rankings)
         out["retrieve"] = rankings
         for i, rr in enumerate(self.rerankers):
             last = i == len(self.rerankers) - 1
-            rankings = rr.rerank_batch(rankings, k=k if last else None)
+            with tracing.stage("rerank", rr, k if last else None, len(qs)) as sp:
+                rankings = rr.rerank_batch(rankings, k=k if last else None)
+                tracing.candidates(sp, rankings)
             out[f"rerank:{i}:{rr.name}"] = rankings
         if not self.rerankers:
             rankings = [r.top(k) for r in rankings]
         for i, c in enumerate(self.compressors):
-            rankings = [c.compress(r) for r in rankings]
+            with tracing.stage("compress", c, k, len(qs)) as sp:
+                rankings = [c.compress(r) for r in rankings]
+                tracing.candidates(sp, rankings)
             out[f"compress:{i}:{c.name}"] = rankings
         return out
 
@@ -411,15 +438,24 @@ class Pipeline(Node):
         if self.generator is None:
             raise ConfigError("this pipeline has no generator; set generator= to answer questions")
         q = check_query(query)
-        t0 = time.perf_counter()
-        hits = self.search(q).hits
-        if self.context is not None:
-            hits = self.context.build(self, q, hits)
-        timings = {"retrieve_s": time.perf_counter() - t0}
-        for item in self.stream_answer(q, hits, self._messages(q, hits), timings=timings):
+        hits, messages, timings = self._prepare(q)
+        for item in self.stream_answer(q, hits, messages, timings=timings):
             if self.context is not None and isinstance(item, Answer):
                 item = self.context.check(item)
             yield item
+
+    def _prepare(
+        self, q: Query, lock: Any = None
+    ) -> tuple[Sequence[Hit], list[dict[str, str]], dict[str, float]]:
+        """The contexts of an answer and its prompt; ``lock`` (a context manager, e.g. a
+        server's index read lock) is held around retrieval only."""
+        t0 = time.perf_counter()
+        with lock if lock is not None else contextlib.nullcontext():
+            hits: Sequence[Hit] = self.search(q).hits
+            if self.context is not None:
+                hits = self.context.build(self, q, hits)
+        timings = {"retrieve_s": time.perf_counter() - t0}
+        return hits, self._messages(q, hits), timings
 
     def stream_answer(
         self,
@@ -434,19 +470,45 @@ class Pipeline(Node):
         """Generate over ``messages`` (text pieces, then the :class:`Answer`); markers resolve
         against ``hits`` only, so an answer can cite nothing that was not given. With ``trace``,
         the answer step is appended to it on the Answer."""
+        gen, stops, kw = self._generation(generator, max_new_tokens)
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        sp = tracing.generation(gen, max_new_tokens)
+        try:
+            for piece in gen.stream(messages, stop=stops, **kw):
+                pieces.append(piece)
+                yield piece
+        except BaseException as e:
+            tracing.finish(sp, e)
+            raise
+        text = "".join(pieces).strip()
+        tracing.usage(sp, gen, messages, text, _steps())
+        tracing.finish(sp)
+        yield self._answer(q, hits, text, gen, t0, timings, trace)
+
+    def _generation(
+        self, generator: Any, max_new_tokens: int | None
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         gen = generator if generator is not None else self.generator
         if gen is None:
             raise ConfigError("this pipeline has no generator; set pipeline.generator to ask")
-        t0 = time.perf_counter()
         # the answer prompt asks for one sentence: an answer ends where the model starts a new
         # paragraph or echoes the next numbered source
         stops = [*getattr(gen, "stop", []), *ANSWER_STOPS]
         kw = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
-        pieces = []
-        for piece in gen.stream(messages, stop=stops, **kw):
-            pieces.append(piece)
-            yield piece
-        text = "".join(pieces).strip()
+        return gen, stops, kw
+
+    def _answer(
+        self,
+        q: Query,
+        hits: Sequence[Hit],
+        text: str,
+        gen: Any,
+        t0: float,
+        timings: dict[str, float] | None,
+        trace: Sequence[TraceStep] | None,
+    ) -> Answer:
+        """The :class:`Answer` of a generated ``text``: markers resolved against ``hits``."""
         cites, bad = resolve(text, hits)
         if not cites and self.attribute_uncited:
             cites = attribute(text, hits)
@@ -458,7 +520,7 @@ class Pipeline(Node):
                 TraceStep(action="answer", document_ids=tuple(c.document_id for c in cites)),
             )
         )
-        yield Answer(
+        return Answer(
             query=q,
             text=text,
             citations=tuple(cites),
@@ -471,6 +533,116 @@ class Pipeline(Node):
 
     def ask(self, query: Query | str) -> Answer:
         *_, answer = self.ask_stream(query)
+        if not isinstance(answer, Answer):  # the generator yielded nothing at all
+            raise ConfigError("generator produced no output")
+        return answer
+
+    # -- async (rag.concurrency): agent frameworks, FastAPI apps and `rag serve` ------------------
+    async def asearch(
+        self,
+        query: Query | str,
+        k: int | None = None,
+        filter: dict[str, Any] | None = None,
+        pool: Any = None,
+    ) -> Ranking:
+        """:meth:`search` without blocking the event loop: the CPU-bound stages (encoding,
+        scoring, reranking) run in the bounded worker pool (``pool``, default
+        :func:`rag.concurrency.default_pool`), with this context (the current span) carried in.
+        Hook for native async retrieval (not wired yet): a retriever whose I/O could be
+        awaited (Qdrant's ``AsyncQdrantClient`` for a ``url=`` store, a remote embedder's
+        ``aencode``) would be awaited here before the rerankers run in the pool; today every
+        retriever runs whole in the pool."""
+        from rag.concurrency import default_pool
+
+        pool = pool if pool is not None else default_pool()
+        return await pool.run(self.search, query, k, filter)
+
+    async def astream(
+        self,
+        query: Query | str,
+        lock: Any = None,
+        max_new_tokens: int | None = None,
+        pool: Any = None,
+    ) -> AsyncIterator[str | Answer]:
+        """:meth:`ask_stream` on the event loop: text pieces as generated, then the
+        :class:`Answer`. Retrieval runs in the worker pool (holding ``lock``, e.g. a server's
+        index read lock, for retrieval only); generation is awaited natively when the generator
+        has ``astream`` (:class:`~rag.generators.OpenAICompatibleGenerator`: ``httpx``'s async
+        client), else read from its own thread (:func:`rag.concurrency.aiterate`). Closing or
+        cancelling this iterator (a client that went away) stops the generation at its next
+        token."""
+        from rag.concurrency import default_pool
+
+        if self.generator is None:
+            raise ConfigError("this pipeline has no generator; set generator= to answer questions")
+        q = check_query(query)
+        pool = pool if pool is not None else default_pool()
+        root = tracing.start("ask", {"openinference.span.kind": "CHAIN", "rag.k": self.k})
+        try:
+            with tracing.activate(root):
+                hits, messages, timings = await pool.run(self._prepare, q, lock)
+            async for item in self.astream_answer(
+                q, hits, messages, timings=timings, max_new_tokens=max_new_tokens, parent=root
+            ):
+                if self.context is not None and isinstance(item, Answer):
+                    item = self.context.check(item)
+                yield item
+        except BaseException as e:
+            tracing.finish(root, e)
+            raise
+        tracing.finish(root)
+
+    async def astream_answer(
+        self,
+        q: Query,
+        hits: Sequence[Hit],
+        messages: list[dict[str, str]],
+        generator: Any = None,
+        timings: dict[str, float] | None = None,
+        trace: Sequence[TraceStep] | None = None,
+        max_new_tokens: int | None = None,
+        parent: Any = None,
+    ) -> AsyncIterator[str | Answer]:
+        """:meth:`stream_answer` on the event loop (see :meth:`astream`)."""
+        from rag.concurrency import Cancel, aiterate, cancel_scope, current_cancel
+
+        gen, stops, kw = self._generation(generator, max_new_tokens)
+        cancel = current_cancel() or Cancel()
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        sp = tracing.generation(gen, max_new_tokens, parent)
+        try:
+            with cancel_scope(cancel):  # no yield inside: set, then reset at once
+                if callable(getattr(gen, "astream", None)):
+                    source = gen.astream(messages, stop=stops, **kw)
+                else:
+                    source = aiterate(lambda: iter(gen.stream(messages, stop=stops, **kw)), cancel)
+            try:
+                async for piece in source:
+                    pieces.append(piece)
+                    yield piece
+            finally:
+                await source.aclose()
+        except BaseException as e:
+            cancel.set(type(e).__name__)
+            tracing.finish(sp, e)
+            raise
+        text = "".join(pieces).strip()
+        tracing.usage(sp, gen, messages, text, cancel.tokens or None)
+        tracing.finish(sp)
+        yield self._answer(q, hits, text, gen, t0, timings, trace)
+
+    async def aask(
+        self,
+        query: Query | str,
+        lock: Any = None,
+        max_new_tokens: int | None = None,
+        pool: Any = None,
+    ) -> Answer:
+        """:meth:`ask` on the event loop: the last item of :meth:`astream`."""
+        answer = None
+        async for item in self.astream(query, lock, max_new_tokens, pool):
+            answer = item
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
             raise ConfigError("generator produced no output")
         return answer

@@ -2,7 +2,9 @@
 
 Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``)::
 
-    GET    /health       liveness, no key needed        -> HealthResponse
+    GET    /health       status, no key needed          -> HealthResponse (503 while loading)
+    GET    /health/live  the process serves HTTP        -> {"status": "live"}
+    GET    /health/ready index and models loaded        -> {"status": "ready", ...}, else 503
     POST   /search       SearchRequest                  -> rag.types.Ranking
     POST   /ask          AskRequest                     -> rag.types.Answer, or with
                          "stream": true, text/event-stream: `token` events {"text"}, then one
@@ -19,6 +21,16 @@ environment variable, comma separated, compared in constant time); bodies over
 ``max_body_bytes`` get 413 (on ``Content-Length`` and on the bytes actually received); invalid
 input gets 422 naming each bad field; a ragnodes error (bad filter, no generator) gets 400 with
 its message; anything else a 500 without a stack trace; CORS is off unless origins are given.
+Limits (:mod:`rag.server_limits`): messages and prompt tokens per request (422), body-read and
+request timeouts (408), the generation timeout, concurrency per stage (429).
+
+Production behaviour: the endpoints are async (:meth:`rag.pipeline.Pipeline.asearch` /
+``astream``): CPU-bound stages run in a bounded worker pool (:mod:`rag.concurrency`), an HTTP
+generator is awaited on the event loop, retrieval holds the index's read lock and generation does
+not, and a client that disconnects stops its generation at the next token. Each stage is an
+OpenTelemetry span (:mod:`rag.tracing`). ``rag serve`` loads in the background (``/health/live``
+at once, ``/health/ready`` when loaded, one ready line in the log) and on SIGTERM stops
+accepting, drains in-flight requests up to ``--drain-timeout``, then cancels what is left.
 
 Another router (``/chat``, say) mounts on the same state and key check::
 
@@ -34,11 +46,13 @@ Needs the ``serve`` extra (``pip install "ragnodes[serve]"``).
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from rag.api import (
@@ -51,9 +65,9 @@ from rag.api import (
     HealthResponse,
     SearchRequest,
 )
+from rag.concurrency import aiterate
 from rag.errors import ConfigError, RagError
 from rag.extras import require
-from rag.integrations._common import search as run_search
 from rag.server_guards import (
     API_KEYS_ENV,
     ERRORS,
@@ -62,18 +76,25 @@ from rag.server_guards import (
     install_error_handlers,
     require_api_key,
 )
+from rag.server_limits import (
+    Limits,
+    LimitsMiddleware,
+    check_message_count,
+    check_prompt_tokens,
+)
 from rag.server_state import (  # noqa: F401  (State, ServerState: imported from here too)
     WARM_QUERY,
     ReadWriteLock,
     ServerState,
     State,
     get_state,
+    require_ready,
 )
 from rag.types import Answer, Query, Ranking
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 except ImportError:
     require("fastapi", extra="serve", feature="the HTTP server")
     raise
@@ -105,23 +126,40 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
-def _answer_events(state: ServerState, query: Query) -> Iterator[str]:
-    """SSE of one answer. The read lock covers retrieval only (the first item of
-    ``ask_stream`` comes after the search), so a long generation never blocks index changes."""
-    try:
-        with state.lock.reading():
-            stream = state.pipeline.ask_stream(query)
-            first = next(stream)
-        for item in itertools.chain([first], stream):  # lazily: each piece is sent as made
-            if isinstance(item, Answer):
-                yield _sse("answer", item.model_dump_json())
-            else:
-                yield _sse("token", json.dumps({"text": item}))
-    except RagError as e:
-        yield _sse("error", json.dumps({"error": "bad_request", "message": str(e)}))
-    except Exception:
-        logger.exception("unhandled error while streaming an answer")
-        yield _sse("error", json.dumps({"error": "internal_error", "message": "internal error"}))
+class _ErrorEvent(str):
+    """The SSE ``error`` event that ends a stream (told apart from a text piece by type)."""
+
+
+def _sse_error(e: BaseException) -> _ErrorEvent:
+    if isinstance(e, RagError):
+        code = "timeout" if int(getattr(e, "status", 400)) == 408 else "bad_request"
+        return _ErrorEvent(_sse("error", json.dumps({"error": code, "message": str(e)})))
+    return _ErrorEvent(
+        _sse("error", json.dumps({"error": "internal_error", "message": "internal error"}))
+    )
+
+
+async def _answer_events(state: ServerState, query: Query) -> AsyncIterator[str]:
+    """SSE of one answer (:meth:`rag.pipeline.Pipeline.astream`). The read lock covers retrieval
+    only, so a long generation never blocks index changes; a client that leaves closes this
+    iterator, which cancels the generation at its next token."""
+
+    def answer() -> AsyncIterator[Any]:
+        return state.pipeline.astream(query, lock=state.lock.reading(), pool=state.pool)
+
+    async for item in state.stream(answer, _sse_error):
+        if isinstance(item, Answer):
+            yield _sse("answer", item.model_dump_json())
+        elif isinstance(item, _ErrorEvent):
+            yield item
+        else:
+            yield _sse("token", json.dumps({"text": item}))
+
+
+async def check_prompt(state: ServerState, texts: list[str], n_messages: int = 1) -> None:
+    """The message-count and prompt-token limits (422), before any retrieval."""
+    check_message_count(state.limits, n_messages)
+    await state.pool.run(check_prompt_tokens, state.limits, state.pipeline.generator, texts)
 
 
 def core_router() -> APIRouter:
@@ -129,11 +167,13 @@ def core_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
 
     @router.post("/search", response_model=Ranking, summary="search the index")
-    def search(req: SearchRequest, state: State) -> Ranking:
+    async def search(req: SearchRequest, state: State) -> Ranking:
         query = Query(text=req.query, instruction=req.instruction)
-        state.refresh()
-        with state.lock.reading():
-            return run_search(state.pipeline, query, req.k, req.filter_dict())
+        async with state.gates.enter("search"):
+            if state.read_only:
+                await state.pool.run(state.refresh)
+            async with state.lock.areading():
+                return await state.pipeline.asearch(query, req.k, req.filter_dict(), state.pool)
 
     @router.post(
         "/ask",
@@ -141,18 +181,22 @@ def core_router() -> APIRouter:
         summary="answer a question with citations",
         responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
     )
-    def ask(req: AskRequest, state: State) -> Any:
+    async def ask(req: AskRequest, state: State) -> Any:
         if state.pipeline.generator is None:
             raise ConfigError("this server has no generator: start it with --model to answer")
         query = Query(text=req.question, instruction=req.instruction)
+        await check_prompt(state, [req.question, req.instruction or ""])
+        state.gates.check("generate")
         if req.stream:
             return StreamingResponse(
                 _answer_events(state, query),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        with state.lock.reading():
-            return state.pipeline.ask(query)
+        # retrieval under the read lock, generation outside it (Pipeline.astream's ``lock``)
+        return await state.complete(
+            lambda: state.pipeline.astream(query, lock=state.lock.reading(), pool=state.pool)
+        )
 
     @router.post("/documents", response_model=DocumentsResponse, summary="add or replace")
     def add(req: AddDocumentsRequest, state: State) -> Any:
@@ -178,10 +222,30 @@ def core_router() -> APIRouter:
     return router
 
 
+class LockedSearch:
+    """A pipeline whose searches hold the index's read lock, for the chat engines: a chat turn
+    retrieves under the lock and generates outside it (``/documents`` waits for searches only)."""
+
+    def __init__(self, pipeline: Any, lock: ReadWriteLock) -> None:
+        self._pipeline, self._lock = pipeline, lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipeline, name)
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock.reading():
+            return self._pipeline.search(*args, **kwargs)
+
+    def search_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock.reading():
+            return self._pipeline.search_batch(*args, **kwargs)
+
+
 def chat_router(sessions: Any) -> APIRouter:
     """``POST /chat`` (JSON, or server-sent ``token`` events then one ``answer`` event),
-    ``GET`` / ``DELETE /chat/{conversation_id}``, for :func:`rag.server.create_app`. A turn holds
-    the index's read lock, so ``/documents`` changes wait for running turns."""
+    ``GET`` / ``DELETE /chat/{conversation_id}``, for :func:`rag.server.create_app`. A turn
+    retrieves under the index's read lock (the sessions' pipeline is a :class:`LockedSearch`)
+    and generates outside it, in a thread of its own that the request's cancel stops."""
     router = APIRouter()
 
     @router.post(
@@ -189,19 +253,27 @@ def chat_router(sessions: Any) -> APIRouter:
         summary="one chat turn (multi-turn by conversation_id)",
         responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
     )
-    def chat(req: ChatRequest, state: State) -> Any:
-        if not req.stream:
-            with state.lock.reading():
-                return sessions.chat(req.message, req.conversation_id, agent=req.agent)
+    async def chat(req: ChatRequest, state: State) -> Any:
+        await check_prompt(state, [req.message])
+        state.gates.check("generate")
 
-        def events() -> Iterator[str]:
-            with state.lock.reading():
-                for ev in sessions.stream(req.message, req.conversation_id, agent=req.agent):
-                    if ev["type"] == "delta":
-                        yield _sse("token", json.dumps({"text": ev["text"]}))
-                    else:
-                        body = {k: v for k, v in ev.items() if k != "type"}
-                        yield _sse("answer", json.dumps(body))
+        def turn() -> AsyncIterator[dict[str, Any]]:
+            return aiterate(lambda: sessions.stream(req.message, req.conversation_id,
+                                                    agent=req.agent))
+
+        if not req.stream:
+            last = await state.complete(turn)
+            return {k: v for k, v in (last or {}).items() if k != "type"}
+
+        async def events() -> AsyncIterator[str]:
+            async for ev in state.stream(turn, _sse_error):
+                if isinstance(ev, str):
+                    yield ev
+                elif ev["type"] == "delta":
+                    yield _sse("token", json.dumps({"text": ev["text"]}))
+                else:
+                    body = {k: v for k, v in ev.items() if k != "type"}
+                    yield _sse("answer", json.dumps(body))
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -239,6 +311,10 @@ def create_app(
     save_to: str | os.PathLike[str] | None = None,
     routers: Sequence[APIRouter] = (),
     read_only: bool = False,
+    limits: Limits | None = None,
+    load: str = "now",
+    address: str | None = None,
+    started: float | None = None,
 ) -> FastAPI:
     """The FastAPI app over ``pipeline`` (a Pipeline, or a retriever for search only).
 
@@ -252,6 +328,12 @@ def create_app(
             committed there. A pipeline opened from a folder commits to it by default.
         read_only: refuse ``/documents`` changes (403) and follow another writer's commits.
         routers: more routers (e.g. ``/chat``), mounted with the same key check.
+        limits: :class:`rag.server_limits.Limits` (message, token, time and concurrency limits).
+        load: ``now`` loads models and warms the index here; ``background`` once the server
+            runs, so ``/health/live`` answers at once and ``/health/ready`` when loaded (what
+            ``rag serve`` does); other routes answer 503 until then.
+        address: where the server listens, for the ready line; ``started``: when startup began
+            (``time.monotonic()``), for its time to ready.
     """
     if (
         isinstance(max_body_bytes, bool)
@@ -259,35 +341,33 @@ def create_app(
         or max_body_bytes < 1
     ):
         raise ConfigError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
+    if load not in ("now", "background"):
+        raise ConfigError(f"load must be 'now' or 'background', got {load!r}")
     keys = list(api_keys) if api_keys is not None else api_keys_from_env()
     if auth and not keys:
         raise ConfigError(
             f"no API key: set {API_KEYS_ENV}=key1,key2 (or pass api_keys=), "
             "or serve without auth on 127.0.0.1 only (--no-auth)"
         )
+    t0 = started if started is not None else time.monotonic()
+    state = ServerState(pipeline, save_to, read_only, limits)
+    if load == "now":
+        state.load()  # load models and build lazy indexes before the first request
     app = FastAPI(
         title="ragnodes",
         version=_version(),
         description="Search and grounded question answering over a ragnodes index.",
+        lifespan=_lifespan(state, load, address, t0),
     )
-    app.state.rag = ServerState(pipeline, save_to, read_only)
-    app.state.rag.warm()  # load models and build lazy indexes before the first request
+    app.state.rag = state
     app.state.api_keys = [k.encode("utf-8") for k in keys] if auth else None
     install_error_handlers(app)
-
-    @app.get("/health", response_model=HealthResponse, summary="liveness (no key needed)")
-    def health(state: State) -> HealthResponse:
-        return HealthResponse(
-            status="ok",
-            documents=state.size,
-            retriever=state.pipeline.retriever.name,
-            generator=state.pipeline.generator is not None,
-        )
-
+    app.include_router(health_router())
     if getattr(pipeline, "generator", None) is not None:  # multi-turn chat needs a generator
         from rag.chat_service import ChatSessions
 
-        routers = [chat_router(ChatSessions(pipeline)), *routers]
+        sessions = ChatSessions(LockedSearch(state.pipeline, state.lock))
+        routers = [chat_router(sessions), *routers]
     from rag.openai_routes import openai_router  # /v1/models, /v1/chat/completions, /v1/embeddings
 
     routers = [openai_router(), *routers]
@@ -303,12 +383,86 @@ def create_app(
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(LimitsMiddleware, limits=state.limits)  # outermost: times the body read
     return app
 
 
+def health_router() -> APIRouter:
+    """``/health`` (as before), ``/health/live`` and ``/health/ready``; no key needed."""
+    router = APIRouter(tags=["health"])
+
+    @router.get(
+        "/health",
+        response_model=HealthResponse,
+        summary="status (no key needed): 200 once ready, 503 with status 'loading' before",
+        responses={503: {"model": HealthResponse, "description": "still loading"}},
+    )
+    def health(state: State) -> Any:
+        body = HealthResponse(
+            status="ok" if state.ready else "loading",
+            documents=state.size,
+            retriever=state.pipeline.retriever.name,
+            generator=state.pipeline.generator is not None,
+        )
+        if not state.ready:  # as before: 200 means requests can be sent
+            return JSONResponse(body.model_dump(), status_code=503)
+        return body
+
+    @router.get("/health/live", summary="the process serves HTTP (no key needed)")
+    def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @router.get(
+        "/health/ready",
+        summary="the index and models are loaded (503 until then; no key needed)",
+        responses={503: {"model": ErrorResponse, "description": "still loading"}},
+    )
+    def ready(state: State) -> Any:
+        if not state.ready:
+            raise HTTPException(503, "loading the index and models", headers={"Retry-After": "2"})
+        return {"status": "ready", **state.describe()}
+
+    return router
+
+
+def ready_line(state: ServerState, address: str | None, seconds: float) -> str:
+    """The one log line ``rag serve`` prints when ready."""
+    d = state.describe()
+    return (
+        f"ragnodes ready: index={d['index']} generation={d['generation']} "
+        f"documents={d['documents']} retriever={d['retriever']} model={d['model'] or 'none'} "
+        f"address={address or '(unknown)'} ready_in={seconds:.1f}s"
+    )
+
+
+def _lifespan(state: ServerState, load: str, address: str | None, t0: float) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def load_now() -> None:
+            try:
+                if load == "background":
+                    await asyncio.get_running_loop().run_in_executor(None, state.load)
+                logger.info(ready_line(state, address, time.monotonic() - t0))
+            except Exception:
+                logger.exception("loading the index and models failed; the server is not ready")
+
+        task = asyncio.ensure_future(load_now())
+        try:
+            yield
+        finally:  # connections drained (or the drain deadline passed): stop what still runs
+            task.cancel()
+            if n := state.cancel_all():
+                logger.warning("cancelled %d generation(s) still running at shutdown", n)
+
+    return lifespan
+
+
 def mount(app: FastAPI, router: APIRouter) -> None:
-    """Mount another router behind the API-key check, with the shared error responses."""
-    app.include_router(router, dependencies=[Depends(require_api_key)], responses=ERRORS)
+    """Mount another router behind the API-key check (and 503 until the server is ready), with
+    the shared error responses."""
+    app.include_router(
+        router, dependencies=[Depends(require_ready), Depends(require_api_key)], responses=ERRORS
+    )
 
 
 def _version() -> str:

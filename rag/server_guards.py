@@ -42,8 +42,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "a ragnodes error (bad filter, no generator), with its message",
         409: "conflicting input (the same document id twice in one request)",
         401: "missing or wrong API key",
+        408: "the body, the response or the generation took longer than its timeout",
         413: "request body too large",
-        422: "invalid input: the message names each bad field",
+        422: "invalid input, or over a limit: the message names each bad field or the limit",
+        429: "a stage is at its concurrency limit (--max-concurrent); retry later",
     }.items()
 }
 
@@ -121,8 +123,10 @@ _CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
+    429: "too_many_requests",
     422: "validation_error",
     500: "internal_error",
 }
@@ -193,7 +197,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
-        return error_response(400, "bad_request", str(exc), path=request.url.path)
+        status = int(getattr(exc, "status", 400))  # a limit (rag.server_limits) says its own
+        return error_response(status, _CODES.get(status, "bad_request") if status != 422
+                              else "limit_exceeded", str(exc), path=request.url.path)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

@@ -1,13 +1,16 @@
 """What the HTTP endpoints share (:mod:`rag.server`, :mod:`rag.openai_routes`): the pipeline,
-its many-readers/one-writer lock, and the FastAPI dependency that hands it to an endpoint."""
+its many-readers/one-writer lock, the limits and concurrency gates (:mod:`rag.server_limits`),
+the running generations (cancelled at shutdown), readiness, and the FastAPI dependency that
+hands the state to an endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +18,7 @@ from rag.errors import RagError
 from rag.extras import require
 
 try:
-    from fastapi import Depends, Request
+    from fastapi import Depends, HTTPException, Request
 except ImportError:
     require("fastapi", extra="serve", feature="the HTTP server")
     raise
@@ -36,15 +39,44 @@ class ReadWriteLock:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writing)
-            self._readers += 1
+        self._acquire_read()
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+            self._release_read()
+
+    def _acquire_read(self, wait: bool = True) -> bool:
+        with self._cond:
+            if not wait and self._writing:
+                return False
+            self._cond.wait_for(lambda: not self._writing)
+            self._readers += 1
+            return True
+
+    def _release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    @asynccontextmanager
+    async def areading(self) -> AsyncIterator[None]:
+        """:meth:`reading` on the event loop: waits for a writer in a thread, not on the loop;
+        a waiter cancelled meanwhile releases what its thread then acquires."""
+        if not self._acquire_read(wait=False):
+            fut = asyncio.get_running_loop().run_in_executor(None, self._acquire_read)
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                def undo(f: Any) -> None:  # acquired for a waiter that is gone
+                    if not f.cancelled():
+                        self._release_read()
+
+                fut.add_done_callback(undo)
+                raise
+        try:
+            yield
+        finally:
+            self._release_read()
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -67,13 +99,21 @@ class ServerState:
         pipeline: Any,
         save_to: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        limits: Any = None,
     ) -> None:
+        from rag.concurrency import default_pool
         from rag.pipeline import Pipeline
+        from rag.server_limits import Limits, StageGates
 
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline(retriever=pipeline)
         self.save_to = Path(save_to) if save_to is not None else None
         self.read_only = read_only
         self.lock = ReadWriteLock()
+        self.limits = limits if limits is not None else Limits()
+        self.gates = StageGates(self.limits.max_concurrent)
+        self.pool = default_pool()
+        self.ready = False
+        self.cancels: set[Any] = set()  # the running generations, cancelled at shutdown
         self.refresh_error: str | None = None  # the last failed refresh (logged once)
         if save_to is not None and self.pipeline.folder != Path(save_to):
             self.pipeline.save(save_to, config=False)  # writes commit there from now on
@@ -110,9 +150,95 @@ class ServerState:
             self.pipeline.search(WARM_QUERY, k=1)
 
 
+    def load(self) -> None:
+        """Load the models and build lazy indexes (:meth:`warm`); the server is ready after."""
+        gen = self.pipeline.generator
+        if gen is not None and callable(getattr(gen, "load", None)):
+            gen.load()
+        self.warm()
+        self.ready = True
+
+    def describe(self) -> dict[str, Any]:
+        """What the ready line reports: index folder, generation, documents, model."""
+        session = self.pipeline.session
+        gen = self.pipeline.generator
+        return {
+            "index": str(session.path) if session is not None else "(memory)",
+            "generation": getattr(session, "generation", None) if session is not None else None,
+            "documents": self.size,
+            "retriever": self.pipeline.retriever.name,
+            "model": str(getattr(gen, "model", None) or getattr(gen, "name", "")) if gen else None,
+        }
+
+    # -- the async request plumbing ----------------------------------------------------------------
+    async def stream(
+        self,
+        make: Callable[[], AsyncIterator[Any]],
+        on_error: Callable[[BaseException], Any],
+        stage: str = "generate",
+    ) -> AsyncIterator[Any]:
+        """Items of ``make()`` for a streamed response, under the stage's concurrency gate, this
+        request's cancel (closed when the client leaves or the server stops) and the generation
+        timeout; an error (a limit, a ragnodes error, a crash) becomes ``on_error(e)``."""
+        from rag.concurrency import Cancel, cancel_scope, with_deadline
+        from rag.errors import RagError
+
+        cancel = Cancel()
+        self.cancels.add(cancel)
+        try:
+            with cancel_scope(cancel):  # one consumer task iterates this: the scope is its own
+                async with self.gates.enter(stage):
+                    async for item in with_deadline(make(), self.limits.generation_timeout):
+                        yield item
+        except RagError as e:
+            yield on_error(e)
+        except Exception as e:
+            logger.exception("unhandled error while streaming a response")
+            yield on_error(e)
+        finally:
+            cancel.set("the response ended")
+            self.cancels.discard(cancel)
+
+    async def complete(
+        self, make: Callable[[], AsyncIterator[Any]], stage: str = "generate"
+    ) -> Any:
+        """The last item of ``make()`` for a JSON response (the same gate, cancel and timeout as
+        :meth:`stream`; errors propagate to the error handlers)."""
+        from rag.concurrency import Cancel, cancel_scope, with_deadline
+
+        cancel = Cancel()
+        self.cancels.add(cancel)
+        last = None
+        try:
+            with cancel_scope(cancel):
+                async with self.gates.enter(stage):
+                    async for item in with_deadline(make(), self.limits.generation_timeout):
+                        last = item
+        finally:
+            cancel.set("the response ended")
+            self.cancels.discard(cancel)
+        return last
+
+    def cancel_all(self, reason: str = "the server is shutting down") -> int:
+        """Cancel every running generation (after the drain deadline); returns how many."""
+        running = list(self.cancels)
+        for c in running:
+            c.set(reason)
+        return len(running)
+
+
 def get_state(request: Request) -> ServerState:
     """Dependency: the :class:`ServerState` of the app serving this request."""
     return request.app.state.rag
+
+
+def require_ready(request: Request) -> None:
+    """Dependency: 503 until the index and models are loaded (``/health/ready`` says when)."""
+    if not request.app.state.rag.ready:
+        raise HTTPException(
+            503, "the server is still loading its index and models; poll /health/ready",
+            headers={"Retry-After": "2"},
+        )
 
 
 State = Annotated[ServerState, Depends(get_state)]  # an endpoint's ``state: State`` parameter

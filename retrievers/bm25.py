@@ -21,6 +21,7 @@ query term: a stopword-only query returns no hits rather than arbitrary ones.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.nodes import BaseRetriever
 from rag.persist import atomic_write_text
-from rag.types import Document, Query
+from rag.types import Document, Query, ScoredIds
 from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.exact import topk_rows
@@ -41,6 +42,8 @@ METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 BATCH_MATRIX = 8
 LEGACY_METHODS = ("bm25l", "bm25+")  # a score for every non-matching document: bm25s rebuilds
 FIELDS = ("title+text", "text")
+_WORDS = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) token pattern
+MAX_STEMS = 1_000_000  # words whose stems a retriever keeps between calls
 
 
 class BM25Retriever(BaseRetriever):
@@ -84,20 +87,31 @@ class BM25Retriever(BaseRetriever):
 
     def _load(self) -> None:
         import Stemmer
+        from bm25s.tokenization import _infer_stopwords
 
         self._stem = Stemmer.Stemmer(self.stemmer) if self.stemmer else None
+        self._stopset = frozenset(_infer_stopwords(self.stopwords or []))
+        self._stems: dict[str, str] = {}  # word -> stem, shared by all calls (bounded)
 
     def tokenize(self, texts: list[str]) -> list[list[str]]:
-        import bm25s
-
+        """Lower-cased ``\\w\\w+`` words without stopwords, stemmed: the tokens of
+        ``bm25s.tokenize(texts, stopwords, stemmer, return_ids=False)`` (scikit-learn's
+        CountVectorizer rule), computed without its per-call vocabulary and with the stems of
+        words already seen kept, so a batch of queries pays one regex pass per text and one
+        stemmer call for its new words."""
         self.load()
-        return bm25s.tokenize(  # type: ignore[no-any-return]
-            texts,
-            stopwords=self.stopwords or [],
-            stemmer=self._stem,
-            return_ids=False,
-            show_progress=False,
-        )
+        split, stop = _WORDS.findall, self._stopset
+        words = [[w for w in split(t.lower()) if w not in stop] for t in texts]
+        if self._stem is None:
+            return words
+        stems = self._stems
+        new = {w for doc in words for w in doc if w not in stems}
+        if new:
+            if len(stems) > MAX_STEMS:
+                stems = self._stems = {}
+            new_words = list(new)
+            stems.update(zip(new_words, self._stem.stemWords(new_words)))
+        return [[stems[w] for w in doc] for doc in words]
 
     def _text(self, d: Document) -> str:
         return d.full_text if self.fields == "title+text" else d.text
@@ -160,7 +174,7 @@ class BM25Retriever(BaseRetriever):
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    ) -> list[ScoredIds]:
         if not self._segmented:  # bm25l / bm25+: one bm25s index, batched kernel
             if self._bm25 is None:
                 self._build()
@@ -172,10 +186,7 @@ class BM25Retriever(BaseRetriever):
             idx_b, vals_b = kbm25.topk(
                 self._bm25, self.tokenize([q.text for q in queries]), k, allowed
             )
-            return [
-                [(self._order[j], v) for j, v in zip(ri, rv) if v != -np.inf and v != 0]
-                for ri, rv in zip(idx_b.tolist(), vals_b.tolist())
-            ]
+            return _scored(self._order, idx_b, vals_b)
         seg = self._index
         if len(queries) < BATCH_MATRIX and not seg.matrix_fresh():
             return self._search_rows(queries, k, filter)
@@ -191,16 +202,11 @@ class BM25Retriever(BaseRetriever):
         idx_b, vals_b = kbm25.topk(
             seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed
         )
-        # only documents that match at least one query term (a non-zero BM25 term sum):
-        # padding a ranking with zero-score documents hands the generator noise as context
-        return [
-            [(order[j], v) for j, v in zip(ri, rv) if v != -np.inf and v != 0]
-            for ri, rv in zip(idx_b.tolist(), vals_b.tolist())
-        ]
+        return _scored(order, idx_b, vals_b)
 
     def _search_rows(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    ) -> list[ScoredIds]:
         """Per query from the segments' postings: right after a write, a few queries cost less
         this way than rebuilding the kernel's score matrix (a server's single searches)."""
         out = []
@@ -218,7 +224,7 @@ class BM25Retriever(BaseRetriever):
             if mask is not None:
                 s = np.where(mask, s, -np.inf)
             idx, vals = topk_rows(s[None, :], k)
-            out.append([(order[j], float(v)) for j, v in zip(idx[0], vals[0]) if np.isfinite(v)])
+            out.extend(_scored(order, idx, vals))
         return out
 
     # -- persistence: segments are appended, never rewritten (rag.index) ------------------------
@@ -250,3 +256,14 @@ class BM25Retriever(BaseRetriever):
         self.load()
         self._order = json.loads((path / "bm25" / "order.json").read_text(encoding="utf-8"))
         self._bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)
+
+
+def _scored(order: list[str], idx: np.ndarray, vals: np.ndarray) -> list[ScoredIds]:
+    """Per query row of the kernel's ``(B, k)`` rows and scores: the ids and scores of the
+    documents that match at least one query term (a finite, non-zero BM25 sum; padding a
+    ranking with zero-score documents hands the generator noise as context). Stays arrays."""
+    keep = np.isfinite(vals) & (vals != 0)
+    return [
+        ScoredIds([order[j] for j in ri[kr].tolist()], rv[kr])
+        for ri, rv, kr in zip(idx, vals, keep)
+    ]

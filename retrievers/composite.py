@@ -29,11 +29,16 @@ Clarke & Buettcher, SIGIR 2009; CombSUM, Fox & Shaw 1994).
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from rag import tracing
 from rag.nodes import BaseRetriever, candidate_depth
 from rag.types import Document, Query, Ranking
+
+_ASKED: ContextVar[list[int] | None] = ContextVar("ragnodes_asked", default=None)
 
 
 class CompositeRetriever(BaseRetriever):
@@ -89,7 +94,13 @@ class CompositeRetriever(BaseRetriever):
             return [Ranking(query=q, stage=self.name) for q in queries]
         self.load()
         self._share_documents(self.documents)
-        fused = self._fuse(queries, k, self.candidate_depth(k), filter)
+        asked: list[int] = []  # when the children were done (the fuse span starts there)
+        token = _ASKED.set(asked)
+        try:
+            fused = self._fuse(queries, k, self.candidate_depth(k), filter)
+        finally:
+            _ASKED.reset(token)
+        tracing.stage_span_after("fuse", self, asked[-1] if asked else None, k, fused)
         return [
             r.model_copy(update={"query": q, "stage": self.name})
             for q, r in zip(queries, fused, strict=True)
@@ -110,8 +121,16 @@ class CompositeRetriever(BaseRetriever):
         k: int,
         filter: dict[str, Any] | None,
     ) -> list[list[Ranking]]:
-        """Each child's rankings of ``queries`` (``[child][query]``), on the checked request."""
-        return [c._retrieve(queries, k, filter) for c in children]
+        """Each child's rankings of ``queries`` (``[child][query]``), on the checked request;
+        one ``retrieve {child}`` span each (:mod:`rag.tracing`)."""
+        out = []
+        for c in children:
+            with tracing.stage("retrieve", c, k, len(queries)) as sp:
+                out.append(c._retrieve(queries, k, filter))
+                tracing.candidates(sp, out[-1])
+        if (asked := _ASKED.get()) is not None:
+            asked.append(time.time_ns())
+        return out
 
     # -- the one document store -------------------------------------------------------------------
     def _share_documents(self, documents: Any) -> None:

@@ -6,6 +6,10 @@ z-score per ranking): ``score(d) = sum_i w_i * norm_i(s_i(d))``, a missing docum
 
 Both are order-independent: permuting the input rankings (with their weights) gives the same
 output, ties broken by document id. The first ranking's Document object is kept for each id.
+
+The kernels work on arrays (:class:`rag.types.ScoredIds`, ids best first with their scores):
+:func:`rrf_arrays` and :func:`combsum_arrays` return the fused ids and scores, and only the top
+``k`` fused hits become :class:`~rag.types.Hit` objects (``Ranking.from_arrays``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.types import Document, Ranking
+from rag.types import Document, Ranking, ScoredIds
 
 NORMS = ("minmax", "zscore", "none")
 
@@ -39,16 +43,31 @@ def rrf(
         raise ConfigError("rrf needs at least one ranking")
     if rrf_k < 0:
         raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
-    ws = _weights(rankings, weights)
-    scores: dict[str, float] = {}
-    docs: dict[str, Document] = {}
-    for r, w in zip(rankings, ws):
-        for rank, h in enumerate(r.hits, 1):
-            scores[h.id] = scores.get(h.id, 0.0) + w / (rrf_k + rank)
-            docs.setdefault(h.id, h.document)
-    return Ranking.from_scored(
-        rankings[0].query, ((docs[i], s) for i, s in scores.items()), k, "rrf"
+    fused = rrf_arrays([r.arrays() for r in rankings], _weights(rankings, weights), rrf_k)
+    return Ranking.from_arrays(
+        rankings[0].query, fused.ids, fused.scores, _documents(rankings), k, "rrf"
     )
+
+
+def _documents(rankings: Sequence[Ranking]) -> dict[str, Document]:
+    """id -> Document, the first ranking's object kept for each id."""
+    docs: dict[str, Document] = {}
+    for r in reversed(rankings):
+        docs.update((h.document.id, h.document) for h in reversed(r.hits))
+    return docs
+
+
+def rrf_arrays(
+    lists: Sequence[ScoredIds], weights: Sequence[float], rrf_k: int = 60
+) -> ScoredIds:
+    """RRF of ranked id lists (each best first; a repeated id counts at each rank it holds):
+    the fused ids (unique, any order) and their float64 scores."""
+    scores: dict[str, float] = {}
+    get = scores.get
+    for ids, w in zip((x.ids for x in lists), weights):
+        for rank, i in enumerate(ids, 1):
+            scores[i] = get(i, 0.0) + w / (rrf_k + rank)
+    return ScoredIds(list(scores), np.fromiter(scores.values(), np.float64, len(scores)))
 
 
 def normalize(scores: np.ndarray, method: str) -> np.ndarray:
@@ -72,14 +91,19 @@ def score_fusion(
         raise ConfigError("score_fusion needs at least one ranking")
     if norm not in NORMS:
         raise ConfigError(f"norm must be one of {NORMS}, got {norm!r}")
-    ws = _weights(rankings, weights)
-    scores: dict[str, float] = {}
-    docs: dict[str, Document] = {}
-    for r, w in zip(rankings, ws):
-        ns = normalize(np.asarray(r.scores, dtype=np.float64), norm)
-        for h, s in zip(r.hits, ns):
-            scores[h.id] = scores.get(h.id, 0.0) + w * float(s)
-            docs.setdefault(h.id, h.document)
-    return Ranking.from_scored(
-        rankings[0].query, ((docs[i], s) for i, s in scores.items()), k, norm
+    fused = combsum_arrays([r.arrays() for r in rankings], _weights(rankings, weights), norm)
+    return Ranking.from_arrays(
+        rankings[0].query, fused.ids, fused.scores, _documents(rankings), k, norm
     )
+
+
+def combsum_arrays(lists: Sequence[ScoredIds], weights: Sequence[float], norm: str) -> ScoredIds:
+    """CombSUM of per-list normalised scores (:func:`normalize`): the fused ids (unique, any
+    order) and their float64 scores; a repeated id adds each of its scores."""
+    scores: dict[str, float] = {}
+    get = scores.get
+    for x, w in zip(lists, weights):
+        ns = normalize(np.asarray(x.scores, dtype=np.float64), norm)
+        for i, v in zip(x.ids, (w * ns).tolist()):
+            scores[i] = get(i, 0.0) + v
+    return ScoredIds(list(scores), np.fromiter(scores.values(), np.float64, len(scores)))

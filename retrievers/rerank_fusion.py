@@ -16,8 +16,10 @@ shared index is saved once.
 
 A reranker with index-time state (late interaction's token store,
 :meth:`retrievers.multivector.reranker.LateInteractionReranker.index_documents`) builds it when
-this node indexes, and the store is committed and reopened with the index, so a query reads its
-candidates' token vectors instead of encoding them (seconds per query on a CPU otherwise).
+this node indexes, and the store is committed and reopened with the index through the rerankers'
+one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.nodes.BaseReranker`), so a query
+reads its candidates' token vectors instead of encoding them (seconds per query on a CPU
+otherwise).
 
 >>> from retrievers import BM25Retriever
 >>> r = RerankFusionRetriever([BM25Retriever()], [], weights=[1.0])
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
-from rag.nodes import BaseRetriever
+from rag.nodes import BaseReranker, BaseRetriever
 from rag.types import Document, Query, Ranking
 from retrievers.fusion import rrf
 from retrievers.hybrid import HybridRetriever
@@ -111,7 +113,7 @@ class RerankFusionRetriever(HybridRetriever):
                 r.load()
                 r._add(docs)
         for rr in self.rerankers:  # index-time state: late interaction's token store
-            if hasattr(rr, "index_documents"):
+            if isinstance(rr, BaseReranker):
                 rr.index_documents(docs)
 
     def _delete(self, ids: list[str]) -> None:
@@ -122,7 +124,7 @@ class RerankFusionRetriever(HybridRetriever):
             else:
                 r._delete(ids)
         for rr in self.rerankers:
-            if hasattr(rr, "delete_documents"):
+            if isinstance(rr, BaseReranker):
                 rr.delete_documents(ids)
 
     def _commit_state(self, commit: Any, part: str) -> dict[str, Any]:
@@ -130,8 +132,8 @@ class RerankFusionRetriever(HybridRetriever):
             {"follower": True} if i in self._followers else r._commit_state(commit, f"{part}{i}")
             for i, r in enumerate(self.retrievers)
         ]
-        stores = [  # token stores built at index time, through the rerankers' own hook
-            rr._commit_state(commit, f"{part}rr{j}") if hasattr(rr, "_commit_state") else None
+        stores = [  # index-time state (token segments), through the rerankers' one hook
+            rr._commit_state(commit, f"{part}rr{j}") if isinstance(rr, BaseReranker) else None
             for j, rr in enumerate(self.rerankers)
         ]
         return {"children": parts, "rerankers": stores}
@@ -142,9 +144,11 @@ class RerankFusionRetriever(HybridRetriever):
             if not s.get("follower"):
                 r._open_state(folder, s)
         self._link()  # followers read their sibling's (now opened) index again
-        for rr, rs in zip(self.rerankers, state.get("rerankers") or [], strict=False):
-            if hasattr(rr, "_open_state"):
-                rr._open_state(folder, rs)
+        saved = state.get("rerankers") or []
+        for j, rr in enumerate(self.rerankers):
+            if isinstance(rr, BaseReranker):
+                got = saved[j] if j < len(saved) else None
+                rr._open_state(folder, got if isinstance(got, dict) else None)
 
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):

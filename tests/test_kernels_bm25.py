@@ -27,6 +27,11 @@ def corpus():
     return docs, queries + ["cat cat dog", "zebra", "the of and"]
 
 
+def pairs(scored):
+    """``_search``'s per-query arrays (:class:`rag.types.ScoredIds`) as ``(id, score)`` pairs."""
+    return [list(zip(x.ids, x.scores.tolist())) for x in scored]
+
+
 def old_search(r: BM25Retriever, text: str, k: int, mask=None):
     s = r.scores(text)  # bm25s get_scores, one query
     if mask is not None:
@@ -44,8 +49,8 @@ def test_batch_equals_the_per_query_loop_with_ties_and_filters(corpus, method) -
     mask = np.array([r.documents[i].metadata["even"] for i in r._order])
     qs = [Query(text=q) for q in queries]
     for k in (1, 10, 500):
-        assert r._search(qs, k, None) == [old_search(r, q, k) for q in queries]
-        got = r._search(qs, k, {"even": True})
+        assert pairs(r._search(qs, k, None)) == [old_search(r, q, k) for q in queries]
+        got = pairs(r._search(qs, k, {"even": True}))
         assert got == [old_search(r, q, k, mask) for q in queries]
     # and end to end: the public call ranks the same documents
     assert r.retrieve_batch(queries, k=10)[1].ids[0] == old_search(r, queries[1], 1)[0][0]
@@ -87,9 +92,9 @@ def test_segments_kernel_equals_the_postings_path_after_writes(corpus) -> None:
     r.delete(["d3", "d250", "dup1"])  # tombstones in both
     qs = [Query(text=q) for q in queries]
     seg = r._index
-    rows = r._search_rows(qs, 10, {"even": True})
+    rows = pairs(r._search_rows(qs, 10, {"even": True}))
     assert not seg.matrix_fresh()
-    batch = r._search(qs, 10, {"even": True})  # >= BATCH_MATRIX queries: builds the matrix
+    batch = pairs(r._search(qs, 10, {"even": True}))  # >= BATCH_MATRIX queries: builds the matrix
     assert seg.matrix_fresh() and batch == rows
-    assert r._search(qs[:2], 500, None) == r._search_rows(qs[:2], 500, None)
+    assert pairs(r._search(qs[:2], 500, None)) == pairs(r._search_rows(qs[:2], 500, None))
     assert all("d3" not in [i for i, _ in hits] for hits in batch)

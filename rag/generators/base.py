@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rag.concurrency import current_cancel
 from rag.errors import ConfigError
 from rag.nodes import Node
 
@@ -113,6 +114,25 @@ def stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
             close()
 
 
+def _until_cancelled(pieces: Iterator[str]) -> Iterator[str]:
+    """``pieces`` until the current request is cancelled (:mod:`rag.concurrency`): checked at
+    every piece, so a client that went away stops the generation at its next token."""
+    cancel = current_cancel()
+    if cancel is None:
+        yield from pieces
+        return
+    try:
+        for piece in pieces:
+            cancel.pieces += 1
+            if cancel.cancelled:
+                return
+            yield piece
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+
+
 @dataclass(frozen=True)
 class Sampling:
     """The settings of one call: the generator's defaults with the call's overrides."""
@@ -181,7 +201,7 @@ class BaseGenerator(Node):
     def _stream_checked(self, messages: Messages, s: Sampling) -> Iterator[str]:
         self.load()
         if self.streams_tokens:
-            yield from stop_filtered(self._stream(messages, s), s.stop)
+            yield from stop_filtered(_until_cancelled(self._stream(messages, s)), s.stop)
         elif text := cut_at_stop("".join(self._stream(messages, s)), s.stop)[0]:
             yield text
 

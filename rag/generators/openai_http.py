@@ -28,11 +28,12 @@ llama.cpp with ``--jinja``, Ollama, OpenAI, ``rag serve``'s own ``/v1``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag.concurrency import current_cancel
 from rag.errors import ConfigError
 from rag.generators.base import (
     BaseGenerator,
@@ -324,6 +325,39 @@ class OpenAICompatibleGenerator(BaseGenerator):
                 )
         finally:
             chunks.close()
+
+    async def astream(
+        self,
+        messages: Messages | str,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` on the event loop (``httpx.AsyncClient``): no thread is held while the
+        server generates, and closing this iterator (a client gone, a timeout) closes the
+        response, which ends the generation on a server that notices (vLLM, llama.cpp)."""
+        msgs = check_messages(messages)
+        s = self.sampling(max_new_tokens, temperature, stop)
+        self.load()
+        shown = StopFilter(s.stop)
+        cancel = current_cancel()
+        chunks = self.runtime.achunks(self._body(msgs, s, None, None, True))
+        try:
+            async for chunk in chunks:
+                if cancel is not None:
+                    cancel.pieces += 1
+                piece = "".join(
+                    (choice.get("delta") or {}).get("content") or ""
+                    for choice in chunk.get("choices") or ()
+                )
+                if out := shown.feed(piece):
+                    yield out
+                if shown.stopped:
+                    return
+            if rest := shown.flush():
+                yield rest
+        finally:
+            await chunks.aclose()
 
     def stream_events(
         self,

@@ -49,6 +49,12 @@ def add_index_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--situate-model", default="smollm2-135m", help="the model for --situate")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that embed each batch (dense/hybrid); one writer commits in order",
+    )
+    p.add_argument(
         "--csv-columns", default=None, help="CSV column mapping: text=COL[,COL];id=COL;title=COL"
     )
 
@@ -121,6 +127,7 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
         chunker=chunker,
         situator=Situator(args.situate_model) if args.situate else None,
         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+        workers=args.workers,
     )
     for line in report.lines():
         print(line)

@@ -124,6 +124,7 @@ def index_paths(
     situator: Any = None,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> IndexReport:
     """Index (or incrementally re-index) files into the index folder ``out``.
 
@@ -131,7 +132,11 @@ def index_paths(
     ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
     ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
-    total)`` is called after each commit with the documents (files, records) indexed so far."""
+    total)`` is called after each commit with the documents (files, records) indexed so far;
+    ``workers > 1`` encodes each batch in that many processes before this process commits it
+    (:mod:`rag.ingest.workers`)."""
+    from rag.ingest.workers import encode_pool
+
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -139,23 +144,12 @@ def index_paths(
     manifest = read_manifest(out)
     pipe = _open_or_create(out, new_pipeline)
     try:
-        report = _index_files(
-            pipe,
-            manifest,
-            paths,
-            include,
-            exclude,
-            strict,
-            chunk_size,
-            chunk_overlap,
-            chunk_records,
-            csv_columns,
-            warn,
-            chunker,
-            situator,
-            batch_size,
-            progress if progress is not None else (lambda done, total: None),
-        )
+        with encode_pool(pipe.retriever, workers) as pool:
+            report = _index_files(
+                pipe, manifest, paths, include, exclude, strict, chunk_size, chunk_overlap,
+                chunk_records, csv_columns, warn, chunker, situator, batch_size,
+                progress if progress is not None else (lambda done, total: None), pool,
+            )
         if (out / MANIFEST).exists():  # the old side file: the cursor replaces it
             (out / MANIFEST).unlink()
     finally:
@@ -200,6 +194,7 @@ def _index_files(
     situator: Any,
     batch_size: int,
     progress: Callable[[int, int], None],
+    pool: Any,
 ) -> IndexReport:
     if chunker is None:
         chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
@@ -241,6 +236,7 @@ def _index_files(
         over, report.max_length = count_overlong(pipe.retriever, batch)
         report.overlong += over
         report.encoded += len(batch)
+        pool.prefill(batch)  # --workers: the vectors, from the worker processes, into the cache
         pipe.index(list(batch), cursor=cursor())
         report.chunks_added += len(batch)
         batch.clear()

@@ -34,6 +34,18 @@ def search(node: Any, query: Query | str, k: int, filter: dict | None = None) ->
     return node.search(query, k=k, filter=filter)
 
 
+async def asearch(node: Any, query: Query | str, k: int, filter: dict | None = None) -> Ranking:
+    """:func:`search` off the event loop: a pipeline's :meth:`~rag.pipeline.Pipeline.asearch`
+    (the bounded worker pool), else a thread. Both carry the caller's context in, so the
+    caller's OpenTelemetry span is the parent of ragnodes' stage spans."""
+    if callable(getattr(node, "asearch", None)):
+        check_k(k)
+        return await node.asearch(query, k=k, filter=filter)
+    import asyncio
+
+    return await asyncio.to_thread(search, node, query, k, filter)
+
+
 def fetch(node: Any, doc_id: str) -> Document:
     """The document with id ``doc_id`` from a retriever or pipeline (a file indexed as chunks is
     reassembled from them, :func:`rag.ingest.parents.lookup`); a clear error if none."""

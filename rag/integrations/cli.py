@@ -41,6 +41,23 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         help="refuse /documents changes (by default they are committed to the index folder)",
     )
     p.add_argument("--save", action="store_true", help=argparse.SUPPRESS)  # the default now
+    g = p.add_argument_group("limits (each violation is a 4xx naming the limit; 0: none)")
+    g.add_argument("--max-messages", type=int, default=256, help="messages per request (422)")
+    g.add_argument("--max-prompt-tokens", type=int, default=8192,
+                   help="prompt tokens per request (422)")
+    g.add_argument("--body-timeout", type=float, default=10.0,
+                   help="seconds to receive a request body, then 408 and close (slowloris)")
+    g.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds until a response starts, then 408")
+    g.add_argument("--generation-timeout", type=float, default=120.0,
+                   help="seconds to generate an answer, then 408 (a stream: an error event)")
+    g.add_argument("--max-concurrent", default="search=64,generate=4", metavar="STAGE=N,...",
+                   help="requests in flight per stage, more get 429 (default: %(default)s)")
+    g = p.add_argument_group("lifecycle")
+    g.add_argument("--drain-timeout", type=float, default=10.0,
+                   help="on SIGTERM, seconds to finish in-flight requests before cancelling them")
+    g.add_argument("--worker-threads", type=int, default=0,
+                   help="threads for CPU-bound stages (0: min(8, cpus + 2))")
 
 
 def add_mcp_args(p: argparse.ArgumentParser) -> None:
@@ -58,18 +75,52 @@ def _open(args: argparse.Namespace) -> Any:
     return pipe
 
 
+def _limits(args: argparse.Namespace) -> Any:
+    from rag.server_limits import Limits, parse_concurrency
+
+    def opt(v: Any) -> Any:
+        return v if v else None  # 0: no limit
+
+    return Limits(
+        max_messages=opt(args.max_messages),
+        max_prompt_tokens=opt(args.max_prompt_tokens),
+        body_timeout=opt(args.body_timeout),
+        request_timeout=opt(args.request_timeout),
+        generation_timeout=opt(args.generation_timeout),
+        max_concurrent=parse_concurrency(args.max_concurrent),
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Open the index and serve it with uvicorn (one process; endpoints run in its threads)."""
+    """Open the index and serve it with uvicorn: live at once, ready (one log line) once the
+    models are loaded; SIGTERM stops accepting, drains for ``--drain-timeout`` s, then cancels."""
+    import time
+
+    t0 = time.monotonic()
     from rag.extras import require
 
     uvicorn = require("uvicorn", extra="serve", feature="rag serve")
+    from rag import tracing
+    from rag.concurrency import set_pool_size
     from rag.server import create_app
 
     if args.no_auth and args.host not in LOOPBACK:
         raise ConfigError(f"--no-auth is only allowed on a loopback host, got --host {args.host}")
+    if args.drain_timeout < 0:
+        raise ConfigError(f"--drain-timeout must be >= 0, got {args.drain_timeout}")
+    limits = _limits(args)
+    log = logging.getLogger("ragnodes")
+    if not any(not isinstance(h, logging.NullHandler) for h in log.handlers):
+        # the ready line and shutdown notes, on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    tracing.configure()  # OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT, if set
+    if args.worker_threads:
+        set_pool_size(args.worker_threads)
     pipe = _open(args)
-    if pipe.generator is not None:  # load once now, not by the first concurrent /ask requests
-        pipe.generator.load()
+    host = f"[{args.host}]" if ":" in args.host else args.host
     app = create_app(
         pipe,
         auth=not args.no_auth,
@@ -78,8 +129,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         # an index in the layout before rag.index is re-saved once, so that writes are committed
         save_to=args.index if pipe.folder is None and not args.read_only else None,
+        limits=limits,
+        load="background",  # /health/live now, /health/ready and the ready line when loaded
+        address=f"http://{host}:{args.port}",
+        started=t0,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=args.drain_timeout,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()
     return 0
 
 

@@ -33,6 +33,7 @@ from pydantic import ConfigDict, Field
 from rag.extras import require
 from rag.integrations._common import (
     SCORE_KEY,
+    asearch,
     check_postprocessor,
     check_searchable,
     content_id,
@@ -130,8 +131,10 @@ class LangChainRetriever(BaseRetriever):
         k: int | None = None,
         filter: dict | None = None,
     ) -> list[LCDocument]:
-        # ragnodes nodes are synchronous (numpy / torch): run them off the event loop
-        return await asyncio.to_thread(self._search, query, k, filter)
+        # off the event loop (a pipeline's worker pool), with the caller's span as parent
+        n = k if k is not None else self.k
+        flt = from_langchain(filter if filter is not None else self.filter)
+        return to_documents(await asearch(self.retriever, query, n, flt))
 
 
 class LangChainCompressor(BaseDocumentCompressor):

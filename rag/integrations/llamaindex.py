@@ -24,7 +24,6 @@ Needs the ``llamaindex`` extra (``pip install "ragnodes[llamaindex]"``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from pydantic import Field
 from rag.errors import ConfigError
 from rag.extras import require
 from rag.integrations._common import (
+    asearch,
     check_postprocessor,
     check_searchable,
     out_metadata,
@@ -143,7 +143,9 @@ class LlamaIndexRetriever(BaseRetriever):
         return to_nodes(search(self.retriever, query, self.k, self.filter))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return await asyncio.to_thread(self._retrieve, query_bundle)
+        # off the event loop (a pipeline's worker pool), with the caller's span as parent
+        query = Query(text=query_bundle.query_str)
+        return to_nodes(await asearch(self.retriever, query, self.k, self.filter))
 
 
 class LlamaIndexPostprocessor(BaseNodePostprocessor):

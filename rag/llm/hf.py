@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.concurrency import current_cancel
 from rag.extras import require
 from rag.llm.base import provenance
 from rag.models import load_hf
@@ -38,6 +39,22 @@ class StopOnGeneratedText:
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         done = [any(s in t for s in self.stops) for t in texts]
         return torch.tensor(done, device=input_ids.device)
+
+
+class StopOnCancel:
+    """Count decoding steps into a request's :class:`rag.concurrency.Cancel` and end decoding at
+    the next step once it is set (a client that went away, a timeout, a shutdown)."""
+
+    def __init__(self, cancel: Any) -> None:
+        self.cancel = cancel
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.cancel.tokens += 1
+        return torch.full(
+            (input_ids.shape[0],), self.cancel.cancelled, dtype=torch.bool, device=input_ids.device
+        )
 
 
 def allow_only(transformers: Any, allowed: list[int]) -> Any:
@@ -139,10 +156,15 @@ class TransformersLLM:
             self.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
         kwargs = {**inputs, **self.gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
+        criteria: list[Any] = []
         if stops:  # end decoding on the model side too, not only in what is shown
-            kwargs["stopping_criteria"] = self.transformers.StoppingCriteriaList(
-                [StopOnGeneratedText(self.tokenizer, stops, inputs["input_ids"].shape[1])]
-            )
+            prompt_len = inputs["input_ids"].shape[1]
+            criteria.append(StopOnGeneratedText(self.tokenizer, stops, prompt_len))
+        cancel = current_cancel()
+        if cancel is not None:  # the request's cancellation reaches the token loop
+            criteria.append(StopOnCancel(cancel))
+        if criteria:
+            kwargs["stopping_criteria"] = self.transformers.StoppingCriteriaList(criteria)
         err: list[BaseException] = []
 
         def run() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from rag.errors import ConfigError, RagError
@@ -101,48 +101,107 @@ class HTTPLLM:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def _failure(
+        self, attempt: int, exc: BaseException | None = None, resp: Any = None
+    ) -> tuple[HTTPGeneratorError, float, bool]:
+        """(the error, the delay before the next attempt, whether to retry) of one attempt."""
+        httpx = self.httpx
+        delay = self.backoff * 2 ** (attempt - 1)
+        if isinstance(exc, httpx.TimeoutException):
+            return HTTPGeneratorError(
+                f"{self.url} timed out after {attempt} attempt(s) "
+                f"(timeout={self.timeout}s, connect_timeout={self.connect_timeout}s): {exc!r}",
+                attempts=attempt,
+            ), delay, True
+        if exc is not None:
+            return HTTPGeneratorError(
+                f"cannot reach {self.url} after {attempt} attempt(s): {exc!r}; is the server "
+                "running and is base_url right?",
+                attempts=attempt,
+            ), delay, True
+        err = HTTPGeneratorError(
+            f"{self.url} answered HTTP {resp.status_code} after {attempt} attempt(s): "
+            f"{_error_detail(resp)}",
+            status=resp.status_code,
+            attempts=attempt,
+        )
+        retry_after = resp.headers.get("retry-after", "")
+        if retry_after.replace(".", "", 1).isdigit():
+            delay = min(float(retry_after), 30.0)
+        return err, delay, resp.status_code in RETRY_STATUS
+
     def send(self, body: dict[str, Any]) -> Any:
         """POST with retries; returns an open ``httpx.Response`` with a 2xx status (the caller
         closes it). Streaming requests are only retried before their first byte is read."""
         self.load()
-        httpx = self.httpx
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
-            delay = self.backoff * 2 ** (attempt - 1)
             try:
                 req = self.client.build_request("POST", self.url, json=body, headers=self.headers())
                 resp = self.client.send(req, stream=True)
-            except httpx.TimeoutException as e:
-                err = HTTPGeneratorError(
-                    f"{self.url} timed out after {attempt} attempt(s) "
-                    f"(timeout={self.timeout}s, connect_timeout={self.connect_timeout}s): {e!r}",
-                    attempts=attempt,
-                )
-            except httpx.TransportError as e:
-                err = HTTPGeneratorError(
-                    f"cannot reach {self.url} after {attempt} attempt(s): {e!r}; is the server "
-                    "running and is base_url right?",
-                    attempts=attempt,
-                )
+            except self.httpx.TransportError as e:
+                err, delay, retry = self._failure(attempt, exc=e)
             else:
                 if resp.status_code < 400:
                     return resp
-                detail = _error_detail(resp)
-                err = HTTPGeneratorError(
-                    f"{self.url} answered HTTP {resp.status_code} after {attempt} attempt(s): "
-                    f"{detail}",
-                    status=resp.status_code,
-                    attempts=attempt,
-                )
-                retry_after = resp.headers.get("retry-after", "")
-                if retry_after.replace(".", "", 1).isdigit():
-                    delay = min(float(retry_after), 30.0)
-                if resp.status_code not in RETRY_STATUS:
-                    raise err
-            if attempt == attempts:
+                err, delay, retry = self._failure(attempt, resp=resp)
+            if not retry or attempt == attempts:
                 raise err
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- async (httpx.AsyncClient): what the server and Pipeline.astream use ----------------------
+    def _aclient(self) -> Any:
+        """One ``httpx.AsyncClient`` per event loop (a client is bound to the loop it runs on)."""
+        import asyncio
+
+        import httpx
+
+        self.httpx = httpx
+        loop = asyncio.get_running_loop()
+        if getattr(self, "_aloop", None) is not loop:
+            self._aloop = loop
+            self._async = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+                transport=self.transport if isinstance(self.transport, httpx.AsyncBaseTransport)
+                else None,
+            )
+        return self._async
+
+    async def asend(self, body: dict[str, Any]) -> Any:
+        """:meth:`send` on the event loop."""
+        import asyncio
+
+        client = self._aclient()
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                req = client.build_request("POST", self.url, json=body, headers=self.headers())
+                resp = await client.send(req, stream=True)
+            except self.httpx.TransportError as e:
+                err, delay, retry = self._failure(attempt, exc=e)
+            else:
+                if resp.status_code < 400:
+                    return resp
+                await resp.aread()
+                err, delay, retry = self._failure(attempt, resp=resp)
+            if not retry or attempt == attempts:
+                raise err
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def achunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The JSON chunks of one streamed request; the response is closed (the server stops
+        generating) as soon as the consumer stops or is cancelled."""
+        resp = await self.asend(body)
+        try:
+            async for line in _aiter_lines(resp, self.url, self.httpx):
+                if (data := _event_json(line, self.url)) is _END:
+                    return
+                if data is not None:
+                    yield data
+        finally:
+            await resp.aclose()
 
     def complete(self, body: dict[str, Any]) -> Any:
         """The decoded JSON answer to a non-streamed request."""
@@ -186,30 +245,53 @@ def _error_detail(resp: Any) -> str:
     return text[:300] or "(empty body)"
 
 
+_END: Any = object()
+
+
+def _event_json(line: str, url: str) -> Any:
+    """One SSE line: its JSON payload, ``None`` for lines without one, ``_END`` at [DONE]."""
+    if not line.startswith("data:"):
+        return None  # blank separators, comments (": ping"), "event:" lines
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _END
+    if not payload:
+        return None
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise HTTPGeneratorError(f"{url} sent a malformed stream event: {payload[:200]}") from e
+    if isinstance(data, dict) and "error" in data:
+        raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
+    return data
+
+
 def sse_json(resp: Any, url: str, httpx: Any) -> Iterator[dict[str, Any]]:
     """The JSON payloads of a server-sent-event stream, until ``data: [DONE]``."""
     try:
         for line in resp.iter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators, comments (": ping"), "event:" lines
-            payload = line[5:].strip()
-            if payload == "[DONE]":
+            data = _event_json(line, url)
+            if data is _END:
                 return
-            if not payload:
-                continue
-            try:
-                data = json.loads(payload)
-            except json.JSONDecodeError as e:
-                raise HTTPGeneratorError(
-                    f"{url} sent a malformed stream event: {payload[:200]}"
-                ) from e
-            if isinstance(data, dict) and "error" in data:
-                raise HTTPGeneratorError(f"{url} reported an error mid-stream: {data['error']}")
-            yield data
+            if data is not None:
+                yield data
     except httpx.TimeoutException as e:
-        raise HTTPGeneratorError(
-            f"{url} stream stalled for over the read timeout (raise timeout= for a slow model): "
-            f"{e!r}"
-        ) from e
+        raise _stalled(url, e) from e
     except httpx.TransportError as e:
         raise HTTPGeneratorError(f"{url} stream broke off: {e!r}") from e
+
+
+async def _aiter_lines(resp: Any, url: str, httpx: Any) -> AsyncIterator[str]:
+    try:
+        async for line in resp.aiter_lines():
+            yield line
+    except httpx.TimeoutException as e:
+        raise _stalled(url, e) from e
+    except httpx.TransportError as e:
+        raise HTTPGeneratorError(f"{url} stream broke off: {e!r}") from e
+
+
+def _stalled(url: str, e: BaseException) -> HTTPGeneratorError:
+    return HTTPGeneratorError(
+        f"{url} stream stalled for over the read timeout (raise timeout= for a slow model): {e!r}"
+    )

@@ -1,0 +1,129 @@
+"""``rag index --workers N``: the embedding of a commit batch spread over ``N`` processes.
+
+Encoding is all of a hybrid ingest's cost, and one process uses one core. With ``workers > 1``,
+before each commit the batch's document texts that the embedding cache does not hold yet are
+cut into ``N`` interleaved slices (length-balanced) and encoded by ``N`` worker processes, each
+running the same encoder config (:func:`encode_slice`, a pure function: config and texts in,
+vectors out). The parent stores the vectors in the encoder's embedding cache
+(:mod:`rag.embed_cache`) and then commits exactly as with one worker: ``Pipeline.index`` with the
+file cursor, one writer, batches in file order, so a killed run resumes the same way and the
+index is the same (each text's vector is the same fp32 computation; only the batch it shares a
+forward pass with differs, which moves a vector by float reassociation, ~1e-7).
+
+Without a configured cache the run uses a temporary one, removed at the end. Workers start
+with ``spawn`` (no inherited torch or tokenizer threads) and load the model once each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import multiprocessing as mp
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.types import Document
+
+_ENCODERS: dict[str, Any] = {}  # per worker process: config JSON -> loaded encoder
+
+
+def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
+    """Vectors ``(len(texts), H)`` of already-prefixed ``texts`` by the encoder ``config``
+    (built and loaded once per process; no cache)."""
+    from rag.nodes import Node
+
+    key = json.dumps(config, sort_keys=True)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = Node.from_config({**config, "cache": None}).load()
+    return np.asarray(_ENCODERS[key]._encode(texts), dtype=np.float32)
+
+
+def dense_parts(node: Any) -> list[tuple[Any, str]]:
+    """``(encoder, fields)`` of every dense retriever inside ``node`` (a hybrid's children)."""
+    from rag.encoders import TransformerEncoder
+
+    out: list[tuple[Any, str]] = []
+    enc = getattr(node, "encoder", None)
+    if isinstance(enc, TransformerEncoder):
+        out.append((enc, getattr(node, "fields", "title+text")))
+    for child in getattr(node, "retrievers", None) or []:
+        out.extend(dense_parts(child))
+    return out
+
+
+class EncodePool:
+    """``workers`` processes that fill the dense encoders' caches before a commit."""
+
+    def __init__(self, retriever: Any, workers: int) -> None:
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.parts = dense_parts(retriever)
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+    def prefill(self, docs: Sequence[Document]) -> None:
+        """Encode the texts of ``docs`` that no cache holds yet, in the workers."""
+        from rag.embed_cache import cache_for
+
+        for enc, fields in self.parts:
+            cache = cache_for(enc)
+            if cache is None:
+                continue
+            texts = [
+                enc.document_prefix + (d.full_text if fields == "title+text" else d.text)
+                for d in docs
+            ]
+            cache.encode(texts, functools.partial(self._encode, enc))
+
+    def _encode(self, enc: Any, texts: list[str]) -> np.ndarray:
+        n = min(self.workers, len(texts))
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        slices = [order[w::n] for w in range(n)]  # interleaved by length: balanced work
+        cfg = enc.to_config()
+        futures = [self.pool.submit(encode_slice, cfg, [texts[i] for i in s]) for s in slices]
+        out = np.zeros((len(texts), enc.dim), dtype=np.float32)
+        for s, f in zip(slices, futures, strict=True):
+            out[s] = f.result()
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class NoPool:
+    """One worker: the commit encodes (nothing to prefill)."""
+
+    def prefill(self, docs: Sequence[Document]) -> None:
+        """Nothing: ``Pipeline.index`` encodes in this process."""
+
+
+@contextlib.contextmanager
+def encode_pool(retriever: Any, workers: int) -> Iterator[EncodePool | NoPool]:
+    """An :class:`EncodePool` for ``workers > 1`` with a dense part (else a :class:`NoPool`),
+    and a temporary embedding cache for the run when none is configured."""
+    from rag.embed_cache import default_root, set_default
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers == 1 or not dense_parts(retriever):
+        yield NoPool()
+        return
+    tmp = None
+    if default_root() is None:
+        tmp = tempfile.mkdtemp(prefix="ragnodes-workers-")
+        set_default(tmp)
+    pool = EncodePool(retriever, workers)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        if tmp is not None:
+            set_default(None)
+            shutil.rmtree(tmp, ignore_errors=True)
