@@ -75,7 +75,7 @@ update-deps:
 # contract suites), with numpy's OpenBLAS and torch (ATen, MKL, oneDNN) held to their AVX2
 # kernels: an AVX-512/AMX machine then computes like an AVX2-only one (issue #27)
 AVX2_TESTS := tests/test_kernels_scan.py tests/test_kernels_maxsim.py \
-	tests/test_kernels_reranker.py tests/test_kernels_bm25.py tests/test_multivector_maxsim.py \
+	tests/test_kernels_reranker.py tests/test_kernels_bm25.py tests/test_onnx_encoder.py \
 	tests/test_multivector_muvera.py tests/test_multivector_nodes.py \
 	tests/test_multivector_parity.py tests/test_contract.py tests/test_rerankers_contract.py \
 	tests/test_runtime_precision.py tests/test_stores_quantized.py tests/test_embed_cache.py \
