@@ -11,8 +11,8 @@ from rag.errors import ConfigError
 from rag.nodes import Node
 from rag.persist import load_retriever
 from rag.types import Query, Ranking
+from rerankers.late_interaction import LateInteractionReranker
 from retrievers.multivector import (
-    LateInteractionReranker,
     MultiVectorRetriever,
     MuveraFDE,
     QdrantMultiVectorStore,
