@@ -103,12 +103,8 @@ def _dense_prf():
 
 
 def _rerank_fusion():
-    from retrievers import (
-        BM25Retriever,
-        DenseRetriever,
-        LateInteractionReranker,
-        RerankFusionRetriever,
-    )
+    from rerankers import LateInteractionReranker
+    from retrievers import BM25Retriever, DenseRetriever, RerankFusionRetriever
 
     return RerankFusionRetriever(
         [BM25Retriever(), DenseRetriever()], [LateInteractionReranker()], depth=10

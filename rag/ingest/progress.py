@@ -56,7 +56,14 @@ class IndexProgress:
         self.n_committed += n
         self._show()
 
+    def _idle(self) -> bool:
+        """Nothing found yet: no line is worth printing (a run that fails on its input says only
+        its one error line)."""
+        return not (self.total_files or self.n_chunks or self.n_committed)
+
     def _show(self, force: bool = False) -> None:
+        if self._idle():
+            return
         if self.tty:
             if self._bar is None:
                 from tqdm.auto import tqdm
@@ -81,7 +88,7 @@ class IndexProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif not self.tty:
+        elif not self.tty and not self._idle():
             print(self.line(), file=self.stream, flush=True)
 
 
