@@ -47,7 +47,7 @@ WORKERS_ENV = "RAG_WORKER_THREADS"
 class DeadlineExceeded(RagError):
     """An async iterator ran past its deadline (:func:`with_deadline`)."""
 
-    status = 408  # what the server answers (rag.server_limits)
+    status = http_status = 408  # what the server answers (rag.server_guards.rag_error_status)
 
     def __init__(self, message: str, seconds: float) -> None:
         super().__init__(message)

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
-from scipy import sparse
 
 from rag.errors import ConfigError
 from rag.nodes import Node
@@ -125,6 +124,8 @@ class MuveraFDE(Node):
     def _count_sketch(self, x: np.ndarray) -> np.ndarray:
         if self.d_final is None:
             return x
+        from scipy import sparse  # here: importing the package needs no scipy (the vLLM venv)
+
         rng = np.random.default_rng([self.seed, 2])
         idx = rng.integers(0, self.d_final, size=x.shape[1])
         sign = rng.choice([-1.0, 1.0], size=x.shape[1]).astype(np.float32)
@@ -156,6 +157,8 @@ class MuveraFDE(Node):
         return self._count_sketch(np.concatenate(parts))
 
     def _encode_chunk(self, clouds: Sequence[np.ndarray], dim: int, document: bool) -> np.ndarray:
+        from scipy import sparse
+
         n, nparts = len(clouds), 1 << self.k_sim
         width = self.d_proj or dim
         pts = np.concatenate([np.asarray(c, dtype=np.float32) for c in clouds])
