@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -120,3 +121,27 @@ def rag_serve(index: Path, *flags: str, env: dict[str, str] | None = None) -> It
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serving(app: Any, path: str = "", wait_s: float = 60.0) -> Iterator[str]:
+    """A real uvicorn server for the FastAPI ``app`` on 127.0.0.1 (a free port), in a thread of
+    this process, stopped afterwards; yields its base URL plus ``path`` (e.g. ``"/v1"``)."""
+    import pytest
+
+    uvicorn = pytest.importorskip("uvicorn")
+    from bench.bench_server import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + wait_s
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -11,16 +11,14 @@ language model, and a fixed marker makes "the same citation" a sharp check."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from ingest_fixtures import HTML, MD, write_pdf
 from scripted_generator import ScriptedGenerator
+from server_procs import serving
 
 from rag.citations import document_uri, locate
 from rag.cli import main
@@ -64,23 +62,6 @@ BAD_FILTER = {"format": {"$regex": "p.f"}}
 K = 20  # more than the index holds: a filter's whole match set comes back
 
 
-@contextlib.contextmanager
-def serving(app):
-    from bench.bench_server import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

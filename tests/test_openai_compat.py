@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from server_procs import serving as _serving
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -36,24 +34,9 @@ USER = [{"role": "user", "content": QUESTION}]
 TOKENS = 8  # keep SmolLM2 cheap: the server, not the model, is under test
 
 
-@contextlib.contextmanager
-def serving(app):
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), stopped afterwards."""
-    from bench.bench_server import free_port
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serving(app):  # the shared in-process server (server_procs), at its /v1 routes
+    return _serving(app, "/v1")
 
 
 @pytest.fixture(scope="module")

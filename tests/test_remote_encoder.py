@@ -6,12 +6,11 @@ a bad request. Nothing of ragnodes is mocked."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 
 import numpy as np
 import pytest
+from server_procs import serving as _serving
 
 from rag.errors import ConfigError, RagError
 from rag.nodes import Node
@@ -20,25 +19,9 @@ from rag.remote_encoder import RemoteEncoder
 KEY = "remote-encoder-test-key-01"
 
 
-@contextlib.contextmanager
-def serving(app):
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), stopped afterwards."""
-    uvicorn = pytest.importorskip("uvicorn")
-    from bench.bench_server import free_port
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serving(app):  # the shared in-process server (server_procs), at its /v1 routes
+    return _serving(app, "/v1")
 
 
 @pytest.fixture(scope="module")

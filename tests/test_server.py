@@ -4,12 +4,11 @@ of our own OpenAPI schema. The answers come from a scripted generator: the serve
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
-import time
 
 import pytest
+from server_procs import serving
 
 pytest.importorskip("fastapi")
 from fastapi import APIRouter  # noqa: E402
@@ -289,25 +288,6 @@ def test_concurrent_searches_and_writes_stay_consistent(client, pipe):
     assert errors == [] and len(pipe.retriever) == 24
 
 
-@contextlib.contextmanager
-def serving(app):
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), stopped afterwards."""
-    uvicorn = pytest.importorskip("uvicorn")
-    from bench.bench_server import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 30
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_bounded_load_on_loopback(pipe):

@@ -184,7 +184,10 @@ class IndexSession:
         """Take the writer lock (once): another writer, or a read-only session, is a one-line
         error, before anything is applied."""
         if self.read_only:
-            raise ConfigError(f"index {str(self.path)!r} is open read-only")
+            raise ConfigError(
+                f"index {str(self.path)!r} is open read-only (e.g. `rag serve --read-only`): "
+                "send writes to the writer process, or open it without read_only to write"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self.folder.acquire()
         if self.lease is not None:  # the writer reads its own commits
