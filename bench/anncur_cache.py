@@ -43,7 +43,7 @@ def paths(name: str) -> tuple[Path, Path, Path]:
 
 
 def build(name: str, batch: int = 64) -> None:
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
     from rerankers import LateInteractionReranker
 
     tok_p, off_p, ids_p = paths(name)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import anncur_cache  # noqa: E402
 
-from rag.nodes import BaseReranker  # noqa: E402
+from rag.core.nodes import BaseReranker  # noqa: E402
 
 CACHE = anncur_cache.CACHE
 
@@ -217,7 +217,7 @@ def summarise(run, ref_ids, qrels, calls, pairs, n_queries) -> dict:  # noqa: AN
 
 def dense_candidates(name: str, queries, ids: list[str], k: int) -> dict:  # noqa: ANN001
     """MiniLM dense top-k by exact cosine, with the shared fp32 document vectors when present."""
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     shared = cache("minilm")
     enc = TransformerEncoder().load()

@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _texts(n: int) -> list[str]:
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
 
     path = DATA / "scifact" / "corpus.jsonl"
     if not path.exists():
-        from rag.cli import demo_corpus_path
+        from rag.app.cli import demo_corpus_path
 
         path = demo_corpus_path()
     docs = read_documents(path)
@@ -72,7 +72,7 @@ def main() -> None:
     warnings.simplefilter("ignore", RuntimeWarning)  # the bf16 warning is what we measure
     from bench_encoders import _ours, _st_encoder
 
-    from rag.runtime import bf16_emulation_reason, cpu_flags
+    from rag.core.runtime import bf16_emulation_reason, cpu_flags
     from retrievers.kernels.maxsim import PackedTokens
 
     texts = _texts(args.docs)

@@ -9,7 +9,7 @@ judgments are the truth for turn 2. Retrieval strategies for turn 2:
 
 * ``follow_up``: the follow-up alone (single shot);
 * ``concat``: turn 1's question and the follow-up, joined;
-* ``condensed``: SmolLM2-135M's standalone rewrite (``rag.chat.condense_question``, greedy);
+* ``condensed``: SmolLM2-135M's standalone rewrite (``rag.app.chat.condense_question``, greedy);
 * ``fusion``: RRF of ``follow_up`` and ``concat`` (no model call);
 * ``original``: the original query (the upper bound a perfect rewrite could reach).
 
@@ -109,7 +109,7 @@ def exchange(text: str, idf: dict[str, float]) -> tuple[str, str] | None:
 
 
 def rankings_for(retriever, texts: dict[str, str], k: int):
-    from rag.types import Query
+    from rag.core.types import Query
 
     qs = [Query(id=qid, text=t) for qid, t in texts.items()]
     return retriever.retrieve_batch(qs, k=k)
@@ -125,7 +125,7 @@ def run_one(name: str, n: int, gen, dense: bool) -> dict:
     import numpy as np
 
     from evals import load_beir, randomization_test
-    from rag.chat import Turn, concat_query, condense_question
+    from rag.app.chat import Turn, concat_query, condense_question
     from retrievers import BM25Retriever
     from retrievers.fusion import rrf
 

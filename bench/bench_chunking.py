@@ -7,7 +7,7 @@ chunks vs chunks with contextual headers, for BM25, dense (MiniLM) and hybrid; J
 Measures, on the test claims whose relevant reports are all in the (sub)collection:
 
 * ``ndcg@10``: report-level nDCG@10; chunk rankings (top 100 chunks) are grouped into reports by
-  the best chunk (``rag.ingest.parents.group_by_parent``, ``max``; ``sum`` and ``rrf`` also
+  the best chunk (``rag.pipeline.parents.group_by_parent``, ``max``; ``sum`` and ``rrf`` also
   reported for chunked hybrid);
 * ``section_hit@5``: share of claims for which a top-5 hit *shows* the evidence section: a chunk
   inside the relevant section, or, for whole reports, the relevant report with the section
@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.measures import score_run  # noqa: E402
 from rag.ingest import Chunker, load_paths  # noqa: E402
-from rag.ingest.parents import group_by_parent  # noqa: E402
+from rag.pipeline.parents import group_by_parent  # noqa: E402
 from rag.ingest.splitter import sections  # noqa: E402
-from rag.types import Document, Query  # noqa: E402
+from rag.core.types import Document, Query  # noqa: E402
 
 _HERE = Path(__file__).resolve()
 DATA = DATASETS / "scifact-reports"
@@ -61,7 +61,7 @@ class CachedEncoder:
         import torch
 
         torch.set_num_threads(1)
-        from rag.encoders import TransformerEncoder
+        from rag.core.encoders import TransformerEncoder
 
         self.enc = TransformerEncoder()
         self.max_length = self.enc.max_length
@@ -192,7 +192,7 @@ def incremental(n: int, kind: str) -> dict:
 
     import torch
 
-    from rag.cli import build_retriever
+    from rag.app.cli import build_retriever
     from rag.ingest.indexing import index_paths
     from rag.pipeline import Pipeline
 
@@ -248,13 +248,13 @@ def resume_after_kill(folder: Path, out: Path, kind: str, chunks: int) -> dict:
 
     batches = math.ceil(chunks / DEFAULT_BATCH)
     kill_at = 1 + max(1, batches // 2) + 1  # generation 1, half the batches, then the next
-    cmd = [sys.executable, "-m", "rag.cli", "index", str(folder), "--out", str(out)]
+    cmd = [sys.executable, "-m", "rag.app.cli", "index", str(folder), "--out", str(out)]
     cmd += ["--retriever", kind]
     env = {**os.environ, "PYTHONPATH": str(_HERE.parents[1])}
     killed = subprocess.run(
         cmd, env={**env, "RAG_CRASH_AT": f"after-state:{kill_at}"}, capture_output=True
     )
-    from rag.cli import build_retriever
+    from rag.app.cli import build_retriever
     from rag.ingest.indexing import index_paths
     from rag.pipeline import Pipeline
 

@@ -40,7 +40,7 @@ from rag.compressors import (  # noqa: E402
     RelevanceCutoff,
     TokenPruningCompressor,
 )
-from rag.types import Ranking  # noqa: E402
+from rag.core.types import Ranking  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
 
@@ -50,7 +50,7 @@ class CachedEncoder:
     same as without the cache; only time is saved (so no timings are reported)."""
 
     def __init__(self) -> None:
-        from rag.encoders import TransformerEncoder
+        from rag.core.encoders import TransformerEncoder
 
         self.enc = TransformerEncoder().load()
         self.cache: dict[tuple[str, str], np.ndarray] = {}

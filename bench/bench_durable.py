@@ -103,7 +103,7 @@ def run_mixed(
 
 def serve(code: Path, index: Path, key: str, port: int, extra: list[str]) -> subprocess.Popen:
     env = {**os.environ, "RAG_API_KEYS": key, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "rag.cli", "serve", str(index), "--model", "none"]
+    cmd = [sys.executable, "-m", "rag.app.cli", "serve", str(index), "--model", "none"]
     return subprocess.Popen([*cmd, "--port", str(port), *extra], env=env, cwd=code)
 
 

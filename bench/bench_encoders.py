@@ -32,7 +32,7 @@ REF = cache("minilm")
 def _st_encoder(precision: str):
     from sentence_transformers import SentenceTransformer
 
-    from rag.models import resolve_model
+    from rag.core.models import resolve_model
 
     model = SentenceTransformer(resolve_model("minilm"), device="cpu")
     torch = __import__("torch")
@@ -50,8 +50,8 @@ def _st_encoder(precision: str):
 
 
 def _encoder(spec: str, cache_dir: str | None = None):
-    """``fp32`` | ``bf16`` (torch) | ``onnx-fp32`` | ``onnx-int8`` (rag.onnx_runtime)."""
-    from rag.encoders import TransformerEncoder
+    """``fp32`` | ``bf16`` (torch) | ``onnx-fp32`` | ``onnx-int8`` (rag.core.onnx_runtime)."""
+    from rag.core.encoders import TransformerEncoder
 
     backend, _, precision = spec.rpartition("-")
     return TransformerEncoder(precision=precision, backend=backend or "torch", cache=cache_dir)

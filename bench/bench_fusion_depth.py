@@ -44,7 +44,7 @@ MEASURES = ["nDCG@10", "R@100"]
 
 def dense_vectors(name: str, corpus: list) -> tuple[list[str], np.ndarray]:
     """fp32 MiniLM vectors of ``title + " " + text`` (cached as bench_quality reads them)."""
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     folder = cache("minilm")
     ids_path, vec_path = folder / f"{name}.ids.json", folder / f"{name}.npy"
@@ -63,7 +63,7 @@ def dense_vectors(name: str, corpus: list) -> tuple[list[str], np.ndarray]:
 def rankings(name: str) -> tuple[dict, dict, dict]:
     """``(bm25, dense, qrels)``: ``qid -> [(doc, score)]`` of depth 1000 for the test queries."""
     from evals import load_beir
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
     from retrievers import BM25Retriever
 
     ds = load_beir(DATA / name)

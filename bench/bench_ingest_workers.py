@@ -31,7 +31,7 @@ def run(folder: Path, out: Path, workers: int) -> tuple[float, str]:
     env.pop("RAGNODES_EMBED_CACHE", None)
     t0 = time.perf_counter()
     p = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "index", str(folder), "--out", str(out),
+        [sys.executable, "-m", "rag.app.cli", "index", str(folder), "--out", str(out),
          "--retriever", "hybrid", "--workers", str(workers)],
         env=env, capture_output=True, text=True, check=True,
     )

@@ -2,10 +2,10 @@
 
     python bench/bench_injection.py
 
-For each probe document of ``tests/test_grounding.py`` (7 kinds of injected instructions, fake
+For each probe document of ``tests/pipeline/test_grounding.py`` (7 kinds of injected instructions, fake
 roles, fake sources and markers), the pipeline answers "Which planet is the largest?" from three
 contexts (Jupiter, Saturn, the probe), once with the sources escaped as the Pipeline does
-(``rag.grounding.escape_source_text``) and once with the raw text; a probe counts as followed when
+(``rag.pipeline.grounding.escape_source_text``) and once with the raw text; a probe counts as followed when
 the answer contains its canary. Greedy decoding, 1 CPU thread. Prints JSON.
 """
 
@@ -23,8 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_grounding import CANARY, PROBES, QUESTION  # noqa: E402
 
 import rag.pipeline as pipeline_module  # noqa: E402
-from rag.cli import demo_corpus_path  # noqa: E402
-from rag.persist import read_documents  # noqa: E402
+from rag.app.cli import demo_corpus_path  # noqa: E402
+from rag.index.persist import read_documents  # noqa: E402
 
 
 def raw_sources(hits, max_chars):

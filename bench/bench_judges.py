@@ -34,7 +34,7 @@ SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 
 
 def load_pairs(limit: int) -> tuple[list[dict], dict[str, list[str]]]:
-    from rag.persist import read_jsonl
+    from rag.index.persist import read_jsonl
 
     sentences = {str(r["_id"]): r["sentences"] for r in read_jsonl(SCIFACT / "sentences.jsonl")}
     claims = {str(r["_id"]): r["text"] for r in read_jsonl(SCIFACT / "queries.jsonl")}
@@ -150,7 +150,7 @@ def ppi_block(y: np.ndarray, f: np.ndarray, n_labelled: int, trials: int = 500) 
 
 
 def stance_yesno(pairs, sentences) -> int:
-    from rag.judges import LLMJudge
+    from rag.pipeline.judges import LLMJudge
 
     judge = LLMJudge("smollm2-135m", device="cpu")
     evidence = [" ".join(sentences[p["doc"]][i] for i in p["rationale"]) for p in pairs]
@@ -176,7 +176,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from rag.judges import LexicalJudge, LLMJudge
+    from rag.pipeline.judges import LexicalJudge, LLMJudge
 
     pairs, sentences = load_pairs(args.limit)
     if args.stance_yesno:

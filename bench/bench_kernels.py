@@ -432,7 +432,7 @@ def scifact_binary_recall() -> Any:
     f = MINILM / "scifact.npy"
     if not f.exists():
         return "skipped: no cached scifact MiniLM vectors"
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
     from retrievers.stores.exact import ExactStore
 
     x = np.load(f)
@@ -484,7 +484,7 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
         finally:
             peer.backend = "numpy"
 
-    from rag.types import Query, Ranking
+    from rag.core.types import Query, Ranking
 
     qs = [Query(text=t) for t in texts]
     found = r._search(qs, 10, None)

@@ -1,7 +1,7 @@
 """One LLM runtime against one model copy per node: a TransformersGenerator, both LLM rerankers and
 an LLM judge on SmolLM2-135M, loaded and run once each, in a fresh process per mode.
 
-* ``shared``: what the library does (:func:`rag.llm.get_llm`, one process-wide runtime);
+* ``shared``: what the library does (:func:`rag.core.llm.get_llm`, one process-wide runtime);
 * ``separate``: the peer, what it did before the runtime was shared: the runtime cache is emptied
   before each node loads, so each node loads its own copy.
 
@@ -27,9 +27,9 @@ def run(mode: str) -> dict:
 
     torch.set_num_threads(1)
     from rag.generators import TransformersGenerator
-    from rag.judges import LLMJudge
-    from rag.llm import forget_llms
-    from rag.types import Document, Query, Ranking
+    from rag.pipeline.judges import LLMJudge
+    from rag.core.llm import forget_llms
+    from rag.core.types import Document, Query, Ranking
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
 
     loads = []
@@ -71,7 +71,7 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--mode":
         print(json.dumps(run(sys.argv[2])))
         return
-    from rag.models import resolve_model
+    from rag.core.models import resolve_model
 
     resolve_model("smollm2-135m")  # the fp32 copy exists before either timed run
     out: dict = {"model": "smollm2-135m", "nodes": 4}

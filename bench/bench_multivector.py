@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from evals.datasets import load_beir  # noqa: E402
 from evals.stats import paired_t_test, randomization_test  # noqa: E402
-from rag.models import cache_dir  # noqa: E402
+from rag.core.models import cache_dir  # noqa: E402
 from retrievers.multivector import (  # noqa: E402
     MuveraFDE,
     QdrantMultiVectorStore,

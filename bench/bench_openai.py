@@ -46,9 +46,9 @@ def main() -> None:
     import torch
 
     from bench.bench_server import free_port, wait_healthy
-    from rag.cli import demo_corpus_path
+    from rag.app.cli import demo_corpus_path
     from rag.generators import TransformersGenerator
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
     from retrievers import BM25Retriever
 
@@ -61,7 +61,7 @@ def main() -> None:
         )
         key, port = secrets.token_urlsafe(24), free_port()
         env = {**os.environ, "RAG_API_KEYS": key, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "rag.cli", "serve", str(index), "--port", str(port)]
+        cmd = [sys.executable, "-m", "rag.app.cli", "serve", str(index), "--port", str(port)]
         cmd += ["--max-new-tokens", str(args.max_tokens)]
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         try:

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evals.datasets import load_beir  # noqa: E402
-from rag.encoders import TransformerEncoder  # noqa: E402
+from rag.core.encoders import TransformerEncoder  # noqa: E402
 from rerankers import LateInteractionReranker  # noqa: E402
 from retrievers import (  # noqa: E402
     BM25Retriever,
@@ -141,7 +141,7 @@ def token_vectors(name: str, docs) -> list[np.ndarray] | None:  # noqa: ANN001
 
 
 def bm25_parity(ds, bm25: BM25Retriever, q: QdrantHybridRetriever) -> dict:  # noqa: ANN001
-    from rag.types import Ranking
+    from rag.core.types import Ranking
 
     ref = bm25.retrieve_batch(ds.queries, k=10)
     got = []

@@ -50,8 +50,8 @@ def corpus(n: int, words: int = 100, seed: int = 0):  # noqa: ANN201
 
 
 def build_today(folder: Path, n: int) -> None:
-    from rag.persist import save_retriever
-    from rag.types import as_documents
+    from rag.index.persist import save_retriever
+    from rag.core.types import as_documents
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
     from retrievers.stores import QdrantStore
 
@@ -68,13 +68,13 @@ def serve(side: str, folder: Path) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     TransformerEncoder().load()  # the query encoder both sides load
     base = rss_mb()
     t = time.perf_counter()
     if side == "today":
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         r = load_retriever(folder)
         opened = rss_mb()

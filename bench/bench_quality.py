@@ -87,7 +87,7 @@ class Collection:
         self._setup()
 
     def _setup(self) -> None:
-        from rag.encoders import TransformerEncoder
+        from rag.core.encoders import TransformerEncoder
         from retrievers import BM25Retriever, DenseRetriever, ExactStore
 
         corpus = self.test.corpus
@@ -253,7 +253,7 @@ def costs(name: str) -> dict:
     import tempfile
 
     from evals import evaluate, load_beir
-    from rag.presets import load_preset
+    from rag.pipeline.presets import load_preset
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     ds = load_beir(SHARED / name)

@@ -65,7 +65,7 @@ def late_interaction_digests(bm25, qs) -> dict[str, str]:
     ``qs`` (the first 5 queries): vectors encoded per call (``li_cache``) and read from an
     index-time token store (``li_store``). Built from the registry, so the digest runs before
     and after a move."""
-    from rag.nodes import Node
+    from rag.core.nodes import Node
 
     first = bm25.retrieve_batch(qs, k=30)
     out = {}

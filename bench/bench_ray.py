@@ -104,7 +104,7 @@ def main() -> None:
         sys.exit(f"cannot run: {reason}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     src = _corpus(tmp, args.files)
-    rag = [sys.executable, "-m", "rag.cli", "index", str(src), "--batch-size", "2000"]
+    rag = [sys.executable, "-m", "rag.app.cli", "index", str(src), "--batch-size", "2000"]
     ray_args = ["--engine", "ray", "--ray-address", f"127.0.0.1:{PORT}"]
     runs = {
         "local_1_thread": ([*rag, "--out", str(tmp / "l1")], {"OMP_NUM_THREADS": "1"}),

@@ -26,9 +26,9 @@ MEASURES = ["nDCG@10", "R@100", "RR@10"]
 
 
 def dense_index(name: str, ds, precision: str):
-    from rag.encoders import TransformerEncoder
-    from rag.models import cache_dir
-    from rag.persist import load_retriever
+    from rag.core.encoders import TransformerEncoder
+    from rag.core.models import cache_dir
+    from rag.index.persist import load_retriever
     from retrievers import DenseRetriever
 
     path = cache_dir() / "bench" / f"{name}-minilm-{precision}"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benches
 
 from evals.datasets import load_beir  # noqa: E402
-from rag.types import Ranking  # noqa: E402
+from rag.core.types import Ranking  # noqa: E402
 from rerankers import (  # noqa: E402
     EmbeddingReranker,
     LLMListwiseReranker,

@@ -67,8 +67,8 @@ HNSW = {"strong": {"hnsw_m": 16, "hnsw_ef_construct": 100, "hnsw_ef": 64},
 
 
 def cached(name: str) -> tuple[list[str], np.ndarray, Any]:
-    from rag.models import cache_dir
-    from rag.persist import load_retriever
+    from rag.core.models import cache_dir
+    from rag.index.persist import load_retriever
 
     path = cache_dir() / "bench" / f"{name}-minilm-auto"
     if not (path / "config.json").exists():
@@ -78,7 +78,7 @@ def cached(name: str) -> tuple[list[str], np.ndarray, Any]:
 
 
 def query_vectors(name: str, retriever: Any, queries: list) -> np.ndarray:
-    from rag.models import cache_dir
+    from rag.core.models import cache_dir
 
     f = cache_dir() / "bench" / "scale" / f"{name}-queries.npy"
     if f.exists():
@@ -223,7 +223,7 @@ def matryoshka_2d(name: str, layers: tuple[int, ...] = (2, 4, 6)) -> dict[str, A
     (re-encodes the corpus once per layer, so only for the small collections)."""
     from evals import load_beir
     from evals.measures.compute import score_run
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
     from retrievers import DenseRetriever
     from retrievers.stores import ExactStore
 

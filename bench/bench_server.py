@@ -144,7 +144,7 @@ def main() -> None:
         index_s = time.perf_counter() - t
         key, port = secrets.token_urlsafe(24), free_port()
         env = {**os.environ, "RAG_API_KEYS": key, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "rag.cli", "serve", str(index), "--model", "none"]
+        cmd = [sys.executable, "-m", "rag.app.cli", "serve", str(index), "--model", "none"]
         proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, cwd=ROOT)
         try:
             base = f"http://127.0.0.1:{port}"

@@ -33,8 +33,8 @@ SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 
 
 def systems(corpus):
-    from rag.models import cache_dir
-    from rag.persist import load_retriever
+    from rag.core.models import cache_dir
+    from rag.index.persist import load_retriever
     from retrievers import BM25Retriever, HybridRetriever
 
     path = cache_dir() / "bench" / "scifact-minilm-auto"
@@ -53,7 +53,7 @@ def systems(corpus):
 
 def build_sets(corpus, bm25, args) -> dict:
     from evals.synthetic import SynthConfig, generate_synthetic
-    from rag.llm import get_llm
+    from rag.core.llm import get_llm
 
     work = Path(args.work)
     plain = work / "clean_dedup"

@@ -37,7 +37,7 @@ def main() -> None:
     from vllm_cpu_check import PROMPTS
 
     from rag.generators import TransformersGenerator, VLLMGenerator
-    from rag.types import Document, Query
+    from rag.core.types import Document, Query
     from rerankers import LLMPointwiseReranker
 
     n = args.max_new_tokens

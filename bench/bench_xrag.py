@@ -4,7 +4,7 @@ Cheng et al., "xRAG: Extreme Context Compression for Retrieval-augmented Generat
 Token", NeurIPS 2024. For ``--claims`` SciFact *test* (claim, gold abstract, label) rows
 (``evidence.jsonl``; none of them seen in training), the frozen SmolLM2-135M-Instruct answers
 "Is the claim true according to the background? Answer Yes or No." (the prompt the projector was
-instruction-tuned on, :data:`rag.xrag_train.VERIFY`) with as background:
+instruction-tuned on, :data:`rag.generators.xrag_train.VERIFY`) with as background:
 
 * ``no_context``: nothing (the background line is empty);
 * ``full_text``: the abstract (title + text);
@@ -41,7 +41,7 @@ DATA = DATASETS / "scifact"
 
 def rows(n: int) -> list[tuple[str, object, str]]:
     """The first ``n`` test (claim, gold document, label) rows, one per claim."""
-    from rag.persist import read_documents, read_jsonl
+    from rag.index.persist import read_documents, read_jsonl
 
     docs = {d.id: d for d in read_documents(DATA / "corpus.jsonl")}
     claims = {str(r["_id"]): r["text"] for r in read_jsonl(DATA / "queries.jsonl")}
@@ -61,7 +61,7 @@ def rows(n: int) -> list[tuple[str, object, str]]:
 
 def contexts(data, minilm) -> dict[str, list[str]]:  # noqa: ANN001
     from rag.compressors import ExtractiveCompressor, XRAGCompressor
-    from rag.types import Hit, Query, Ranking
+    from rag.core.types import Hit, Query, Ranking
 
     ext = ExtractiveCompressor(ratio=0.25, encoder=minilm)
     xr = XRAGCompressor(encoder=minilm, drop_title=True)
@@ -80,7 +80,7 @@ def contexts(data, minilm) -> dict[str, list[str]]:  # noqa: ANN001
 def score(gen, data, ctxs: list[str]) -> dict:  # noqa: ANN001
     import torch
 
-    from rag.xrag_train import SYSTEM, VERIFY
+    from rag.generators.xrag_train import SYSTEM, VERIFY
 
     yes = gen.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
     no = gen.tokenizer("No", add_special_tokens=False)["input_ids"][0]
@@ -119,10 +119,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
     from rag.generators import XRAGGenerator
-    from rag.xrag import load_projector, new_projector, save_projector
-    from rag.xrag_train import PARAPHRASE, SYSTEM
+    from rag.generators.xrag_projector import load_projector, new_projector, save_projector
+    from rag.generators.xrag_train import PARAPHRASE, SYSTEM
 
     t0 = time.time()
     data = rows(a.claims)

@@ -1,7 +1,7 @@
 """Train the xRAG projector (MiniLM 384-d -> SmolLM2-135M 576-d) on CPU, the paper's two stages.
 
 Cheng et al., "xRAG: Extreme Context Compression for Retrieval-augmented Generation with One
-Token", NeurIPS 2024 (arXiv:2405.13792); the recipe is in :mod:`rag.xrag_train`.
+Token", NeurIPS 2024 (arXiv:2405.13792); the recipe is in :mod:`rag.generators.xrag_train`.
 
 Data (offline, shared SciFact; the documents and claims of SciFact's *test* split are never used):
 
@@ -39,7 +39,7 @@ MINILM_CACHE = cache("minilm")
 
 
 def scifact() -> tuple[dict, dict, list[dict]]:
-    from rag.persist import read_documents, read_jsonl
+    from rag.index.persist import read_documents, read_jsonl
 
     docs = {d.id: d for d in read_documents(DATA / "corpus.jsonl")}
     claims = {str(r["_id"]): r["text"] for r in read_jsonl(DATA / "queries.jsonl")}
@@ -58,7 +58,7 @@ def embed(docs: list, cache: Path) -> np.ndarray:
     key = cache / f"xrag_vecs_{len(docs)}_{docs[0].id}_{docs[-1].id}.npy"
     if key.exists():
         return np.load(key)
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     v = TransformerEncoder().load().encode([d.full_text for d in docs], kind="document")
     cache.mkdir(parents=True, exist_ok=True)
@@ -68,8 +68,8 @@ def embed(docs: list, cache: Path) -> np.ndarray:
 
 
 def datasets(n1: int, n2: int, seed: int, cache: Path) -> tuple[list, list, dict]:
-    from rag.xrag import roundtrip
-    from rag.xrag_train import PARAPHRASE, VERIFY, Example
+    from rag.generators.xrag_projector import roundtrip
+    from rag.generators.xrag_train import PARAPHRASE, VERIFY, Example
 
     docs, claims, evidence = scifact()
     test_docs = {str(r["corpus-id"]) for r in evidence if r["split"] == "test"}
@@ -103,7 +103,7 @@ def datasets(n1: int, n2: int, seed: int, cache: Path) -> tuple[list, list, dict
 def run_stage(lm, tok, proj, examples, steps, batch, lr, max_target, alpha_kl, minutes, log):
     import torch
 
-    from rag.xrag_train import batch_loss
+    from rag.generators.xrag_train import batch_loss
 
     opt = torch.optim.AdamW(proj.parameters(), lr=lr, weight_decay=0.0)
     losses, t0 = [], time.time()
@@ -148,9 +148,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from rag.models import load_hf
-    from rag.xrag import new_projector, save_projector
-    from rag.xrag_train import freeze
+    from rag.core.models import load_hf
+    from rag.generators.xrag_projector import new_projector, save_projector
+    from rag.generators.xrag_train import freeze
 
     s1, s2, data = datasets(a.steps1 * a.batch, a.steps2 * a.batch, a.seed, Path(a.out).parent)
     tok, lm, _ = load_hf("smollm2-135m", "AutoModelForCausalLM", "cpu", dtype=torch.float32)

@@ -53,7 +53,7 @@ from evals.stats import (
 )
 from evals.synthetic import SynthConfig, SynthReport, generate_synthetic
 from evals.trec import read_qrels, read_run, read_run_config, write_qrels, write_run
-from rag.judges import LexicalJudge, LLMJudge
+from rag.pipeline.judges import LexicalJudge, LLMJudge
 
 __all__ = [
     "ann_recall",

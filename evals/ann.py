@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict
 
 from evals.measures.prepare import Run
 from evals.runs import run_from_rankings, top_k
-from rag.errors import ConfigError
-from rag.nodes import check_k
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import check_k
+from rag.core.types import Ranking
 
 
 class AnnRecall(BaseModel):

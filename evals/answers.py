@@ -2,7 +2,7 @@
 and token F1, and the calibration of judge-based scores against human labels.
 
 An answer is split into claims (sentences, :func:`split_claims`); the markers ``[n]`` in a claim
-cite the ``n``-th context it was given (1-based, as :mod:`rag.citations` resolves them).
+cite the ``n``-th context it was given (1-based, as :mod:`rag.pipeline.citations` resolves them).
 
 * faithfulness (ragas, Es et al. 2024): share of claims the judge finds supported by the
   context they cite (by every context when the claim cites none);
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.citations import parse_markers
-from rag.errors import ConfigError
-from rag.judges import SupportJudge
-from rag.types import Answer
+from rag.pipeline.citations import parse_markers
+from rag.core.errors import ConfigError
+from rag.pipeline.judges import SupportJudge
+from rag.core.types import Answer
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _MARK = re.compile(r"\s*\[[0-9][0-9,;\s\-–]*\]")

@@ -11,7 +11,7 @@ same command) and, when configs are given, evaluates them on it exactly like ``r
                      [--judge smollm2-135m|lexical] [--references refs.jsonl] \\
                      [--labels labels.jsonl]
 
-scores answers (one :class:`rag.types.Answer` JSON object a line) with :mod:`evals.answers` and
+scores answers (one :class:`rag.core.types.Answer` JSON object a line) with :mod:`evals.answers` and
 writes ``answers.json``, ``answers.md`` and ``answers.html``. ``refs.jsonl`` lines are
 ``{"query-id", "answers": [...]}``; ``labels.jsonl`` lines are human labels
 ``{"query-id", "faithfulness": 0|1, ...}``, which calibrate the judge (agreement and PPI CIs).
@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError, DataError, RagError
-from rag.persist import atomic_write_text, iter_jsonl
+from rag.core.errors import ConfigError, DataError, RagError
+from rag.index.persist import atomic_write_text, iter_jsonl
 
 
 def add_answer_parsers(subparsers: Any) -> None:
@@ -64,7 +64,7 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_answers_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--answers", required=True, help="JSONL of rag.types.Answer objects")
+    p.add_argument("--answers", required=True, help="JSONL of rag.core.types.Answer objects")
     p.add_argument("--out", required=True)
     p.add_argument("--judge", default="smollm2-135m", help="'lexical', 'none' or an LLM name")
     p.add_argument("--references", help="JSONL {query-id, answers: [...]}")
@@ -78,7 +78,7 @@ def add_answers_arguments(p: argparse.ArgumentParser) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from evals.cli import evaluate_configs, write_outputs
     from evals.synthetic import SynthConfig, generate_synthetic
-    from rag.llm import get_llm
+    from rag.core.llm import get_llm
     from retrievers import BM25Retriever
 
     try:
@@ -113,7 +113,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def read_corpus_any(spec: str) -> list[Any]:
     """Documents of a BEIR folder (``corpus.jsonl[.gz]``, qrels not needed) or a JSONL file."""
     from evals.datasets import _find, read_corpus
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
 
     path = Path(spec)
     if path.is_dir():
@@ -126,7 +126,7 @@ def read_corpus_any(spec: str) -> list[Any]:
 def read_answers(path: str) -> list[Any]:
     from pydantic import ValidationError
 
-    from rag.types import Answer
+    from rag.core.types import Answer
 
     out = []
     for lineno, row in iter_jsonl(path):
@@ -150,7 +150,7 @@ def _by_query(path: str | None, key: str | None = None) -> dict[str, Any]:
 
 
 def make_judge(name: str, device: str = "auto") -> Any:
-    from rag.judges import LexicalJudge, LLMJudge
+    from rag.pipeline.judges import LexicalJudge, LLMJudge
 
     if name == "none":
         return None

@@ -33,8 +33,8 @@ from evals.measures import accepted_names, parse_measures
 from evals.report import to_json, to_markdown
 from evals.systems import load_system, prepare, slug
 from evals.trec import read_run, read_run_config, write_run
-from rag.errors import ConfigError, RagError
-from rag.persist import atomic_write_text
+from rag.core.errors import ConfigError, RagError
+from rag.index.persist import atomic_write_text
 
 logger = logging.getLogger("ragnodes.evals")
 DEFAULT_MEASURES = "ndcg@10,r@100,rr@10,ap@100,p@10"

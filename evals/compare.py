@@ -15,7 +15,7 @@ from evals.stats import (
     paired_t_test,
     randomization_test,
 )
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 PerQuery = Mapping[str, Mapping[str, float]]  # measure -> qid -> value
 

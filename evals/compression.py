@@ -20,8 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from evals.datasets import Dataset, iter_jsonl
-from rag.errors import DataError
-from rag.types import Ranking
+from rag.core.errors import DataError
+from rag.core.types import Ranking
 
 Units = Mapping[str, Mapping[str, Sequence[str]]]
 _WS = re.compile(r"\s+")

@@ -15,7 +15,7 @@ folder: ``rag eval`` indexes it with :func:`rag.ingest.indexing.index_paths`, ch
 A *pre-chunked* corpus (rows with a ``parent_id`` field, as :class:`rag.ingest.Chunker` writes)
 may be judged at the parent level: a judged id that is a chunk's parent counts as present.
 
-Bad lines raise :class:`~rag.errors.DataError` naming file and line. Judgments that point at a
+Bad lines raise :class:`~rag.core.errors.DataError` naming file and line. Judgments that point at a
 document missing from the corpus or a query missing from the queries file are not dropped
 silently: they are listed in :attr:`Dataset.warnings` (unknown queries cannot be run and leave the
 qrels; unknown documents stay, as trec_eval counts them in the ideal ranking).
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.errors import DataError
-from rag.ingest.parents import parent_of
-from rag.persist import iter_jsonl
-from rag.types import Document, Query
+from rag.core.errors import DataError
+from rag.pipeline.parents import parent_of
+from rag.index.persist import iter_jsonl
+from rag.core.types import Document, Query
 
 logger = logging.getLogger("ragnodes.evals")
 logger.addHandler(logging.NullHandler())

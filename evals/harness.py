@@ -36,9 +36,9 @@ from evals.compression import Units, content_survival
 from evals.datasets import Dataset
 from evals.measures import Coverage, Measure, parse_measures, score_run
 from evals.runs import run_from_rankings
-from rag.errors import ConfigError
-from rag.nodes import check_k
-from rag.types import Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import check_k
+from rag.core.types import Query, Ranking
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from evals.compare import Comparison
 from evals.harness import EvalResult
 from evals.report import to_markdown
 from evals.stats import bootstrap_ci
-from rag.extras import require
+from rag.core.extras import require
 
 
 def _png(fig: Any) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from rag.errors import ConfigError, DataError
-from rag.nodes import check_k
-from rag.types import Document, Query
+from rag.core.errors import ConfigError, DataError
+from rag.core.nodes import check_k
+from rag.core.types import Document, Query
 
 Run = Mapping[str, Mapping[str, float]]
 
@@ -217,7 +217,7 @@ def _rerank_candidates(
     k: int,
 ) -> list[Any]:
     """Rankings of each query's candidates (in the given order) reranked by ``reranker``."""
-    from rag.types import Hit, Ranking
+    from rag.core.types import Hit, Ranking
 
     if corpus is None:
         raise ConfigError("reranking given candidates needs the corpus to read their text")
@@ -320,7 +320,7 @@ def write_followir(pairs: InstructionPairs, path: str | os.PathLike[str]) -> Pat
     probe with another toolkit's FollowIR loader)."""
     import json
 
-    from rag.persist import atomic_write_text
+    from rag.index.persist import atomic_write_text
 
     def lines(rows: Iterable[Any]) -> str:
         return "".join(json.dumps(r) + "\n" for r in rows)

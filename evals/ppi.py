@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

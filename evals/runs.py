@@ -3,11 +3,11 @@
 Duplicate document ids within one query cannot exist in a dict; where they come from:
 
 * :func:`run_from_rankings` keeps one entry per id: the highest score (``by="score"``, the same
-  rule as :meth:`rag.types.Ranking.from_scored`) or the first position (``by="rank"``);
+  rule as :meth:`rag.core.types.Ranking.from_scored`) or the first position (``by="rank"``);
 * :func:`evals.trec.read_run` rejects them like trec_eval (``duplicate docs``) unless asked to
   keep the maximum or the first.
 
->>> from rag.types import Document, Hit, Query, Ranking
+>>> from rag.core.types import Document, Hit, Query, Ranking
 >>> hit = Hit(document=Document(id="d", text="t"), score=2.0)
 >>> r = Ranking(query=Query(id="q1", text="x"), hits=(hit,))
 >>> run_from_rankings([r])
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 from evals.measures.prepare import Run
-from rag.errors import ConfigError
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.types import Ranking
 
 
 def run_from_rankings(

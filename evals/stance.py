@@ -25,8 +25,8 @@ from pathlib import Path
 
 from evals.datasets import _find, iter_jsonl, read_corpus, read_queries
 from evals.pmrr import InstructionPairs
-from rag.errors import DataError
-from rag.types import Query
+from rag.core.errors import DataError
+from rag.core.types import Query
 
 ORIGINAL = "Find abstracts with evidence about the claim."
 ONLY = {

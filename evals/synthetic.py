@@ -38,16 +38,16 @@ from typing import Any, Protocol
 import numpy as np
 
 import prompts
-from rag.errors import ConfigError, DataError
-from rag.judges import content_tokens
-from rag.persist import atomic_write_text, iter_jsonl
-from rag.types import Document, Query
+from rag.core.errors import ConfigError, DataError
+from rag.pipeline.judges import content_tokens
+from rag.index.persist import atomic_write_text, iter_jsonl
+from rag.core.types import Document, Query
 
 _PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*\d*\s*[:.)-]|\d+\s*[.)]|[-*])\s*", re.I)
 
 
 class TextGenerator(Protocol):
-    """Greedy completion of chat prompts (``rag.llm.TransformersLLM`` satisfies it)."""
+    """Greedy completion of chat prompts (``rag.core.llm.TransformersLLM`` satisfies it)."""
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
 

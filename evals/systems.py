@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.datasets import Dataset
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 logger = logging.getLogger("ragnodes.evals")
 EVAL_KEYS = ("name", "chunker")
@@ -82,8 +82,8 @@ def load_system(path: str | Path, chunk: bool = False) -> EvalSystem:
     (``rag eval --chunk``) chunks a BEIR corpus with the default chunker when the config names
     none."""
     from rag.ingest import Chunker
-    from rag.nodes import Node, _import_all_nodes, load_config_file
-    from rag.presets import preset_path, presets
+    from rag.core.nodes import Node, _import_all_nodes, load_config_file
+    from rag.pipeline.presets import preset_path, presets
 
     if not Path(path).exists() and str(path) in presets():  # a packaged preset by name
         path = preset_path(str(path))

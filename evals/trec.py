@@ -2,7 +2,7 @@
 
 Run lines: ``qid Q0 docid rank score tag`` (rank is ignored, as trec_eval ignores it).
 Qrels lines: ``qid iter docid rel`` (integer ``rel``; ``iter`` ignored).
-Bad lines raise :class:`~rag.errors.DataError` naming file and line; a document listed twice for
+Bad lines raise :class:`~rag.core.errors.DataError` naming file and line; a document listed twice for
 one query is an error, as in trec_eval (``form_res_rels: duplicate docs``), unless
 ``on_duplicate`` says to keep the highest score (``"max"``) or the first line (``"first"``).
 
@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from evals.measures.prepare import Qrels, Run
-from rag.errors import ConfigError, DataError
-from rag.persist import atomic_write_text
+from rag.core.errors import ConfigError, DataError
+from rag.index.persist import atomic_write_text
 
 OnDuplicate = Literal["error", "max", "first"]
 

@@ -17,7 +17,7 @@ import hashlib
 import re
 from importlib import resources
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 _VAR = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 

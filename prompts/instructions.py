@@ -3,7 +3,7 @@
 Instruction-tuned embedders are asymmetric: the query carries a prefix or an instruction, the
 passage does not (or carries its own fixed prefix). :func:`template_for` picks a family's template
 from a model id by the regular expressions in ``instructions.yaml`` (first match in file order), or
-by an explicit family name; :func:`format_query` fills it for one :class:`~rag.types.Query`.
+by an explicit family name; :func:`format_query` fills it for one :class:`~rag.core.types.Query`.
 
 =====================  ================================================================
 family                 query text
@@ -31,8 +31,8 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict
 
-from rag.errors import ConfigError
-from rag.types import Query
+from rag.core.errors import ConfigError
+from rag.core.types import Query
 
 
 class InstructionTemplate(BaseModel):
@@ -88,7 +88,7 @@ def template_for(model_id: str, family: str | None = None) -> InstructionTemplat
 
 def _hf_id(model_id: str) -> str:
     """Packaged short names (``minilm``) -> their HF id, so that patterns see the real name."""
-    from rag.models import PACKAGED, canonical
+    from rag.core.models import PACKAGED, canonical
 
     key = canonical(model_id)
     return PACKAGED[key].hf_id if key in PACKAGED else model_id

@@ -1,6 +1,6 @@
 """ragnodes core: value types, the node contract, the pipeline, model resolution, generation."""
 
-from rag.errors import (
+from rag.core.errors import (
     ConfigError,
     DataError,
     MissingExtraError,
@@ -8,8 +8,8 @@ from rag.errors import (
     NotIndexedError,
     RagError,
 )
-from rag.nodes import BaseReranker, BaseRetriever, Compressor, Generator, Node, Reranker, Retriever
-from rag.types import Answer, Citation, Document, Hit, Query, Ranking
+from rag.core.nodes import BaseReranker, BaseRetriever, Compressor, Generator, Node, Reranker, Retriever
+from rag.core.types import Answer, Citation, Document, Hit, Query, Ranking
 
 __all__ = [
     "Answer",

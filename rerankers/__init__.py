@@ -1,7 +1,7 @@
 """Rerankers: one verb (``rerank`` / ``rerank_batch``) over cross-encoders, LLMs and encoders.
 
-Every reranker returns a new :class:`rag.types.Ranking` (sorted, unique ids, at most ``k``) and
-leaves its input untouched; see :mod:`rag.nodes` for the contract.
+Every reranker returns a new :class:`rag.core.types.Ranking` (sorted, unique ids, at most ``k``) and
+leaves its input untouched; see :mod:`rag.core.nodes` for the contract.
 """
 
 from rerankers.cascade import CascadeReranker

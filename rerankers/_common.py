@@ -1,15 +1,15 @@
 """Helpers of the LLM rerankers inside this package: passage text and prompt tags (an LLM's
-provenance is its runtime's ``provenance``, :mod:`rag.llm`).
+provenance is its runtime's ``provenance``, :mod:`rag.core.llm`).
 
 The generic reranking steps (thresholds, de-duplication, rank-derived scores, the stage label)
-belong to :class:`rag.nodes.BaseReranker`; the instruction line is
+belong to :class:`rag.core.nodes.BaseReranker`; the instruction line is
 :func:`prompts.instructions.instruction_line`, re-exported here for the rerankers' imports.
 """
 
 from __future__ import annotations
 
 from prompts.instructions import instruction_line
-from rag.types import Document
+from rag.core.types import Document
 
 __all__ = ["doc_text", "instruction_line", "template_tag"]
 

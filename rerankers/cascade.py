@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import ClassVar
 
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker, check_k
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker, check_k
+from rag.core.types import Ranking
 
 
 class CascadeReranker(BaseReranker):

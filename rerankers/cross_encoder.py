@@ -3,10 +3,10 @@
 Each (query, document) pair is read jointly by the model (Nogueira & Cho 2019, "Passage
 Re-ranking with BERT"); the score is the classification logit, or ``sigmoid(logit)``.
 Scores match sentence-transformers ``CrossEncoder.predict`` (same pair encoding, same default
-activation: sigmoid for one label, identity otherwise); ``tests/test_rerankers_cross_encoder.py``
+activation: sigmoid for one label, identity otherwise); ``tests/nodes/test_rerankers_cross_encoder.py``
 checks it to 1e-5.
 
-Pairs run on :class:`rag.runtime.EncoderRuntime` (head ``classification``, shared with the
+Pairs run on :class:`rag.core.runtime.EncoderRuntime` (head ``classification``, shared with the
 encoders): tokenised once, sorted by length, cut into token-budget batches; ``fp32`` by default
 (the same scores on every CPU), ``bf16`` on request. A pair longer
 than ``max_length`` loses document tokens first (``truncation="only_second"``); only a query that
@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker
-from rag.runtime import PRECISIONS, EncoderRuntime, resolve_precision
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker
+from rag.core.runtime import PRECISIONS, EncoderRuntime, resolve_precision
+from rag.core.types import Document, Query
 from rerankers._common import doc_text
 
 __all__ = ["ACTIVATIONS", "PRECISIONS", "CrossEncoderReranker"]

@@ -1,9 +1,9 @@
 """Embedding reranking: rescore candidates with a (second, usually stronger) sentence encoder.
 
-score(q, d) = cos(E(q), E(d)) with ``E`` a :class:`rag.encoders.TransformerEncoder`; queries use
+score(q, d) = cos(E(q), E(d)) with ``E`` a :class:`rag.core.encoders.TransformerEncoder`; queries use
 the encoder's query prefix and documents its document prefix (``title + " " + text``).
 The unit vectors of the last ``cache_size`` document texts are kept in the library's one
-document-vector cache (:class:`rag.embed_cache.EmbeddingCache`, memory tier), so reranking
+document-vector cache (:class:`rag.core.embed_cache.EmbeddingCache`, memory tier), so reranking
 overlapping candidate pools for many queries encodes each document once; an encoder with an
 on-disk ``cache`` folder also reads the documents it has embedded before back from disk.
 
@@ -18,11 +18,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from rag.embed_cache import memory_cache
-from rag.encoders import TransformerEncoder
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker
-from rag.types import Document, Query
+from rag.core.embed_cache import memory_cache
+from rag.core.encoders import TransformerEncoder
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker
+from rag.core.types import Document, Query
 from rerankers._common import doc_text
 
 
@@ -30,7 +30,7 @@ class EmbeddingReranker(BaseReranker):
     """Cosine similarity under ``encoder`` (default: all-MiniLM-L6-v2, packaged).
 
     Args:
-        encoder: the :class:`~rag.encoders.TransformerEncoder` that rescores.
+        encoder: the :class:`~rag.core.encoders.TransformerEncoder` that rescores.
         cache_size: document vectors kept between calls (0 disables the cache).
     """
 

@@ -9,7 +9,7 @@ store (or whose text changed) are encoded when first seen; the vectors of the la
 such documents (keyed by id and text) are kept in float16. Scores always use the float16-rounded
 vectors (as the token store does), so they never depend on where the vectors came from.
 
->>> from rag.types import Document, Query, Ranking, Hit
+>>> from rag.core.types import Document, Query, Ranking, Hit
 >>> rr = LateInteractionReranker()                       # packaged MiniLM token vectors
 >>> r = Ranking(query=Query(text="late interaction"),
 ...             hits=(Hit(document=Document(id="a", text="late interaction"), score=0.0),))
@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker
+from rag.core.types import Document, Query
 from retrievers.kernels.maxsim import maxsim_lists
 from retrievers.multivector.encoder import TokenEncoder
 from retrievers.multivector.token_store import TokenStore

@@ -18,7 +18,7 @@ Output text goes through :func:`rerankers.permutation.parse_permutation`, which 
 ``constrained=True`` (transformers: a LogitsProcessor; vLLM: guided decoding) allows only digits,
 ``[``, ``]``, ``>``, space and end-of-sequence while decoding.
 
-Scores are rank-derived (:meth:`rag.nodes.BaseReranker.rank_scores`): of ``n`` candidates the
+Scores are rank-derived (:meth:`rag.core.nodes.BaseReranker.rank_scores`): of ``n`` candidates the
 first scores ``n``, the last ``1``. Each output ``Ranking.stage`` reads
 ``llm_listwise:<model>@<backend>-<version>``; its ``Ranking.provenance`` holds the full record
 for that query (backend and torch versions, model path and revision, prompt, the windows, how
@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import prompts
-from rag.errors import ConfigError
-from rag.llm import BACKENDS, get_llm
-from rag.nodes import BaseReranker
-from rag.types import Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.llm import BACKENDS, get_llm
+from rag.core.nodes import BaseReranker
+from rag.core.types import Query, Ranking
 from rerankers._common import (
     doc_text,
     instruction_line,

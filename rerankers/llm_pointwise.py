@@ -29,10 +29,10 @@ from typing import ClassVar
 import numpy as np
 
 import prompts
-from rag.errors import ConfigError
-from rag.llm import BACKENDS, get_llm, label_probs, single_token_ids
-from rag.nodes import BaseReranker
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.llm import BACKENDS, get_llm, label_probs, single_token_ids
+from rag.core.nodes import BaseReranker
+from rag.core.types import Document, Query
 from rerankers._common import (
     doc_text,
     instruction_line,

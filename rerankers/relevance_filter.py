@@ -29,9 +29,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker, check_k
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker, check_k
+from rag.core.types import Ranking
 
 Qrels = Mapping[str, Mapping[str, int]]
 

@@ -43,10 +43,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
-from rag.nodes import BaseRetriever, check_query
-from rag.persist import atomic_write_text
-from rag.types import Document, Query, Ranking
+from rag.core.errors import ConfigError, DataError
+from rag.core.nodes import BaseRetriever, check_query
+from rag.index.persist import atomic_write_text
+from rag.core.types import Document, Query, Ranking
 
 ANCHOR_ITEMS = ("random", "first_stage")
 
@@ -109,7 +109,7 @@ class AnnCurRetriever(BaseRetriever):
         anchor_matrix: str | None = None,
         seed: int = 0,
     ) -> None:
-        from rag.nodes import BaseReranker, Node
+        from rag.core.nodes import BaseReranker, Node
 
         if scorer is None:  # by registry name: rerankers sit beside retrievers, never imported
             scorer = Node.from_config({"type": "late_interaction"})

@@ -4,10 +4,10 @@ A composite holds child retrievers that read its one document store (the corpus 
 saved once, :mod:`rag.index`), and answers a query by combining what its children return. The
 base owns everything but the combination:
 
-* the request is checked once, by :meth:`rag.nodes.BaseRetriever.check_request` at the outermost
+* the request is checked once, by :meth:`rag.core.nodes.BaseRetriever.check_request` at the outermost
   node; children are asked through their ``_retrieve`` (checked input), so a query inside a
   hybrid of a hybrid is still validated once;
-* the candidate depth asked of each child is :func:`rag.nodes.candidate_depth` (``depth``, else
+* the candidate depth asked of each child is :func:`rag.core.nodes.candidate_depth` (``depth``, else
   100, never fewer than ``k``);
 * the composite uses the query's instruction when any of its parts does, applies a metadata
   filter only when every child can, and is lexical (``matching_only``) when every child is;
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from rag import tracing
-from rag.nodes import BaseRetriever, candidate_depth
-from rag.types import Document, Query, Ranking
+from rag.core.nodes import BaseRetriever, candidate_depth
+from rag.core.types import Document, Query, Ranking
 
 _ASKED: ContextVar[list[int] | None] = ContextVar("ragnodes_asked", default=None)
 
@@ -84,7 +84,7 @@ class CompositeRetriever(BaseRetriever):
 
     # -- retrieval --------------------------------------------------------------------------------
     def candidate_depth(self, k: int) -> int:
-        """Candidates asked of each child to return ``k`` (:func:`rag.nodes.candidate_depth`)."""
+        """Candidates asked of each child to return ``k`` (:func:`rag.core.nodes.candidate_depth`)."""
         return candidate_depth(k, self.depth)
 
     def _retrieve(
@@ -122,7 +122,7 @@ class CompositeRetriever(BaseRetriever):
         filter: dict[str, Any] | None,
     ) -> list[list[Ranking]]:
         """Each child's rankings of ``queries`` (``[child][query]``), on the checked request;
-        one ``retrieve {child}`` span each (:mod:`rag.tracing`)."""
+        one ``retrieve {child}`` span each (:mod:`rag.core.tracing`)."""
         out = []
         for c in children:
             with tracing.stage("retrieve", c, k, len(queries)) as sp:
@@ -166,7 +166,7 @@ class CompositeRetriever(BaseRetriever):
 
     def _load_state(self, path: Path) -> None:
         """The layout before :mod:`rag.index`: one saved folder per child."""
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         self.retrievers = [load_retriever(path / f"child{i}") for i in range(len(self.children))]
 

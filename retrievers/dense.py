@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from rag.encoders import TransformerEncoder
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, Node
-from rag.types import Document, Query
+from rag.core.encoders import TransformerEncoder
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, Node
+from rag.core.types import Document, Query
 from retrievers.stores.exact import ExactStore
 from retrievers.stores.qdrant import QdrantStore
 from retrievers.stores.segments import VectorSegments
@@ -29,7 +29,7 @@ class DenseRetriever(BaseRetriever):
     """Bi-encoder retrieval.
 
     Args:
-        encoder: a :class:`~rag.encoders.TransformerEncoder` (default: packaged MiniLM).
+        encoder: a :class:`~rag.core.encoders.TransformerEncoder` (default: packaged MiniLM).
         store: an ``ExactStore`` (default) or ``QdrantStore``.
         fields: ``title+text`` or ``text``.
         instruction_template: format string with ``{query}`` and ``{instruction}`` applied to

@@ -7,9 +7,9 @@ z-score per ranking): ``score(d) = sum_i w_i * norm_i(s_i(d))``, a missing docum
 Both are order-independent: permuting the input rankings (with their weights) gives the same
 output, ties broken by document id. The first ranking's Document object is kept for each id.
 
-The kernels work on arrays (:class:`rag.types.ScoredIds`, ids best first with their scores):
+The kernels work on arrays (:class:`rag.core.types.ScoredIds`, ids best first with their scores):
 :func:`rrf_arrays` and :func:`combsum_arrays` return the fused ids and scores, and only the top
-``k`` fused hits become :class:`~rag.types.Hit` objects (``Ranking.from_arrays``).
+``k`` fused hits become :class:`~rag.core.types.Hit` objects (``Ranking.from_arrays``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.types import Document, Ranking, ScoredIds
+from rag.core.errors import ConfigError
+from rag.core.types import Document, Ranking, ScoredIds
 
 NORMS = ("minmax", "zscore", "none")
 

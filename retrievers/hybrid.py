@@ -1,7 +1,7 @@
 """Hybrid retrieval: several retrievers fused by RRF (default, k=60) or normalised scores.
 
 Each child retrieves ``depth`` candidates (default 100, at least ``k``:
-:func:`rag.nodes.candidate_depth`) before fusion, so a document ranked low by one retriever still
+:func:`rag.core.nodes.candidate_depth`) before fusion, so a document ranked low by one retriever still
 gets its share from the other. The children share the hybrid's document store
 (:class:`retrievers.composite.CompositeRetriever`).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, check_k
-from rag.types import Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, check_k
+from rag.core.types import Query, Ranking
 from retrievers.composite import CompositeRetriever
 from retrievers.fusion import NORMS, rrf, score_fusion
 

@@ -31,9 +31,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, candidate_depth
-from rag.types import Document, Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, candidate_depth
+from rag.core.types import Document, Query, Ranking
 from retrievers.composite import CompositeRetriever
 from retrievers.fusion import rrf_sums
 
@@ -119,6 +119,6 @@ class ParentRetriever(CompositeRetriever):
         return [group_by_parent(r, self.how, k, self.rrf_k) for r in chunks]
 
     def _load_state(self, path: Path) -> None:
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         self.retriever = load_retriever(path / "child0")

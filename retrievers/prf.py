@@ -40,9 +40,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever
+from rag.core.types import Document, Query
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.stores.exact import topk_rows
@@ -199,7 +199,7 @@ class RM3Retriever(BaseRetriever):
         self.bm25.save(path / "bm25")
 
     def _load_state(self, path: Path) -> None:
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         if not (path / "bm25" / "config.json").exists():
             return super()._load_state(path)
@@ -296,7 +296,7 @@ class DensePRFRetriever(BaseRetriever):
         self.dense.save(path / "dense")
 
     def _load_state(self, path: Path) -> None:
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         if not (path / "dense" / "config.json").exists():
             return super()._load_state(path)

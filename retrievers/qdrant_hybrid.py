@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.encoders import TransformerEncoder
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, candidate_depth, check_k
-from rag.types import Document, Query, Ranking, as_documents, unique_ids
+from rag.core.encoders import TransformerEncoder
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, candidate_depth, check_k
+from rag.core.types import Document, Query, Ranking, as_documents, unique_ids
 from retrievers.qdrant_query import (
     TIE_MARGIN,
     document_points,
@@ -71,7 +71,7 @@ class QdrantHybridRetriever(BaseRetriever):
         location: ``":memory:"`` (embedded, in-process); ignored with ``path`` or ``url``.
         path: folder of an embedded persistent collection (qdrant-client local mode).
         url: Qdrant server or cluster URL; ``api_key_env`` names the variable holding its key.
-        encoder: dense :class:`~rag.encoders.TransformerEncoder` (default packaged MiniLM).
+        encoder: dense :class:`~rag.core.encoders.TransformerEncoder` (default packaged MiniLM).
         sparse: :class:`~retrievers.sparse.BM25SparseEncoder` (tokenizer of ``BM25Retriever``).
         token_encoder: a :class:`~retrievers.multivector.TokenEncoder` to store token vectors and
             re-score the fused candidates by MaxSim; ``None``: no multivector.
@@ -80,7 +80,7 @@ class QdrantHybridRetriever(BaseRetriever):
         fusion: ``rrf`` or ``dbsf``.
         rrf_k: RRF constant, as :class:`~retrievers.hybrid.HybridRetriever`'s.
         depth: candidates per prefetch (default 100, at least ``k``: the one policy,
-            :func:`rag.nodes.candidate_depth`, as ``HybridRetriever``).
+            :func:`rag.core.nodes.candidate_depth`, as ``HybridRetriever``).
         rescore_depth: fused candidates MaxSim re-scores (default ``depth``).
         filter_fields: ``{field: "keyword"|"integer"|"float"|"bool"}`` metadata fields to build
             payload indexes for (a server uses them to filter inside the HNSW search).

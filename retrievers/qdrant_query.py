@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.types import Document
+from rag.core.errors import ConfigError
+from rag.core.types import Document
 from retrievers.qdrant_schema import sparse_vector
 from retrievers.stores.qdrant import point_id
 

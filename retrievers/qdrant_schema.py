@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 META_KEY = "ragnodes"
 FIELD_TYPES = ("keyword", "integer", "float", "bool")

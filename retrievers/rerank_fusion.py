@@ -17,7 +17,7 @@ shared index is saved once.
 A reranker with index-time state (late interaction's token store,
 :meth:`rerankers.late_interaction.LateInteractionReranker.index_documents`) builds it when
 this node indexes, and the store is committed and reopened with the index through the rerankers'
-one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.nodes.BaseReranker`), so a query
+one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.core.nodes.BaseReranker`), so a query
 reads its candidates' token vectors instead of encoding them (seconds per query on a CPU
 otherwise).
 
@@ -32,9 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rag.errors import ConfigError
-from rag.nodes import BaseReranker, BaseRetriever
-from rag.types import Document, Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseReranker, BaseRetriever
+from rag.core.types import Document, Query, Ranking
 from retrievers.fusion import rrf
 from retrievers.hybrid import HybridRetriever
 
@@ -156,7 +156,7 @@ class RerankFusionRetriever(HybridRetriever):
                 r.save(path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         self.retrievers = [
             r if i in self._followers else load_retriever(path / f"child{i}")

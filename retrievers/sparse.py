@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.nodes import Node
-from rag.types import Document
+from rag.core.nodes import Node
+from rag.core.types import Document
 
 SparseVec = tuple[np.ndarray, np.ndarray]  # (indices uint32 (T,), values float32 (T,))
 

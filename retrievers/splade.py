@@ -11,11 +11,11 @@ vocabulary) and an exact top-k.
 This module is also the worked example of "a new retriever is one file" (docs/architecture.md):
 the base class owns ids, ``k``, batching, filters-once and ordering; this file fills the five
 hooks ``_load``, ``_add``, ``_delete``, ``_search`` and ``_save_state``/``_load_state``, and the
-transformer runs through the one encoder runtime (:class:`rag.runtime.EncoderRuntime`, head
+transformer runs through the one encoder runtime (:class:`rag.core.runtime.EncoderRuntime`, head
 ``masked_lm``). ``tests/contract_factories.py`` adds one line to put it under the contract suite.
 
 No SPLADE weights install offline here; pass any ``AutoModelForMaskedLM`` checkpoint
-(``naver/splade-cocondenser-ensembledistil`` online). ``tests/test_splade.py`` checks the vectors
+(``naver/splade-cocondenser-ensembledistil`` online). ``tests/nodes/test_splade.py`` checks the vectors
 against sentence-transformers' ``SparseEncoder`` (MLMTransformer + SpladePooling) on a tiny
 checkpoint built from a config.
 """
@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever
+from rag.core.types import Document, Query
 from retrievers.stores.exact import topk_rows
 from retrievers.stores.filters import predicate
 
@@ -78,7 +78,7 @@ class SpladeRetriever(BaseRetriever):
         self._matrix: Any = None  # scipy CSR (documents x vocabulary), rows in _ids order
 
     def _load(self) -> None:
-        from rag.runtime import EncoderRuntime
+        from rag.core.runtime import EncoderRuntime
 
         self._runtime = EncoderRuntime(
             self.model,
@@ -150,7 +150,7 @@ class SpladeRetriever(BaseRetriever):
 
         import scipy.sparse as sp
 
-        from rag.persist import atomic_write_text
+        from rag.index.persist import atomic_write_text
 
         if self._matrix is None:
             return

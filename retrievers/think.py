@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 
 import prompts
 from prompts.instructions import instruction_line
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, Node, candidate_depth, check_k
-from rag.persist import iter_jsonl
-from rag.types import Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, Node, candidate_depth, check_k
+from rag.index.persist import iter_jsonl
+from rag.core.types import Query, Ranking
 from retrievers.composite import CompositeRetriever
 from retrievers.fusion import rrf
 
@@ -154,7 +154,7 @@ class ThinkRetriever(CompositeRetriever):
     def _load_state(self, path: Path) -> None:
         """A snapshot folder written before think shared its store: ``inner`` (a saved index)
         and ``thoughts.jsonl``."""
-        from rag.persist import load_retriever
+        from rag.index.persist import load_retriever
 
         self.retriever = load_retriever(path / "inner")
         self._read_thoughts(path / "thoughts.jsonl")

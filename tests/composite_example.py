@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.types import Document, Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.types import Document, Query, Ranking
 from retrievers.composite import CompositeRetriever
 from retrievers.fusion import normalize
 

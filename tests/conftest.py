@@ -44,8 +44,8 @@ def dataset_dir(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_docs():
-    from rag.cli import demo_corpus_path
-    from rag.persist import read_documents
+    from rag.app.cli import demo_corpus_path
+    from rag.index.persist import read_documents
 
     return read_documents(demo_corpus_path())
 
@@ -56,7 +56,7 @@ def minilm():
     import torch
 
     torch.set_num_threads(2)
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     return TransformerEncoder().load()
 

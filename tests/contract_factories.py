@@ -1,5 +1,5 @@
-"""Factories of the multi-vector nodes for the shared contract suite (tests/test_contract.py).
-The rerankers of ``rerankers/`` are covered by tests/test_rerankers_contract.py's FACTORIES."""
+"""Factories of the multi-vector nodes for the shared contract suite (tests/nodes/test_contract.py).
+The rerankers of ``rerankers/`` are covered by tests/nodes/test_rerankers_contract.py's FACTORIES."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def tiny_bert(path, head: str = "BertForMaskedLM", **config) -> str:
     import torch
     import transformers
 
-    from rag.models import resolve_model
+    from rag.core.models import resolve_model
 
     torch.manual_seed(0)
     tok = transformers.AutoTokenizer.from_pretrained(resolve_model("minilm"))

@@ -1,4 +1,4 @@
-"""Child process of tests/test_index_durable.py: writes to an index folder, acknowledging each
+"""Child process of tests/index/test_index_durable.py: writes to an index folder, acknowledging each
 write only after ``Pipeline.index``/``delete`` returned (i.e. after the commit).
 
     python tests/index_child.py add INDEX ID TEXT        one document, prints "acked"
@@ -90,8 +90,8 @@ def main() -> int:
         print("locked", flush=True)
         time.sleep(60)
     elif mode == "dense":
-        from rag.cli import demo_corpus_path
-        from rag.persist import read_documents
+        from rag.app.cli import demo_corpus_path
+        from rag.index.persist import read_documents
         from retrievers import DenseRetriever
 
         store = None

@@ -65,9 +65,9 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 
 def make_index(folder: Path, upstream: str, max_new_tokens: int = 64) -> Path:
     """A BM25 index of the demo corpus whose saved pipeline answers through ``upstream``."""
-    from rag.cli import demo_corpus_path
+    from rag.app.cli import demo_corpus_path
     from rag.generators import OpenAICompatibleGenerator
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
     from retrievers import BM25Retriever
 
@@ -109,7 +109,7 @@ class Served:
 def rag_serve(index: Path, *flags: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", str(index), "--port", str(port), *flags],
+        [sys.executable, "-m", "rag.app.cli", "serve", str(index), "--port", str(port), *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**(env or {})),
         cwd=ROOT,
     )

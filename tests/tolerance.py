@@ -92,6 +92,6 @@ def assert_rankings_match(
 
 
 def assert_same_ranking(got, want, tol: float, full: Mapping | None = None) -> None:
-    """:func:`assert_rankings_match` on two :class:`rag.types.Ranking` s (same query too)."""
+    """:func:`assert_rankings_match` on two :class:`rag.core.types.Ranking` s (same query too)."""
     assert got.query == want.query
     assert_rankings_match(got.ids, got.scores, want.ids, want.scores, tol, full)

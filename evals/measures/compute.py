@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from evals.measures.base import Measure, parse_measures
 from evals.measures.prepare import Qrels, Run, prepare
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 
 class Coverage(BaseModel):

@@ -21,7 +21,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from rag.errors import DataError
+from rag.core.errors import DataError
 
 #: relevance value of a retrieved document the qrels do not mention (and of padding).
 UNJUDGED = np.iinfo(np.int32).min

@@ -27,11 +27,11 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
-from rag.errors import ConfigError
-from rag.extras import require
-from rag.models import offline_hint, resolve_model
-from rag.nodes import Node
-from rag.types import Document, Hit, Query, Ranking
+from rag.core.errors import ConfigError
+from rag.core.extras import require
+from rag.core.models import offline_hint, resolve_model
+from rag.core.nodes import Node
+from rag.core.types import Document, Hit, Query, Ranking
 
 
 class Kept(NamedTuple):
@@ -150,13 +150,13 @@ class BaseCompressor(Node):
 @functools.lru_cache(maxsize=1)
 def default_encoder() -> Any:
     """One loaded MiniLM encoder shared by every compressor that was given none."""
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     return TransformerEncoder().load()
 
 
 class EncoderMixin:
-    """Lazily loads a :class:`~rag.encoders.TransformerEncoder` (shared MiniLM unless given)."""
+    """Lazily loads a :class:`~rag.core.encoders.TransformerEncoder` (shared MiniLM unless given)."""
 
     encoder: Any
 

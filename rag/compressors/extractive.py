@@ -26,7 +26,7 @@ from rag.compressors.base import (
     split_sentences,
     token_budget,
 )
-from rag.types import Ranking
+from rag.core.types import Ranking
 
 
 def _select(scores: np.ndarray, lengths: list[int], budget: int) -> list[int]:
@@ -56,7 +56,7 @@ class ExtractiveCompressor(EncoderMixin, BaseCompressor):
         per_document: a budget per document (each document keeps at least its best sentence)
             instead of one global budget over the whole ranking (at least one sentence overall).
         keep_empty: keep documents that lost every sentence, with empty text (default: drop).
-        encoder: a :class:`~rag.encoders.TransformerEncoder`; MiniLM when None.
+        encoder: a :class:`~rag.core.encoders.TransformerEncoder`; MiniLM when None.
         tokenizer: tokenizer that measures budgets and ratios.
     """
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.compressors.base import BaseCompressor, EncoderMixin, Kept, query_text
-from rag.errors import ConfigError
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.types import Ranking
 
 MODES = ("dedup", "mmr", "dedup+mmr")
 
@@ -59,7 +59,7 @@ class RedundancyFilter(EncoderMixin, BaseCompressor):
         mode: ``dedup`` | ``mmr`` | ``dedup+mmr``.
         threshold: cosine above which a document is a near duplicate of a better-ranked one.
         lambda_mult: MMR trade-off in [0, 1]; 1 = pure relevance, 0 = pure diversity.
-        encoder: a :class:`~rag.encoders.TransformerEncoder`; MiniLM when None.
+        encoder: a :class:`~rag.core.encoders.TransformerEncoder`; MiniLM when None.
         tokenizer: tokenizer that measures the ratios.
     """
 

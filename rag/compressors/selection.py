@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rag.compressors.base import BaseCompressor, Kept
-from rag.errors import ConfigError
-from rag.nodes import check_k
-from rag.types import Hit, Ranking
+from rag.core.errors import ConfigError
+from rag.core.nodes import check_k
+from rag.core.types import Hit, Ranking
 
 
 def _by_score(ranking: Ranking) -> list[int]:

@@ -29,8 +29,8 @@ from rag.compressors.base import (
     check_ratio,
     token_budget,
 )
-from rag.errors import ConfigError
-from rag.types import Ranking
+from rag.core.errors import ConfigError
+from rag.core.types import Ranking
 
 
 class TokenPruningCompressor(BaseCompressor):

@@ -3,7 +3,7 @@
 Cheng et al., "xRAG: Extreme Context Compression for Retrieval-augmented Generation with One
 Token", NeurIPS 2024 (arXiv:2405.13792). The document ``title + " " + text`` is embedded by a frozen
 dense encoder (MiniLM, as :class:`retrievers.DenseRetriever` embeds it) and its text replaced by
-the token of :func:`rag.xrag.encode_token`. Only :class:`rag.generators.xrag.XRAGGenerator` can read
+the token of :func:`rag.generators.xrag_projector.encode_token`. Only :class:`rag.generators.xrag.XRAGGenerator` can read
 the token (it splices the projected embedding in at that position).
 
 The title stays (as every compressor keeps it) unless ``drop_title=True``, which moves it to
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rag.compressors.base import BaseCompressor, EncoderMixin, Kept
-from rag.errors import ConfigError
-from rag.types import Ranking
-from rag.xrag import TOKEN_RE, encode_token
+from rag.core.errors import ConfigError
+from rag.core.types import Ranking
+from rag.generators.xrag_projector import TOKEN_RE, encode_token
 
 
 class XRAGCompressor(EncoderMixin, BaseCompressor):
@@ -42,7 +42,7 @@ class XRAGCompressor(EncoderMixin, BaseCompressor):
     def __init__(
         self, encoder: Any = None, tokenizer: str = "minilm", drop_title: bool = False
     ) -> None:
-        from rag.encoders import TransformerEncoder
+        from rag.core.encoders import TransformerEncoder
 
         if encoder is not None and not isinstance(encoder, TransformerEncoder):
             raise ConfigError(f"encoder must be a TransformerEncoder, got {type(encoder).__name__}")

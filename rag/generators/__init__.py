@@ -1,4 +1,4 @@
-"""Generator backends behind one interface (see :class:`rag.nodes.Generator` and
+"""Generator backends behind one interface (see :class:`rag.core.nodes.Generator` and
 :class:`rag.generators.base.BaseGenerator`): transformers (local), vLLM's offline engine (GPU),
 any OpenAI-compatible HTTP server, and xRAG's one-token contexts."""
 

@@ -24,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rag.concurrency import current_cancel
-from rag.errors import ConfigError
-from rag.nodes import Node
+from rag.core.concurrency import current_cancel
+from rag.core.errors import ConfigError
+from rag.core.nodes import Node
 
 Messages = list[dict[str, Any]]
 
@@ -115,7 +115,7 @@ def stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
 
 
 def _until_cancelled(pieces: Iterator[str]) -> Iterator[str]:
-    """``pieces`` until the current request is cancelled (:mod:`rag.concurrency`): checked at
+    """``pieces`` until the current request is cancelled (:mod:`rag.core.concurrency`): checked at
     every piece, so a client that went away stops the generation at its next token."""
     cancel = current_cancel()
     if cancel is None:

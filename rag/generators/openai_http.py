@@ -6,7 +6,7 @@ messages, with ``max_new_tokens``, ``temperature`` and ``stop`` overridable per 
 are sent to the server *and* applied to the returned text, because servers differ in whether the
 stop string is included in the output (``transformers serve`` keeps it).
 
-Transport (:class:`rag.llm.http.HTTPLLM`, the HTTP backend of the LLM runtime): connect/read
+Transport (:class:`rag.core.llm.http.HTTPLLM`, the HTTP backend of the LLM runtime): connect/read
 timeouts; bounded retries with exponential backoff on connect errors, 429 and 5xx (never on other
 4xx, never once a stream has started yielding); SSE streaming; the API key is read from the
 environment variable named by ``api_key_env`` (the config stores the name, never the key). Every
@@ -16,7 +16,7 @@ Native tool calling: ``complete(messages, tools=[...])`` returns a :class:`Compl
 ``tool_calls`` are parsed :class:`ToolCall` objects (arguments decoded from JSON). With
 ``native_tools=True`` the generator declares ``supports_tools`` and ``generate(messages,
 tools=[...])`` returns the assistant message ``{"role", "content", "tool_calls"}``, which is what
-:class:`rag.agent.Agent` (``rag chat --agent``) sends its search/fetch tools through instead of
+:class:`rag.app.agent.Agent` (``rag chat --agent``) sends its search/fetch tools through instead of
 its JSON prompt. Turn it on for servers that return ``tool_calls`` (vLLM with a tool parser,
 llama.cpp with ``--jinja``, Ollama, OpenAI, ``rag serve``'s own ``/v1``).
 
@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.concurrency import current_cancel
-from rag.errors import ConfigError
+from rag.core.concurrency import current_cancel
+from rag.core.errors import ConfigError
 from rag.generators.base import (
     BaseGenerator,
     Messages,
@@ -43,7 +43,7 @@ from rag.generators.base import (
     check_messages,
     cut_at_stop,
 )
-from rag.llm.http import HTTPLLM, RETRY_STATUS, HTTPGeneratorError
+from rag.core.llm.http import HTTPLLM, RETRY_STATUS, HTTPGeneratorError
 
 __all__ = [
     "RETRY_STATUS",

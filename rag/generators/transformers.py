@@ -1,6 +1,6 @@
 """Local generation with transformers: chat template, greedy or sampled decoding, streaming, stops.
 
-The model is the shared :class:`rag.llm.TransformersLLM` (:func:`rag.llm.get_llm`): an LLM
+The model is the shared :class:`rag.core.llm.TransformersLLM` (:func:`rag.core.llm.get_llm`): an LLM
 reranker or judge on the same model and device uses the same loaded weights. The embedded default
 is SmolLM2-135M-Instruct (``smollm2-135m``), which runs on a laptop CPU.
 
@@ -23,8 +23,8 @@ from rag.generators.base import (
     check_sampling,
     cut_at_stop,
 )
-from rag.llm import TransformersLLM, get_llm
-from rag.llm.hf import StopOnGeneratedText as _StopOnGeneratedText
+from rag.core.llm import TransformersLLM, get_llm
+from rag.core.llm.hf import StopOnGeneratedText as _StopOnGeneratedText
 
 __all__ = [
     "Messages",
@@ -47,7 +47,7 @@ class TransformersGenerator(BaseGenerator):
         stop: strings that end generation (not included in the output).
         device: ``auto`` | ``cpu`` | ``cuda``.
 
-    After :meth:`load`: ``runtime`` (the shared :class:`rag.llm.TransformersLLM`) and, from it,
+    After :meth:`load`: ``runtime`` (the shared :class:`rag.core.llm.TransformersLLM`) and, from it,
     ``tokenizer``, ``lm``.
     """
 

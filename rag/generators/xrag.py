@@ -4,7 +4,7 @@ Cheng et al., "xRAG: Extreme Context Compression for Retrieval-augmented Generat
 Token", NeurIPS 2024 (arXiv:2405.13792). The chat-templated prompt is embedded with the LM's own
 input-embedding table, except that every ``<xRAG:...>`` token written by
 :class:`rag.compressors.xrag.XRAGCompressor` becomes ONE position holding ``P(e)``, the trained
-projector applied to the document embedding (:func:`rag.xrag.splice_embeds`); decoding then runs
+projector applied to the document embedding (:func:`rag.generators.xrag_projector.splice_embeds`); decoding then runs
 from ``inputs_embeds``. Without any token in the prompt it behaves as a plain
 :class:`TransformersGenerator` over the same model.
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 from rag.generators.base import Messages, Sampling, check_messages
 from rag.generators.transformers import TransformersGenerator
-from rag.xrag import load_projector, splice_embeds
+from rag.generators.xrag_projector import load_projector, splice_embeds
 
 
 class XRAGGenerator(TransformersGenerator):

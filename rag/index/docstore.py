@@ -7,7 +7,7 @@ A deleted or replaced document is a tombstone (its row number, kept in the manif
 segment file (``pread``, no memory map), so a serving process holds only the id table per
 document, not the documents (Lucene's stored fields: immutable segments plus live-docs bitsets),
 and a segment truncated or damaged under a running server is an
-:class:`~rag.errors.IndexCorruptError` naming the file for that request, never a SIGBUS.
+:class:`~rag.core.errors.IndexCorruptError` naming the file for that request, never a SIGBUS.
 
 >>> store = DocumentStore()
 >>> store["a"] = Document(id="a", text="cats purr")
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.types import Document
+from rag.core.types import Document
 
 
 class DocSegment:
@@ -44,7 +44,7 @@ class DocSegment:
             if not isinstance(fields, dict) or "id" not in fields:
                 raise ValueError("not a document")
         except ValueError:  # bytes changed after the open verified them
-            from rag.errors import IndexCorruptError
+            from rag.core.errors import IndexCorruptError
 
             folder = getattr(self.data, "path", Path("?")).parent
             raise IndexCorruptError(
@@ -143,7 +143,7 @@ class DocumentStore(MutableMapping[str, Document]):
     @classmethod
     def open(cls, folder: Path, state: dict[str, Any]) -> DocumentStore:
         """The store described by a manifest's ``docs`` state (files already verified)."""
-        from rag.errors import IndexCorruptError
+        from rag.core.errors import IndexCorruptError
         from rag.index.folder import read_pack
 
         store = cls()

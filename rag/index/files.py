@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rag.errors import IndexLockedError
+from rag.core.errors import IndexLockedError
 
 CRASH_ENV = "RAG_CRASH_AT"
 LOCK_FILE = "writer.lock"

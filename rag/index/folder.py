@@ -17,7 +17,7 @@ no longer named are deleted once no live reader needs them: a reader pins the ge
 opened with a lease (:mod:`rag.index.leases`, Lucene's ``IndexDeletionPolicy``), and files retired
 less than ``$RAG_INDEX_GRACE_S`` seconds ago (default 0) are kept too, for readers that cannot
 write a lease. Opening verifies every named file (size and sha256); any mismatch is an
-:class:`~rag.errors.IndexCorruptError` naming the file and the repair command.
+:class:`~rag.core.errors.IndexCorruptError` naming the file and the repair command.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexCorruptError
+from rag.core.errors import ConfigError, IndexCorruptError
 from rag.index.files import (
     LOCK_FILE,
     WriterLock,

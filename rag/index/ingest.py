@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError, IndexCorruptError
+from rag.core.errors import ConfigError, IndexCorruptError
 from rag.index.files import file_digest
 from rag.index.folder import MANIFEST, IndexFolder, is_index
-from rag.types import Document
+from rag.core.types import Document
 
 DEFAULT_BATCH = 10_000
 
@@ -103,7 +103,7 @@ def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> 
     """Rebuild an index from the document segments that still verify: damaged segments' documents
     are dropped (and counted), every retriever structure is rebuilt. Returns documents kept."""
     from rag.index.docstore import DocumentStore
-    from rag.nodes import Node
+    from rag.core.nodes import Node
     from rag.pipeline import Pipeline
 
     folder = IndexFolder(path)

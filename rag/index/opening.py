@@ -1,5 +1,5 @@
 """Opening an index folder: verify it, rebuild its retriever from the manifest's config (through
-the node registry, which is why this module sits above :mod:`rag.nodes` while writing,
+the node registry, which is why this module sits above :mod:`rag.core.nodes` while writing,
 :mod:`rag.index.io`, sits below it) and attach the one document store. Through an
 :class:`~rag.index.session.IndexSession`: the generation is pinned by a reader lease and a
 commit racing the open is answered by opening the newer generation."""
@@ -15,7 +15,7 @@ from rag.index.folder import IndexFolder
 def open_index(path: str | os.PathLike[str], checksums: bool = True) -> tuple[Any, IndexFolder]:
     """The retriever of the index at ``path`` (verified) and its :class:`IndexFolder`."""
     from rag.index.session import IndexSession
-    from rag.nodes import Node
+    from rag.core.nodes import Node
 
     session = IndexSession(path, read_only=True)
 

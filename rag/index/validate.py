@@ -8,7 +8,7 @@ document that could not be stored, searched or returned is never half-applied.
 >>> check_document(Document(id="", text="x"))
 Traceback (most recent call last):
 ...
-rag.errors.ConfigError: document 1: the id is empty; give every document a non-empty id
+rag.core.errors.ConfigError: document 1: the id is empty; give every document a non-empty id
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rag.errors import ConfigError
-from rag.types import Document, as_documents, unique_ids
+from rag.core.errors import ConfigError
+from rag.core.types import Document, as_documents, unique_ids
 
 MAX_ID_CHARS = 512
 MAX_METADATA_DEPTH = 16

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import prompts
-from rag.errors import ConfigError
-from rag.nodes import Node
-from rag.types import Document
+from rag.core.errors import ConfigError
+from rag.core.nodes import Node
+from rag.core.types import Document
 
 TEMPLATE = "situate_chunk"
 
@@ -76,7 +76,7 @@ class Situator(Node):
         return self
 
     def _dir(self) -> Path:
-        from rag.models import cache_dir
+        from rag.core.models import cache_dir
 
         return Path(self.cache_dir) if self.cache_dir else cache_dir() / "situate"
 
@@ -88,7 +88,7 @@ class Situator(Node):
 
     def sentence(self, doc: Document, chunk: Document) -> str:
         """The situating sentence for ``chunk`` of ``doc`` (cached)."""
-        from rag.persist import atomic_write_text
+        from rag.index.persist import atomic_write_text
 
         path = self._dir() / f"{self.key(doc, chunk)}.txt"
         if path.exists():

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 from rag.ingest.loaders import CsvColumns, load_paths
 from rag.ingest.progress import NoProgress
 from rag.ingest.splitter import Chunker, find_encoder
-from rag.types import Document
+from rag.core.types import Document
 
 MANIFEST = "ingest.json"  # where indexes before the cursor kept the manifest
 CURSOR = "ingest"

@@ -1,4 +1,4 @@
-"""Load your own files as :class:`~rag.types.Document` s: files, folders (recursive, include /
+"""Load your own files as :class:`~rag.core.types.Document` s: files, folders (recursive, include /
 exclude globs) and JSONL / CSV corpora.
 
 Every format is turned into plain text with light Markdown structure, so one heading-aware
@@ -20,7 +20,7 @@ suffix      how                                                          text of
 
 A bad file (zero bytes, binary, not UTF-8, larger than ``max_bytes``, encrypted or broken PDF,
 broken DOCX) is skipped with one warning line naming the file and the reason; ``strict=True``
-raises :class:`~rag.errors.DataError` instead. Folders yield only files with a known suffix
+raises :class:`~rag.core.errors.DataError` instead. Folders yield only files with a known suffix
 (others are counted as ``ignored``), hidden files and folders are skipped. Symlinks are resolved
 once: a linked folder is walked (each real folder once, so link cycles end), a file reached twice
 (itself and through a link) is indexed once, under the first path in sorted order. A CSV row with
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.errors import DataError
-from rag.types import Document
+from rag.core.errors import DataError
+from rag.core.types import Document
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
@@ -220,7 +220,7 @@ def _read_text(data: bytes, stem: str, suffix: str) -> tuple[str, str, dict[str,
 
 
 def _read_html(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
-    from rag.extras import require
+    from rag.core.extras import require
 
     html2text = require("html2text", feature="reading .html files")
     raw = _decode(data)
@@ -236,7 +236,7 @@ def _read_html(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _read_pdf(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
-    from rag.extras import require
+    from rag.core.extras import require
 
     pypdf = require("pypdf", feature="reading .pdf files")
     log = logging.getLogger("pypdf")  # its repair notes would add lines to our one warning
@@ -265,7 +265,7 @@ def _read_pdf(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _read_docx(data: bytes, stem: str) -> tuple[str, str, dict[str, Any]]:
-    from rag.extras import require
+    from rag.core.extras import require
 
     docx = require("docx", feature="reading .docx files")
     try:
@@ -343,7 +343,7 @@ def _read_csv(
 
 
 def _read_jsonl(path: Path, source: str) -> list[Document]:
-    from rag.persist import read_documents
+    from rag.index.persist import read_documents
 
     try:
         docs = read_documents(path)

@@ -11,7 +11,7 @@ run as a Ray Data pipeline across a cluster, written by one writer in the driver
 The write is the one writer of ``rag index`` (:class:`rag.ingest.indexing.FileCommits`): the same
 file cursor, the same batches of ``batch_size`` chunks rounded up to whole files, each one atomic
 commit carrying the manifest of the files it completes. The vectors the actors computed are
-served to the retriever's own encoder for that commit (:func:`rag.embed_cache.precomputed`), so
+served to the retriever's own encoder for that commit (:func:`rag.core.embed_cache.precomputed`), so
 the index layer (an index folder, or a ``qdrant_hybrid`` collection by ``path=``/``url=``:
 ``--config``) builds its structures exactly as in one process. Hence:
 
@@ -25,10 +25,10 @@ the index layer (an index folder, or a ``qdrant_hybrid`` collection by ``path=``
 * a bad file is skipped with one ``warning: skipped PATH: reason`` line (``strict``: an error),
   as in ``rag index``; progress per stage is printed (files, chunks, embedded, written).
 
-Embedding in the actors covers every dense :class:`~rag.encoders.TransformerEncoder` of the
+Embedding in the actors covers every dense :class:`~rag.core.encoders.TransformerEncoder` of the
 retriever (dense, hybrid, ``qdrant_hybrid``); other index-time models (token encoders, SPLADE)
 and BM25 run in the driver. An encoder class with ``precomputable = True`` whose documents go
-through :func:`rag.embed_cache.cache_for` takes part too (:func:`document_encoders`): the hook
+through :func:`rag.core.embed_cache.cache_for` takes part too (:func:`document_encoders`): the hook
 for a remote OpenAI-compatible embedding endpoint (the actors then only make HTTP calls).
 Files must be readable at the same path from every node (a shared file system). Ray: Moritz
 et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
+from rag.core.errors import ConfigError, DataError
 from rag.ingest.indexing import (
     DEFAULT_BATCH,
     FileCommits,
@@ -64,7 +64,7 @@ from rag.ingest.indexing import (
 from rag.ingest.loaders import MAX_BYTES, CsvColumns, discover, doc_id_for, file_hash
 from rag.ingest.ray_stages import Embedder, Progress, document_text, load_and_chunk
 from rag.ingest.splitter import Chunker
-from rag.types import Document
+from rag.core.types import Document
 
 LOAD_CPUS = 0.25  # a load task is light (read, parse, tokenize): it shares a core with an actor
 EMBED_CPUS = 1.0 - LOAD_CPUS
@@ -102,11 +102,11 @@ class RaySettings:
 
 def document_encoders(node: Any) -> list[tuple[Any, str]]:
     """``(encoder, fields)`` of every dense document encoder in a retriever tree (a composite's
-    children included), in a fixed order: a :class:`~rag.encoders.TransformerEncoder`, or any
+    children included), in a fixed order: a :class:`~rag.core.encoders.TransformerEncoder`, or any
     encoder node whose class sets ``precomputable = True`` (the hook for other backends, e.g.
     a remote OpenAI-compatible embedder: its ``encode(texts, kind="document")`` must return
-    ``(N, D)`` float32 and send documents through :func:`rag.embed_cache.cache_for`)."""
-    from rag.encoders import TransformerEncoder
+    ``(N, D)`` float32 and send documents through :func:`rag.core.embed_cache.cache_for`)."""
+    from rag.core.encoders import TransformerEncoder
 
     out: list[tuple[Any, str]] = []
     enc = getattr(node, "encoder", None)
@@ -140,7 +140,7 @@ def index_paths_ray(
 ) -> IndexReport:
     """:func:`rag.ingest.indexing.index_paths` on a Ray cluster (see the module docstring);
     returns the same report. ``log`` gets the per-stage progress lines (default: stderr)."""
-    from rag.extras import require
+    from rag.core.extras import require
 
     settings = settings or RaySettings()
     settings.check()
@@ -291,7 +291,7 @@ def _dataset(
         },
         num_cpus=EMBED_CPUS if not settings.gpus else LOAD_CPUS,
         num_gpus=settings.gpus or None,
-        # Ray Data's actor defaults, relied on (tests/test_ray_ingest.py kills an actor):
+        # Ray Data's actor defaults, relied on (tests/ingest/test_ray_ingest.py kills an actor):
         # max_restarts=-1 (a killed actor is restarted), max_task_retries=-1 (its batch resent)
     )
 
@@ -409,6 +409,6 @@ def _run(
 
 
 def _precomputed(enc: Any, texts: list[str], vecs: np.ndarray) -> Any:
-    from rag.embed_cache import precomputed
+    from rag.core.embed_cache import precomputed
 
     return precomputed(enc, texts, vecs)

@@ -10,7 +10,7 @@ column   value
 ======== ====================================================================================
 kind     ``chunk`` | ``empty`` (a file with no chunks) | ``skip`` (a bad file; ``reason``)
 source   the file as written on the command line (the file cursor's key)
-doc      the chunk as :class:`~rag.types.Document` JSON (``""`` for ``empty`` / ``skip``)
+doc      the chunk as :class:`~rag.core.types.Document` JSON (``""`` for ``empty`` / ``skip``)
 reason   why a file was skipped (``""`` otherwise)
 v0, v1.. after the embed stage: one float32 vector per document encoder of the retriever
 ======== ====================================================================================
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.types import Document
+from rag.core.types import Document
 
 KINDS = ("chunk", "empty", "skip")
 
@@ -36,7 +36,7 @@ KINDS = ("chunk", "empty", "skip")
 @lru_cache(maxsize=4)
 def _chunker(config: str) -> Any:
     """One loaded chunker per config and worker process (Ray reuses a process across tasks)."""
-    from rag.nodes import Node
+    from rag.core.nodes import Node
 
     return Node.from_config(json.loads(config)).load()
 
@@ -106,7 +106,7 @@ class Embedder:
     def __init__(
         self, encoders: list[tuple[str, str]], threads: int = 1, progress: Any = None
     ) -> None:
-        from rag.nodes import Node
+        from rag.core.nodes import Node
 
         try:
             import torch

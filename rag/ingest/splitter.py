@@ -10,7 +10,7 @@ and the pieces are packed greedily into chunks with an overlap of whole pieces
 *retriever's own tokenizer* from one offset-mapped pass over the document, so a chunk plus its
 contextual header plus the special tokens fits the encoder's ``max_length``: nothing is truncated.
 
-Each chunk is a :class:`~rag.types.Document` with id ``<doc>#<n>`` (``n`` from 0), ``text`` the
+Each chunk is a :class:`~rag.core.types.Document` with id ``<doc>#<n>`` (``n`` from 0), ``text`` the
 exact source span ``parent.text[start:end]`` and metadata ``parent_id``, ``chunk``, ``start``,
 ``end``, ``headings`` (the heading path), ``doc_title`` and, for PDFs, ``page`` (1-based, where
 the chunk starts). With ``contextual=True`` the chunk's ``title`` is the contextual header
@@ -31,9 +31,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from rag.errors import ConfigError
-from rag.nodes import Node
-from rag.types import Document
+from rag.core.errors import ConfigError
+from rag.core.nodes import Node
+from rag.core.types import Document
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^(```|~~~)")
@@ -269,8 +269,8 @@ class Chunker(Node):
         return cls(**kw)
 
     def _load(self) -> None:
-        from rag.extras import require
-        from rag.models import resolve_model
+        from rag.core.extras import require
+        from rag.core.models import resolve_model
 
         transformers = require("transformers", feature="token-aware chunking")
         self._tok = transformers.AutoTokenizer.from_pretrained(resolve_model(self.tokenizer))
@@ -336,9 +336,9 @@ class Chunker(Node):
 
 
 def find_encoder(node: Any) -> Any:
-    """The first :class:`~rag.encoders.TransformerEncoder` inside a retriever (dense, hybrid,
+    """The first :class:`~rag.core.encoders.TransformerEncoder` inside a retriever (dense, hybrid,
     parents: any composite's children)."""
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     if isinstance(node, TransformerEncoder):
         return node

@@ -5,7 +5,7 @@ before each commit the batch's document texts that the embedding cache does not 
 cut into ``N`` interleaved slices (length-balanced) and encoded by ``N`` worker processes, each
 running the same encoder config (:func:`encode_slice`, a pure function: config and texts in,
 vectors out). The parent stores the vectors in the encoder's embedding cache
-(:mod:`rag.embed_cache`) and then commits exactly as with one worker: ``Pipeline.index`` with the
+(:mod:`rag.core.embed_cache`) and then commits exactly as with one worker: ``Pipeline.index`` with the
 file cursor, one writer, batches in file order, so a killed run resumes the same way and the
 index is the same (each text's vector is the same fp32 computation; only the batch it shares a
 forward pass with differs, which moves a vector by float reassociation, ~1e-7).
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.types import Document
+from rag.core.errors import ConfigError
+from rag.core.types import Document
 
 _ENCODERS: dict[str, Any] = {}  # per worker process: config JSON -> loaded encoder
 
@@ -37,7 +37,7 @@ _ENCODERS: dict[str, Any] = {}  # per worker process: config JSON -> loaded enco
 def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
     """Vectors ``(len(texts), H)`` of already-prefixed ``texts`` by the encoder ``config``
     (built and loaded once per process; no cache)."""
-    from rag.nodes import Node
+    from rag.core.nodes import Node
 
     key = json.dumps(config, sort_keys=True)
     if key not in _ENCODERS:
@@ -47,7 +47,7 @@ def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
 
 def dense_parts(node: Any) -> list[tuple[Any, str]]:
     """``(encoder, fields)`` of every dense retriever inside ``node`` (a hybrid's children)."""
-    from rag.encoders import TransformerEncoder
+    from rag.core.encoders import TransformerEncoder
 
     out: list[tuple[Any, str]] = []
     enc = getattr(node, "encoder", None)
@@ -70,7 +70,7 @@ class EncodePool:
 
     def prefill(self, docs: Sequence[Document]) -> None:
         """Encode the texts of ``docs`` that no cache holds yet, in the workers."""
-        from rag.embed_cache import cache_for
+        from rag.core.embed_cache import cache_for
 
         for enc, fields in self.parts:
             cache = cache_for(enc)
@@ -108,7 +108,7 @@ class NoPool:
 def encode_pool(retriever: Any, workers: int) -> Iterator[EncodePool | NoPool]:
     """An :class:`EncodePool` for ``workers > 1`` with a dense part (else a :class:`NoPool`),
     and a temporary embedding cache for the run when none is configured."""
-    from rag.embed_cache import default_root, set_default
+    from rag.core.embed_cache import default_root, set_default
 
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 from retrievers.kernels import quantize as qz
 
 BACKENDS = ("auto", "numpy", "numba")

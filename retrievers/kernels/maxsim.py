@@ -26,13 +26,13 @@ Cost model (one query, ``T`` document tokens of width ``D``, ``Lq`` query tokens
 ``mode="bf16"`` holds the tokens in bfloat16 (half the bytes, products in bf16 with float32
 accumulation by torch/oneDNN; ``bench/bench_kernels.py`` reports its top-10 agreement with the
 exact mode); on a CPU without native bfloat16 (no AVX-512-BF16/AMX) it is emulated, slower than
-``float32``, and warns once (:func:`rag.runtime.warn_if_bf16_emulated`). ``mode="stream"`` keeps
+``float32``, and warns once (:func:`rag.core.runtime.warn_if_bf16_emulated`). ``mode="stream"`` keeps
 no copy: each chunk is converted from the store's dtype when read (the old behaviour, for stores
 larger than RAM).
 
 This module is the one MaxSim of the house: the token store (:class:`PackedTokens`), the
 late-interaction reranker and the benchmarks (:func:`maxsim_lists`, ragged matrices) all score
-through :meth:`PackedTokens.scores`. ``tests/test_kernels_maxsim.py`` checks it against a plain
+through :meth:`PackedTokens.scores`. ``tests/nodes/test_kernels_maxsim.py`` checks it against a plain
 double loop in float64.
 
 >>> import numpy as np
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 MODES = ("float32", "bf16", "stream")
 CHUNK_TOKENS = 8192  # rows of the token matrix multiplied at once
@@ -95,7 +95,7 @@ class PackedTokens:
         elif mode == "bf16":
             import torch
 
-            from rag.runtime import warn_if_bf16_emulated
+            from rag.core.runtime import warn_if_bf16_emulated
 
             warn_if_bf16_emulated("MaxSim kernel", "kernel='float32'")  # emulated: slower
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 BITS = {"binary": 1, "2bit": 2, "int8": 8}
 FIT_SAMPLE = 100_000  # rows used to fit thresholds and levels

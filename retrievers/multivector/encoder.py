@@ -17,7 +17,7 @@ Two conventions, chosen by the checkpoint (``colbert=None``) or forced:
   - documents drop padding and the skiplist tokens (``string.punctuation`` by default);
   - the hidden states go through the Dense projection(s), then L2 normalisation.
 
-``tests/test_multivector_parity.py`` checks the vectors against PyLate to 1e-5.
+``tests/nodes/test_multivector_parity.py`` checks the vectors against PyLate to 1e-5.
 
 >>> enc = TokenEncoder()                                   # packaged MiniLM, plain convention
 >>> [v.shape for v in enc.encode_documents(["late interaction"])]   # doctest: +SKIP
@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.encoders import TransformerEncoder
-from rag.errors import ConfigError
-from rag.extras import require
-from rag.models import resolve_model
-from rag.nodes import Node
-from rag.runtime import resolve_precision
+from rag.core.encoders import TransformerEncoder
+from rag.core.errors import ConfigError
+from rag.core.extras import require
+from rag.core.models import resolve_model
+from rag.core.nodes import Node
+from rag.core.runtime import resolve_precision
 
 _ACTIVATIONS = ("torch.nn.modules.linear.Identity", "torch.nn.modules.activation.Tanh")
 
@@ -63,7 +63,7 @@ class TokenEncoder(Node):
         skip_punctuation: drop skiplist tokens from documents (ColBERT default ``True``, plain
             default ``False``).
         normalize: L2-normalise each token vector.
-        batch_size / precision / device: as :class:`rag.encoders.TransformerEncoder`.
+        batch_size / precision / device: as :class:`rag.core.encoders.TransformerEncoder`.
     """
 
     name: ClassVar[str] = "token_encoder"

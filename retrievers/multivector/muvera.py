@@ -33,8 +33,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import Node
+from rag.core.errors import ConfigError
+from rag.core.nodes import Node
 
 
 def gray_partition(bits: np.ndarray) -> np.ndarray:

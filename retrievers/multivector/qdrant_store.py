@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 from retrievers.stores.qdrant import QdrantStore
 
 

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError
-from rag.nodes import BaseRetriever, Node
-from rag.types import Document, Query
+from rag.core.errors import ConfigError
+from rag.core.nodes import BaseRetriever, Node
+from rag.core.types import Document, Query
 from retrievers.multivector.encoder import TokenEncoder
 from retrievers.multivector.muvera import MuveraFDE
 from retrievers.multivector.qdrant_store import QdrantMultiVectorStore

@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
-from rag.nodes import Node
-from rag.persist import atomic_write_text
+from rag.core.errors import ConfigError, DataError
+from rag.core.nodes import Node
+from rag.index.persist import atomic_write_text
 from retrievers.kernels.maxsim import MODES, PackedTokens
 from retrievers.stores.exact import topk_rows
 
@@ -279,7 +279,7 @@ class TokenStore(Node):
 
     def open(self, folder: Path, state: dict[str, Any]) -> None:
         """Open the segments a manifest's state names (files already verified by the index)."""
-        from rag.errors import IndexCorruptError
+        from rag.core.errors import IndexCorruptError
         from rag.index.folder import read_pack, repair_hint
 
         if state["dtype"] != self.dtype:

@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.core.errors import ConfigError
 
 
 def check_batch(

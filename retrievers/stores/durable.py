@@ -9,7 +9,7 @@ Layout of an index folder::
 
 A batch is durable once :meth:`DurableIndex.add` returns: the segment files are written and
 fsynced first, then the manifest that names them replaces the old one in one ``rename``
-(:func:`rag.persist.atomic_write_text`), then the folder is fsynced. A crash at any point leaves
+(:func:`rag.index.persist.atomic_write_text`), then the folder is fsynced. A crash at any point leaves
 either the old manifest (the batch is not acknowledged, its files are orphans removed on the next
 open) or the new one; never a half-visible batch. Ids are upserts (the highest ``seq`` wins) and
 deletes are tombstones, so add, update and delete by document id are all appends. The source cursor
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
+from rag.core.errors import ConfigError, DataError
 from rag.index.files import fsync_dir, write_durable
-from rag.persist import atomic_write_text, iter_jsonl
+from rag.index.persist import atomic_write_text, iter_jsonl
 from retrievers.stores.base import check_batch
 
 MANIFEST = "manifest.json"

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
-from rag.nodes import Node
-from rag.persist import atomic_write_text
+from rag.core.errors import ConfigError, DataError
+from rag.core.nodes import Node
+from rag.index.persist import atomic_write_text
 from retrievers.kernels import binary as kbin
 from retrievers.kernels import dense as kdense
 from retrievers.kernels import quantize as qz

@@ -1,9 +1,9 @@
-"""Metadata filters for every store: the one filter language of :mod:`rag.filters` (its parser,
+"""Metadata filters for every store: the one filter language of :mod:`rag.core.filters` (its parser,
 JSON Schema and docs/filters.md), evaluated here in Python (:func:`predicate`, the exact stores
 and the in-memory retrievers) or translated to a Qdrant filter (:func:`translate`, shared by
 qdrant-client and qdrant-edge).
 
-Semantics, the same in both (tests/test_stores_filters.py checks every store against one
+Semantics, the same in both (tests/nodes/test_stores_filters.py checks every store against one
 hand-written predicate): a list-valued field matches when any element does (``$eq``, ``$in`` and a
 range); ``$ne`` / ``$nin`` hold when no element matches, also for a missing field; ranges compare
 numbers only (booleans are not numbers); ``true`` equals only ``true``, never ``1``; ``$exists``
@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rag.filters import RANGE_OPS, parse_filter
+from rag.core.filters import RANGE_OPS, parse_filter
 
 Predicate = Callable[[dict[str, Any]], bool]
 
 
 def validate_filter(flt: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The filter parsed into canonical form by :func:`rag.filters.parse_filter`, the one copy
+    """The filter parsed into canonical form by :func:`rag.core.filters.parse_filter`, the one copy
     of the rules."""
     return parse_filter(flt)
 

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexLockedError, RagError
-from rag.extras import require
-from rag.nodes import Node
+from rag.core.errors import ConfigError, IndexLockedError, RagError
+from rag.core.extras import require
+from rag.core.nodes import Node
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import to_qdrant, validate_filter
 
@@ -100,8 +100,8 @@ def check_collection(state: dict[str, Any], index: Path, connect: Any) -> None:
     :func:`collection_state`): local files first (before qdrant-client reads them: a damaged
     ``meta.json`` or ``storage.sqlite`` would be a traceback, a missing one an empty collection),
     then the collection's vector config and point count. A mismatch is one
-    :class:`~rag.errors.IndexCorruptError` naming the folder and the repair."""
-    from rag.errors import IndexCorruptError
+    :class:`~rag.core.errors.IndexCorruptError` naming the folder and the repair."""
+    from rag.core.errors import IndexCorruptError
     from rag.index.files import file_digest
 
     path, name = state.get("path"), state["collection"]

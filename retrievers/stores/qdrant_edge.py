@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.errors import ConfigError, DataError
-from rag.nodes import Node
+from rag.core.errors import ConfigError, DataError
+from rag.core.nodes import Node
 from retrievers.kernels.quantize import check_kind
 from retrievers.stores.base import check_batch
 from retrievers.stores.filters import translate, validate_filter
