@@ -42,10 +42,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.measures import score_run  # noqa: E402
-from rag.ingest import Chunker, load_paths  # noqa: E402
-from rag.pipeline.parents import group_by_parent  # noqa: E402
-from rag.ingest.splitter import sections  # noqa: E402
 from rag.core.types import Document, Query  # noqa: E402
+from rag.ingest import Chunker, load_paths  # noqa: E402
+from rag.ingest.splitter import sections  # noqa: E402
+from rag.pipeline.parents import group_by_parent  # noqa: E402
 
 _HERE = Path(__file__).resolve()
 DATA = DATASETS / "scifact-reports"

@@ -16,7 +16,8 @@ miss. Conditions:
   *train* claims (UDR-style selection; each shows the rationale sentences and the gold answer).
 
 Prediction (``--mode``): the label whose first token is more probable as the assistant's first
-token (``rag.pipeline.claims.label_scores``). On the first ``--gen-claims`` claims the model also generates
+token (``rag.pipeline.claims.label_scores``). On the first ``--gen-claims`` claims the model also
+generates
 freely (greedy, 12 tokens): label parsed from the text, and **citation precision** = cited markers
 that point at a gold rationale abstract / all markers it wrote (out-of-range ones count as wrong).
 Baseline: always the majority label of the evaluated claims. Runs on 1 CPU thread by default.
@@ -39,11 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.compression import content_survival, scifact_rationale_units  # noqa: E402
+from rag.core.types import Document, Hit, Query, Ranking  # noqa: E402
+from rag.index.persist import read_jsonl  # noqa: E402
 from rag.pipeline.citations import resolve  # noqa: E402
 from rag.pipeline.claims import LABELS, claim_messages, label_scores, parse_label  # noqa: E402
 from rag.pipeline.demonstrations import DemonstrationSelector  # noqa: E402
-from rag.index.persist import read_jsonl  # noqa: E402
-from rag.core.types import Document, Hit, Query, Ranking  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
 

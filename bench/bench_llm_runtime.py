@@ -26,10 +26,10 @@ def run(mode: str) -> dict:
     import transformers
 
     torch.set_num_threads(1)
-    from rag.generators import TransformersGenerator
-    from rag.pipeline.judges import LLMJudge
     from rag.core.llm import forget_llms
     from rag.core.types import Document, Query, Ranking
+    from rag.generators import TransformersGenerator
+    from rag.pipeline.judges import LLMJudge
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
 
     loads = []

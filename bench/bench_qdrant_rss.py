@@ -50,8 +50,8 @@ def corpus(n: int, words: int = 100, seed: int = 0):  # noqa: ANN201
 
 
 def build_today(folder: Path, n: int) -> None:
-    from rag.index.persist import save_retriever
     from rag.core.types import as_documents
+    from rag.index.persist import save_retriever
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
     from retrievers.stores import QdrantStore
 

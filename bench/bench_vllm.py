@@ -36,8 +36,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from vllm_cpu_check import PROMPTS
 
-    from rag.generators import TransformersGenerator, VLLMGenerator
     from rag.core.types import Document, Query
+    from rag.generators import TransformersGenerator, VLLMGenerator
     from rerankers import LLMPointwiseReranker
 
     n = args.max_new_tokens

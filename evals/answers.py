@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.pipeline.citations import parse_markers
 from rag.core.errors import ConfigError
-from rag.pipeline.judges import SupportJudge
 from rag.core.types import Answer
+from rag.pipeline.citations import parse_markers
+from rag.pipeline.judges import SupportJudge
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _MARK = re.compile(r"\s*\[[0-9][0-9,;\s\-–]*\]")

@@ -134,7 +134,7 @@ def evaluate_configs(args: argparse.Namespace) -> tuple[list[EvalResult], Datase
     if len(set(names)) != len(names):
         raise ConfigError(f"systems need distinct names (file stem or 'name:'), got {names}")
     units = _units(args.content_units, ds)
-    from rag import embed_cache
+    from rag.core import embed_cache
 
     embed_cache.set_default(None if args.no_embed_cache else args.embed_cache)
     results = []

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import DataError
-from rag.pipeline.parents import parent_of
-from rag.index.persist import iter_jsonl
 from rag.core.types import Document, Query
+from rag.index.persist import iter_jsonl
+from rag.pipeline.parents import parent_of
 
 logger = logging.getLogger("ragnodes.evals")
 logger.addHandler(logging.NullHandler())

@@ -39,9 +39,9 @@ import numpy as np
 
 import prompts
 from rag.core.errors import ConfigError, DataError
-from rag.pipeline.judges import content_tokens
-from rag.index.persist import atomic_write_text, iter_jsonl
 from rag.core.types import Document, Query
+from rag.index.persist import atomic_write_text, iter_jsonl
+from rag.pipeline.judges import content_tokens
 
 _PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*\d*\s*[:.)-]|\d+\s*[.)]|[-*])\s*", re.I)
 

@@ -81,8 +81,9 @@ def load_system(path: str | Path, chunk: bool = False) -> EvalSystem:
     ``quality``; see the module docstring); ``chunk``
     (``rag eval --chunk``) chunks a BEIR corpus with the default chunker when the config names
     none."""
+    import rag.ingest  # noqa: F401  (registers every node type a system may name)
+    from rag.core.nodes import Node, load_config_file
     from rag.ingest import Chunker
-    from rag.core.nodes import Node, _import_all_nodes, load_config_file
     from rag.pipeline.presets import preset_path, presets
 
     if not Path(path).exists() and str(path) in presets():  # a packaged preset by name
@@ -94,7 +95,6 @@ def load_system(path: str | Path, chunk: bool = False) -> EvalSystem:
     spec = cfg.pop("chunker", None)
     if "type" not in cfg and "retriever" in cfg:
         cfg = {"type": "pipeline", **cfg}
-    _import_all_nodes()
     node = Node.from_config(cfg)
     if not (hasattr(node, "retrieve_batch") or hasattr(node, "run_stages")):
         raise ConfigError(

@@ -8,7 +8,15 @@ from rag.core.errors import (
     NotIndexedError,
     RagError,
 )
-from rag.core.nodes import BaseReranker, BaseRetriever, Compressor, Generator, Node, Reranker, Retriever
+from rag.core.nodes import (
+    BaseReranker,
+    BaseRetriever,
+    Compressor,
+    Generator,
+    Node,
+    Reranker,
+    Retriever,
+)
 from rag.core.types import Answer, Citation, Document, Hit, Query, Ranking
 
 __all__ = [

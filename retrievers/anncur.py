@@ -45,8 +45,8 @@ import numpy as np
 
 from rag.core.errors import ConfigError, DataError
 from rag.core.nodes import BaseRetriever, check_query
-from rag.index.persist import atomic_write_text
 from rag.core.types import Document, Query, Ranking
+from rag.index.persist import atomic_write_text
 
 ANCHOR_ITEMS = ("random", "first_stage")
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseRetriever
-from rag.index.persist import atomic_write_text
 from rag.core.types import Document, Query, ScoredIds
+from rag.index.persist import atomic_write_text
 from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
 from retrievers.stores.exact import topk_rows

@@ -4,7 +4,8 @@ A composite holds child retrievers that read its one document store (the corpus 
 saved once, :mod:`rag.index`), and answers a query by combining what its children return. The
 base owns everything but the combination:
 
-* the request is checked once, by :meth:`rag.core.nodes.BaseRetriever.check_request` at the outermost
+* the request is checked once, by :meth:`rag.core.nodes.BaseRetriever.check_request` at the
+outermost
   node; children are asked through their ``_retrieve`` (checked input), so a query inside a
   hybrid of a hybrid is still validated once;
 * the candidate depth asked of each child is :func:`rag.core.nodes.candidate_depth` (``depth``, else
@@ -34,7 +35,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from rag import tracing
+from rag.core import tracing
 from rag.core.nodes import BaseRetriever, candidate_depth
 from rag.core.types import Document, Query, Ranking
 
@@ -84,7 +85,8 @@ class CompositeRetriever(BaseRetriever):
 
     # -- retrieval --------------------------------------------------------------------------------
     def candidate_depth(self, k: int) -> int:
-        """Candidates asked of each child to return ``k`` (:func:`rag.core.nodes.candidate_depth`)."""
+        """Candidates asked of each child to return ``k``
+        (:func:`rag.core.nodes.candidate_depth`)."""
         return candidate_depth(k, self.depth)
 
     def _retrieve(

@@ -1,7 +1,8 @@
 """Hybrid retrieval: several retrievers fused by RRF (default, k=60) or normalised scores.
 
 Each child retrieves ``depth`` candidates (default 100, at least ``k``:
-:func:`rag.core.nodes.candidate_depth`) before fusion, so a document ranked low by one retriever still
+:func:`rag.core.nodes.candidate_depth`) before fusion, so a document ranked low by one retriever
+still
 gets its share from the other. The children share the hybrid's document store
 (:class:`retrievers.composite.CompositeRetriever`).
 """

@@ -15,7 +15,8 @@ transformer runs through the one encoder runtime (:class:`rag.core.runtime.Encod
 ``masked_lm``). ``tests/contract_factories.py`` adds one line to put it under the contract suite.
 
 No SPLADE weights install offline here; pass any ``AutoModelForMaskedLM`` checkpoint
-(``naver/splade-cocondenser-ensembledistil`` online). ``tests/nodes/test_splade.py`` checks the vectors
+(``naver/splade-cocondenser-ensembledistil`` online). ``tests/nodes/test_splade.py`` checks the
+vectors
 against sentence-transformers' ``SparseEncoder`` (MLMTransformer + SpladePooling) on a tiny
 checkpoint built from a config.
 """

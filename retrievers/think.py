@@ -36,8 +36,8 @@ import prompts
 from prompts.instructions import instruction_line
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseRetriever, Node, candidate_depth, check_k
-from rag.index.persist import iter_jsonl
 from rag.core.types import Query, Ranking
+from rag.index.persist import iter_jsonl
 from retrievers.composite import CompositeRetriever
 from retrievers.fusion import rrf
 

@@ -1,5 +1,6 @@
 """Factories of the multi-vector nodes for the shared contract suite (tests/nodes/test_contract.py).
-The rerankers of ``rerankers/`` are covered by tests/nodes/test_rerankers_contract.py's FACTORIES."""
+The rerankers of ``rerankers/`` are covered by tests/nodes/test_rerankers_contract.py's
+FACTORIES."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Child process of tests/nodes/test_stores_durable.py: ingest a JSONL durably, acknowledging batches.
+"""Child process of tests/nodes/test_stores_durable.py: ingest a JSONL durably, acknowledging
+batches.
 
     python tests/durable_child.py SOURCE INDEX ACKS [--batch N] [--delay S]
 

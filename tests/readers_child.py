@@ -1,4 +1,5 @@
-"""Child process of tests/index/test_index_readers.py: a reader that opens an index over and over while
+"""Child process of tests/index/test_index_readers.py: a reader that opens an index over and over
+while
 a writer commits, and writes one JSON line per open.
 
     python tests/readers_child.py open-loop INDEX SECONDS OUT   Pipeline.open + search, in a loop

@@ -27,8 +27,8 @@ def main() -> None:
     import numpy as np
 
     from rag.core.errors import ConfigError
-    from rag.generators import TransformersGenerator, VLLMGenerator
     from rag.core.types import Document, Query, Ranking
+    from rag.generators import TransformersGenerator, VLLMGenerator
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
     from rerankers.llm_listwise import ANSWER_CHARS
 

@@ -31,13 +31,13 @@ from typing import Any
 
 import prompts
 from rag.app.chat import Turn, answer_stream, approx_tokens, clean_rewrite, final, history_messages
-from rag.pipeline.citations import attribute, resolve
-from rag.core.errors import ConfigError, RagError
-from rag.pipeline.parents import lookup
-from rag.core.nodes import Generator
-from rag.pipeline import Pipeline, format_sources
 from rag.app.toolcalls import FETCH, SEARCH, FinalAnswer, Tool, ToolCall, ToolCallError, parse_reply
+from rag.core.errors import ConfigError, RagError
+from rag.core.nodes import Generator
 from rag.core.types import Answer, Hit, Query, TraceStep
+from rag.pipeline import Pipeline, format_sources
+from rag.pipeline.citations import attribute, resolve
+from rag.pipeline.parents import lookup
 
 
 def _check_positive(**values: int) -> None:

@@ -26,8 +26,8 @@ from pydantic import (
 )
 
 from rag.core.filters import FILTER_DESCRIPTION, FILTER_FIELD_SCHEMA
-from rag.index.validate import MAX_ID_CHARS, check_metadata, check_text
 from rag.core.types import Answer, Citation, Document, Ranking
+from rag.index.validate import MAX_ID_CHARS, check_metadata, check_text
 
 # requests take JSON types as declared: "5" is not an int, 0 is not a bool
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -51,7 +51,8 @@ def _parse_filter(v: Any) -> dict[str, Any] | None:
     return parse_filter(v)  # a ConfigError (a ValueError): one line in the 422
 
 
-# the filter language of rag.core.filters (docs/filters.md): a JSON object, parsed by its one parser;
+# the filter language of rag.core.filters (docs/filters.md): a JSON object, parsed by its one
+# parser;
 # FilterJSON is the unparsed object (the MCP server parses it itself, for a one-line tool error)
 FilterJSON = Annotated[dict[str, Any], WithJsonSchema(FILTER_FIELD_SCHEMA)]
 Filter = Annotated[FilterJSON, AfterValidator(_parse_filter)]

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from typing import Any
 
+from rag.app import register_all
 from rag.app.demo import RETRIEVERS, build_retriever, demo_corpus_path  # noqa: F401  (re-exported)
 from rag.core.errors import ConfigError, RagError
 
@@ -62,9 +63,9 @@ def _holds_documents(path: str) -> bool:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from rag.index import ingest
     from rag.app.ingest_cli import run_index, wants_ingest
     from rag.core.nodes import Node
+    from rag.index import ingest
     from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
 
@@ -132,7 +133,8 @@ def _query(args: argparse.Namespace) -> Any:
 
 
 def _filter(args: argparse.Namespace) -> Any:
-    """``--filter JSON`` (or ``@file.json``) parsed by the one filter parser (:mod:`rag.core.filters`);
+    """``--filter JSON`` (or ``@file.json``) parsed by the one filter parser
+    (:mod:`rag.core.filters`);
     a bad filter is one line and exit 2."""
     text = getattr(args, "filter", None)
     if text is None:
@@ -196,8 +198,8 @@ def _print_answer(answer: Any, streamed: bool) -> None:
 
 
 def cmd_ask(args: argparse.Namespace, pipe: Any = None) -> int:
-    from rag.generators import TransformersGenerator
     from rag.core.types import Answer
+    from rag.generators import TransformersGenerator
 
     flt = _filter(args)
     pipe = pipe if pipe is not None else _open(args.index)
@@ -351,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         args = build_parser().parse_args(argv)
+        register_all()  # every node type, for configs that name them (rag.app)
         if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
             print(f"error: k must be >= 1, got {args.k}", file=sys.stderr)
             return 2

@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.core.config import node_schema
 from rag.core.errors import ConfigError
-from rag.core.nodes import REGISTRY, Node, _import_all_nodes
+from rag.core.nodes import REGISTRY, Node
 
 
 def _walk(node: Any, depth: int = 0) -> list[str]:
@@ -45,8 +45,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
         print(json.dumps(FILTER_SCHEMA, indent=2))
         return 0
-    _import_all_nodes()
-    if args.type:
+    if args.type:  # rag/app/__init__ registered every node type
         if args.type not in REGISTRY:
             known = ", ".join(sorted(REGISTRY)) + "; or 'filter' (the metadata filter language)"
             raise ConfigError(f"unknown node type {args.type!r}; known types: {known}")

@@ -101,9 +101,9 @@ def wants_ingest(args: argparse.Namespace) -> bool:
 
 
 def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
-    from rag.pipeline.context import ChunkContext
     from rag.core.nodes import Node
     from rag.pipeline import Pipeline
+    from rag.pipeline.context import ChunkContext
 
     if args.config:
         return Pipeline.of(
@@ -122,12 +122,12 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
 
 def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     from rag.core.errors import ConfigError
+    from rag.core.nodes import Node
     from rag.ingest.contextual import Situator
     from rag.ingest.indexing import DEFAULT_BATCH, index_paths
     from rag.ingest.loaders import CsvColumns
     from rag.ingest.progress import IndexProgress
     from rag.ingest.splitter import Chunker
-    from rag.core.nodes import Node
 
     chunker = Node.from_config(args.chunker) if args.chunker else None
     if chunker is not None and not isinstance(chunker, Chunker):

@@ -16,7 +16,8 @@ A chat completion is retrieval-augmented generation (Lewis et al., NeurIPS 2020)
 conversation: the last user message is the question, earlier user/assistant pairs are the history
 that :mod:`rag.app.chat` trims to a token budget and condenses a follow-up with (LlamaIndex's
 condense-plus-context engine); the answer carries ``[n]`` markers, resolved in the ``ragnodes``
-extension field (:class:`rag.app.openai_api.RagExtension`: the citations of :mod:`rag.pipeline.citations`,
+extension field (:class:`rag.app.openai_api.RagExtension`: the citations of
+:mod:`rag.pipeline.citations`,
 with path, span, page and heading, from the same sources ``/ask`` uses,
 :meth:`rag.pipeline.Pipeline.sources`), as OpenAI ``url_citation`` annotations on the message, in
 the ``X-Ragnodes-Citations`` header of a non-streamed answer, and, for clients that show only the
@@ -28,7 +29,8 @@ content, as a ``Sources:`` block at its end (model ``ragnodes+sources`` or
 
 With ``tools`` the server acts as a tool-calling model instead (the client runs the tools): a
 generator with ``supports_tools`` gets them natively; any other generator is prompted to reply
-with one JSON object (:mod:`rag.app.toolcalls`, ReAct: Yao et al., ICLR 2023) and a call it writes is
+with one JSON object (:mod:`rag.app.toolcalls`, ReAct: Yao et al., ICLR 2023) and a call it writes
+is
 returned as OpenAI ``tool_calls``. Token counts in ``usage`` use the generator's tokenizer when it
 has one (else about four characters per token); ``temperature``, ``top_p`` and ``stop`` are
 accepted and ignored (the server's generator settings apply). Auth, body limits and error
@@ -49,10 +51,6 @@ import numpy as np
 
 from rag.app.api import filter_dict
 from rag.app.chat import ChatEngine, Conversation, Turn, answer_messages, token_counter
-from rag.pipeline.citations import locate, sources_block, url_citations
-from rag.core.concurrency import aiterate
-from rag.core.errors import NO_OUTPUT, ConfigError, GenerationError, InputError, RagError
-from rag.ingest.frameworks import find_encoder
 from rag.app.openai_api import (
     ChatCompletionRequest,
     ChatMessage,
@@ -67,7 +65,11 @@ from rag.app.openai_api import (
 from rag.app.server_guards import rag_error_status
 from rag.app.server_state import State
 from rag.app.tool_turn import tool_turn
+from rag.core.concurrency import aiterate
+from rag.core.errors import NO_OUTPUT, ConfigError, GenerationError, InputError, RagError
 from rag.core.types import Answer, Query, TraceStep
+from rag.ingest.frameworks import find_encoder
+from rag.pipeline.citations import locate, sources_block, url_citations
 
 try:
     from fastapi import APIRouter, Request

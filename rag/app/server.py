@@ -28,7 +28,8 @@ Production behaviour: the endpoints are async (:meth:`rag.pipeline.Pipeline.asea
 ``astream``): CPU-bound stages run in a bounded worker pool (:mod:`rag.core.concurrency`), an HTTP
 generator is awaited on the event loop, retrieval holds the index's read lock and generation does
 not, and a client that disconnects stops its generation at the next token. Each stage is an
-OpenTelemetry span (:mod:`rag.core.tracing`). ``rag serve`` loads in the background (``/health/live``
+OpenTelemetry span (:mod:`rag.core.tracing`). ``rag serve`` loads in the background
+(``/health/live``
 at once, ``/health/ready`` when loaded, one ready line in the log) and on SIGTERM stops
 accepting, drains in-flight requests up to ``--drain-timeout``, then cancels what is left.
 
@@ -65,9 +66,6 @@ from rag.app.api import (
     HealthResponse,
     SearchRequest,
 )
-from rag.core.concurrency import aiterate
-from rag.core.errors import ConfigError, RagError
-from rag.core.extras import require
 from rag.app.server_guards import (
     API_KEYS_ENV,
     ERRORS,
@@ -91,6 +89,9 @@ from rag.app.server_state import (  # noqa: F401  (State, ServerState: imported 
     get_state,
     require_ready,
 )
+from rag.core.concurrency import aiterate
+from rag.core.errors import ConfigError, RagError
+from rag.core.extras import require
 from rag.core.types import Answer, Query, Ranking
 
 try:
@@ -372,7 +373,9 @@ def create_app(
 
         sessions = ChatSessions(LockedSearch(state.pipeline, state.lock))
         routers = [chat_router(sessions), *routers]
-    from rag.app.openai_routes import openai_router  # /v1/models, /v1/chat/completions, /v1/embeddings
+    from rag.app.openai_routes import (
+        openai_router,  # /v1/models, /v1/chat/completions, /v1/embeddings
+    )
 
     routers = [openai_router(), *routers]
     for router in [core_router(), *routers]:

@@ -1,4 +1,5 @@
-"""What the HTTP endpoints share (:mod:`rag.app.server`, :mod:`rag.app.openai_routes`): the pipeline,
+"""What the HTTP endpoints share (:mod:`rag.app.server`, :mod:`rag.app.openai_routes`): the
+pipeline,
 its many-readers/one-writer lock, the limits and concurrency gates (:mod:`rag.app.server_limits`),
 the running generations (cancelled at shutdown), readiness, and the FastAPI dependency that
 hands the state to an endpoint."""
@@ -101,9 +102,9 @@ class ServerState:
         read_only: bool = False,
         limits: Any = None,
     ) -> None:
+        from rag.app.server_limits import Limits, StageGates
         from rag.core.concurrency import default_pool
         from rag.pipeline import Pipeline
-        from rag.app.server_limits import Limits, StageGates
 
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline(retriever=pipeline)
         self.save_to = Path(save_to) if save_to is not None else None

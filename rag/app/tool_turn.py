@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import prompts
-from rag.core.errors import ConfigError
 from rag.app.toolcalls import Tool, ToolCall, ToolCallError, extract_json, to_action
+from rag.core.errors import ConfigError
 
 Message = dict[str, Any]
 

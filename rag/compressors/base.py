@@ -156,7 +156,8 @@ def default_encoder() -> Any:
 
 
 class EncoderMixin:
-    """Lazily loads a :class:`~rag.core.encoders.TransformerEncoder` (shared MiniLM unless given)."""
+    """Lazily loads a :class:`~rag.core.encoders.TransformerEncoder` (shared MiniLM unless
+    given)."""
 
     encoder: Any
 

@@ -7,7 +7,8 @@ loop, and a bridge from a blocking iterator to an async one.
   ``contextvars`` (OpenTelemetry's current span among them). Daemon threads: a process that was
   told to stop is never held by a search still running.
 * :class:`Cancel` -- one request's cancellation: an event that token loops check once per token
-  (:class:`rag.core.llm.hf.TransformersLLM` stops decoding at the next step, the base generator closes
+  (:class:`rag.core.llm.hf.TransformersLLM` stops decoding at the next step, the base generator
+  closes
   its source) and the count of tokens they made. :func:`cancel_scope` makes it current.
 * :func:`aiterate` -- a blocking iterator (a generator's ``stream``) read in its own thread and
   handed to the event loop piece by piece; when the consumer stops (client gone, timeout,

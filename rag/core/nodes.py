@@ -71,7 +71,8 @@ def check_query(query: Query | str) -> Query:
 
 
 def check_filter(flt: Any) -> dict[str, Any] | None:
-    """A metadata filter checked once and returned in canonical form (:mod:`rag.core.filters`, the one
+    """A metadata filter checked once and returned in canonical form (:mod:`rag.core.filters`, the
+    one
     parser of the filter language: equality, ``$in``/``$nin``, ``$ne``, ranges, ``$exists``,
     ``$and``/``$or``/``$not``), so every node below reads the same plain dicts.
 
@@ -204,11 +205,7 @@ def _from_json(v: Any) -> Any:
         params = {k: _from_json(x) for k, x in v.items() if k != "type"}
         return build_node(REGISTRY[v["type"]], params)
     if isinstance(v, dict) and "type" in v and isinstance(v["type"], str):
-        _import_all_nodes()
-        if v["type"] in REGISTRY:
-            return _from_json(v)
-        known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"unknown node type {v['type']!r}; known types: {known}")
+        raise ConfigError(unknown_type(v["type"]))
     if isinstance(v, list):
         return [_from_json(x) for x in v]
     if isinstance(v, dict):
@@ -228,25 +225,21 @@ def build_node(cls: type[Node], params: dict[str, Any]) -> Node:
         raise ConfigError(f"{cls.name}: {e}") from None
 
 
-NODE_MODULES = (
-    "retrievers",
-    "rerankers",
-    "rag.generators",
-    "rag.pipeline",
-    "rag.compressors",
-    "rag.ingest",
-    "rag.core.remote_encoder",
-)
-
-
-def _import_all_nodes() -> None:
-    """Import the node modules so that their classes register (no heavy imports happen:
-    optional dependencies are imported inside ``load()``). A module that fails to import is a
-    bug, and it is raised, not hidden."""
-    import importlib
-
-    for mod in NODE_MODULES:
-        importlib.import_module(mod)
+# Registration comes from above: a node class registers when its module is imported, and this
+# module imports no node package. ``import rag.pipeline`` registers every type a pipeline
+# composes (retrievers, rerankers, generators, compressors, encoders and its own);
+# ``import rag.ingest`` adds the chunker and the situator; ``import rag.app`` registers all.
+def unknown_type(name: str) -> str:
+    """The one-line error for an unknown node type; before ``rag.pipeline`` is imported (the
+    common case: a script that imported ``rag.core.nodes`` only) it says what to import."""
+    known = ", ".join(sorted(REGISTRY)) or "none"
+    if "pipeline" in REGISTRY:  # rag.pipeline is imported: every composable type is registered
+        return f"unknown node type {name!r}; known types: {known}"
+    return (
+        f"unknown node type {name!r} (registered so far: {known}); node types register when "
+        "their package is imported: import rag.pipeline (every retriever, reranker, generator, "
+        "compressor and encoder) or rag.ingest (adds the chunker and the situator) first"
+    )
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

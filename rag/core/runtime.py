@@ -3,7 +3,8 @@
 Dense sentence vectors (:class:`rag.core.encoders.TransformerEncoder`), per-token vectors
 (:class:`retrievers.multivector.TokenEncoder`, ColBERT, Khattab & Zaharia 2020) and cross-encoder
 scores (:class:`rerankers.CrossEncoderReranker`, Nogueira & Cho 2019) all run through
-:class:`EncoderRuntime`: the same loading (:func:`rag.core.models.load_hf`), the same batching and the
+:class:`EncoderRuntime`: the same loading (:func:`rag.core.models.load_hf`), the same batching and
+the
 same precision policy. A *head* names what the model returns: ``pooled`` and ``token`` read the
 last hidden states (``AutoModel``), ``classification`` the logits of
 ``AutoModelForSequenceClassification``, ``masked_lm`` the vocabulary logits of

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.core.concurrency import current_cancel
 from rag.core.errors import ConfigError
+from rag.core.llm.http import HTTPLLM, RETRY_STATUS, HTTPGeneratorError
 from rag.generators.base import (
     BaseGenerator,
     Messages,
@@ -43,7 +44,6 @@ from rag.generators.base import (
     check_messages,
     cut_at_stop,
 )
-from rag.core.llm.http import HTTPLLM, RETRY_STATUS, HTTPGeneratorError
 
 __all__ = [
     "RETRY_STATUS",

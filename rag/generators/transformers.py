@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
+from rag.core.llm import TransformersLLM, get_llm
+from rag.core.llm.hf import StopOnGeneratedText as _StopOnGeneratedText
 from rag.generators.base import (
     BaseGenerator,
     Messages,
@@ -23,8 +25,6 @@ from rag.generators.base import (
     check_sampling,
     cut_at_stop,
 )
-from rag.core.llm import TransformersLLM, get_llm
-from rag.core.llm.hf import StopOnGeneratedText as _StopOnGeneratedText
 
 __all__ = [
     "Messages",

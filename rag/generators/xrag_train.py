@@ -12,7 +12,8 @@ Token", NeurIPS 2024 (arXiv:2405.13792), section 3.3:
 
 Only the projector's parameters get gradients; every prompt goes through the chat template that
 :class:`rag.generators.xrag.XRAGGenerator` applies at inference and through the same
-:func:`rag.generators.xrag_projector.splice_embeds`. ``bench/train_xrag.py`` runs both stages on the shared corpora.
+:func:`rag.generators.xrag_projector.splice_embeds`. ``bench/train_xrag.py`` runs both stages on the
+shared corpora.
 """
 
 from __future__ import annotations

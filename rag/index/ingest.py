@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError, IndexCorruptError
+from rag.core.types import Document
 from rag.index.files import file_digest
 from rag.index.folder import MANIFEST, IndexFolder, is_index
-from rag.core.types import Document
 
 DEFAULT_BATCH = 10_000
 
@@ -102,8 +102,8 @@ def delete(out: str | os.PathLike[str], ids: Sequence[str]) -> int:
 def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> int:
     """Rebuild an index from the document segments that still verify: damaged segments' documents
     are dropped (and counted), every retriever structure is rebuilt. Returns documents kept."""
-    from rag.index.docstore import DocumentStore
     from rag.core.nodes import Node
+    from rag.index.docstore import DocumentStore
     from rag.pipeline import Pipeline
 
     folder = IndexFolder(path)

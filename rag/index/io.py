@@ -1,7 +1,8 @@
 """Write and open whole indexes: the document store plus each retriever's own state.
 
 Every node with index-time state persists it through two hooks (defaults in
-:class:`rag.core.nodes.BaseRetriever` and :class:`rag.core.nodes.BaseReranker`): ``_commit_state(commit,
+:class:`rag.core.nodes.BaseRetriever` and :class:`rag.core.nodes.BaseReranker`):
+``_commit_state(commit,
 part) -> state`` writes (or keeps) its files in a :class:`~rag.index.folder.Commit` and returns
 JSON for the manifest (``None``: no state); ``_open_state(folder, state)`` opens them. The
 retriever's state is the manifest's ``state``, the other nodes' (a late-interaction reranker's

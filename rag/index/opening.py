@@ -14,8 +14,8 @@ from rag.index.folder import IndexFolder
 
 def open_index(path: str | os.PathLike[str], checksums: bool = True) -> tuple[Any, IndexFolder]:
     """The retriever of the index at ``path`` (verified) and its :class:`IndexFolder`."""
-    from rag.index.session import IndexSession
     from rag.core.nodes import Node
+    from rag.index.session import IndexSession
 
     session = IndexSession(path, read_only=True)
 

@@ -9,8 +9,10 @@ compact/save/refresh`` delegate here; the server takes the writer lock through
 Every node's state commits through one hook pair into the one manifest: a node in the ``nodes``
 mapping given to :meth:`~IndexSession.commit` (the retriever as ``"r"``, the pipeline's rerankers
 as ``"rerank0"``, ``"rerank1"``...) writes its files with ``_commit_state(commit, part) -> state``
-and reopens them with ``_open_state(folder, state)`` (defaults in :class:`rag.core.nodes.BaseRetriever`
-and :class:`rag.core.nodes.BaseReranker`; a stateless reranker returns ``None``). The retriever's state
+and reopens them with ``_open_state(folder, state)`` (defaults in
+:class:`rag.core.nodes.BaseRetriever`
+and :class:`rag.core.nodes.BaseReranker`; a stateless reranker returns ``None``). The retriever's
+state
 sits under the manifest's ``state``, the others' under ``nodes``, so a query reads nothing the
 commit did not name and check.
 

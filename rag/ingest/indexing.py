@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError
+from rag.core.types import Document
 from rag.ingest.loaders import CsvColumns, load_paths
 from rag.ingest.progress import NoProgress
 from rag.ingest.splitter import Chunker, find_encoder
-from rag.core.types import Document
 
 MANIFEST = "ingest.json"  # where indexes before the cursor kept the manifest
 CURSOR = "ingest"

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, DataError
+from rag.core.types import Document
 from rag.ingest.indexing import (
     DEFAULT_BATCH,
     FileCommits,
@@ -64,7 +65,6 @@ from rag.ingest.indexing import (
 from rag.ingest.loaders import MAX_BYTES, CsvColumns, discover, doc_id_for, file_hash
 from rag.ingest.ray_stages import Embedder, Progress, document_text, load_and_chunk
 from rag.ingest.splitter import Chunker
-from rag.core.types import Document
 
 LOAD_CPUS = 0.25  # a load task is light (read, parse, tokenize): it shares a core with an actor
 EMBED_CPUS = 1.0 - LOAD_CPUS

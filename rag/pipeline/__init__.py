@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import prompts
-from rag import tracing
-from rag.pipeline.citations import attribute, resolve
-from rag.pipeline.demonstrations import Demonstration, demo_turns
+from rag.core import tracing
 from rag.core.errors import NO_OUTPUT, ConfigError, GenerationError
-from rag.pipeline.grounding import escape_source_text
 from rag.core.nodes import (
     BaseReranker,
     BaseRetriever,
@@ -39,6 +36,9 @@ from rag.core.nodes import (
     check_query,
 )
 from rag.core.types import Answer, Document, Hit, Query, Ranking, TraceStep
+from rag.pipeline.citations import attribute, resolve
+from rag.pipeline.demonstrations import Demonstration, demo_turns
+from rag.pipeline.grounding import escape_source_text
 
 ANSWER_STOPS = ("\n\n", "\n[")
 
@@ -53,7 +53,8 @@ def _steps() -> int | None:
 
 def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
     """One line per context, ``[n] title: text``. Titles and texts are escaped
-    (:func:`rag.pipeline.grounding.escape_source_text`): retrieved text is data and can neither end its
+    (:func:`rag.pipeline.grounding.escape_source_text`): retrieved text is data and can neither end
+    its
     line (the delimiter), open a chat role, nor show the model a citation marker."""
     parts = []
     for n, h in enumerate(hits, 1):
@@ -95,7 +96,8 @@ class Pipeline(Node):
         max_source_chars: characters of each source shown to the generator.
         attribute_uncited: when the model cites nothing, attribute sentences to sources by word
             overlap; such citations are labelled ``source="attributed"``.
-        demonstrations: a :class:`~rag.pipeline.demonstrations.DemonstrationSelector`; its top-k solved
+        demonstrations: a :class:`~rag.pipeline.demonstrations.DemonstrationSelector`; its top-k
+        solved
             examples for the question go before it as few-shot user/assistant turns.
         context: a :class:`~rag.pipeline.context.ChunkContext`: merges and expands chunk hits, fits
             them to the generator's window and checks each citation against its span.
@@ -297,8 +299,8 @@ class Pipeline(Node):
         index-time state. The generation read is pinned for this pipeline's life (a writer in
         another process never deletes its files); :meth:`refresh` moves to a newer one."""
         from rag.index import is_index
-        from rag.index.session import IndexSession
         from rag.index.persist import load_retriever
+        from rag.index.session import IndexSession
 
         p = Path(path)
         if not is_index(p):  # the layout before rag.index
@@ -528,7 +530,8 @@ class Pipeline(Node):
         answer = Answer(
             query=q,
             text=text,
-            citations=tuple(cites),  # located by rag.pipeline.citations.cite (path, span, page, heading)
+            citations=tuple(cites),  # located by rag.pipeline.citations.cite (path, span, page,
+            # heading)
             invalid_markers=tuple(bad),
             contexts=tuple(hits),
             timings={**(timings or {}), "generate_s": time.perf_counter() - t0},
@@ -544,7 +547,8 @@ class Pipeline(Node):
             raise ConfigError("generator produced no output")
         return answer
 
-    # -- async (rag.core.concurrency): agent frameworks, FastAPI apps and `rag serve` ------------------
+    # -- async (rag.core.concurrency): agent frameworks, FastAPI apps and `rag serve`
+    # ------------------
     async def asearch(
         self,
         query: Query | str,
@@ -653,3 +657,15 @@ class Pipeline(Node):
         if not isinstance(answer, Answer):  # the generator yielded nothing at all
             raise GenerationError(NO_OUTPUT)
         return answer
+
+
+# Registration from above: a node type registers when its package is imported, and rag.core
+# imports no node package. The pipeline composes retrievers, rerankers, compressors and a
+# generator (and an encoder inside a dense retriever), so importing it registers all of them,
+# and its own query-time nodes, for ``Node.from_config`` and ``Pipeline.open``.
+import rag.compressors as _compressors  # noqa: E402, F401
+import rag.core.remote_encoder as _remote_encoder  # noqa: E402, F401
+import rag.generators as _generators  # noqa: E402, F401
+import rerankers as _rerankers  # noqa: E402, F401
+import retrievers as _retrievers  # noqa: E402, F401
+from rag.pipeline.context import ChunkContext  # noqa: E402, F401

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import prompts
-from rag.pipeline.demonstrations import Demonstration, demo_turns
 from rag.core.errors import ConfigError
 from rag.core.types import Hit
+from rag.pipeline.demonstrations import Demonstration, demo_turns
 
 LABELS = ("SUPPORT", "CONTRADICT")
 _LABEL = re.compile(r"\b(SUPPORTS?|CONTRADICTS?)\b", re.I)

@@ -23,11 +23,11 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rag.pipeline.citations import locate, parse_markers
 from rag.core.errors import ConfigError
-from rag.pipeline.parents import chunk_documents, expand_neighbours, merge_adjacent, trim_headings
 from rag.core.nodes import Node
 from rag.core.types import Answer, Citation, Hit, Query
+from rag.pipeline.citations import locate, parse_markers
+from rag.pipeline.parents import chunk_documents, expand_neighbours, merge_adjacent, trim_headings
 
 JUDGES = ("lexical", "llm", "none")
 _SENT = re.compile(r"(?<=[.!?])\s+")

@@ -57,8 +57,7 @@ EVAL_KEYS = ("name", "chunker")  # keys of an eval config (evals.systems), not o
 
 def load_preset(name: str) -> Any:
     """A new, unindexed retriever built from preset ``name`` (its eval keys left out)."""
-    from rag.core.nodes import Node, _import_all_nodes
+    from rag.core.nodes import Node
 
-    _import_all_nodes()
     cfg = {k: v for k, v in preset_config(name).items() if k not in EVAL_KEYS}
     return Node.from_config(cfg)

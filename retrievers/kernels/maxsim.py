@@ -26,13 +26,15 @@ Cost model (one query, ``T`` document tokens of width ``D``, ``Lq`` query tokens
 ``mode="bf16"`` holds the tokens in bfloat16 (half the bytes, products in bf16 with float32
 accumulation by torch/oneDNN; ``bench/bench_kernels.py`` reports its top-10 agreement with the
 exact mode); on a CPU without native bfloat16 (no AVX-512-BF16/AMX) it is emulated, slower than
-``float32``, and warns once (:func:`rag.core.runtime.warn_if_bf16_emulated`). ``mode="stream"`` keeps
+``float32``, and warns once (:func:`rag.core.runtime.warn_if_bf16_emulated`). ``mode="stream"``
+keeps
 no copy: each chunk is converted from the store's dtype when read (the old behaviour, for stores
 larger than RAM).
 
 This module is the one MaxSim of the house: the token store (:class:`PackedTokens`), the
 late-interaction reranker and the benchmarks (:func:`maxsim_lists`, ragged matrices) all score
-through :meth:`PackedTokens.scores`. ``tests/nodes/test_kernels_maxsim.py`` checks it against a plain
+through :meth:`PackedTokens.scores`. ``tests/nodes/test_kernels_maxsim.py`` checks it against a
+plain
 double loop in float64.
 
 >>> import numpy as np

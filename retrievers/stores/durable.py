@@ -9,7 +9,8 @@ Layout of an index folder::
 
 A batch is durable once :meth:`DurableIndex.add` returns: the segment files are written and
 fsynced first, then the manifest that names them replaces the old one in one ``rename``
-(:func:`rag.index.persist.atomic_write_text`), then the folder is fsynced. A crash at any point leaves
+(:func:`rag.index.persist.atomic_write_text`), then the folder is fsynced. A crash at any point
+leaves
 either the old manifest (the batch is not acknowledged, its files are orphans removed on the next
 open) or the new one; never a half-visible batch. Ids are upserts (the highest ``seq`` wins) and
 deletes are tombstones, so add, update and delete by document id are all appends. The source cursor

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from scripted_generators import NativeScripted, Scripted
 
 from rag.app.agent import Agent, MultiHop, example_messages
+from rag.app.toolcalls import FETCH, SEARCH, FinalAnswer, ToolCall, ToolCallError, parse_reply
 from rag.core.errors import ConfigError
 from rag.pipeline import Pipeline
-from rag.app.toolcalls import FETCH, SEARCH, FinalAnswer, ToolCall, ToolCallError, parse_reply
 
 TOOLS = {"search": SEARCH, "fetch": FETCH}
 

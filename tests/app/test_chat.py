@@ -18,8 +18,8 @@ from rag.app.chat import (
     fit_history,
 )
 from rag.core.errors import ConfigError, DataError
-from rag.pipeline import Pipeline
 from rag.core.types import Citation, Document
+from rag.pipeline import Pipeline
 
 
 @pytest.fixture()

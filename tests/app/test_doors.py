@@ -20,8 +20,8 @@ from ingest_fixtures import HTML, MD, write_pdf
 from scripted_generator import ScriptedGenerator
 from server_procs import serving
 
-from rag.pipeline.citations import document_uri, locate
 from rag.app.cli import main
+from rag.pipeline.citations import document_uri, locate
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
@@ -91,11 +91,11 @@ def indexed(folder, minilm):
     own chunk) and the progress and warning lines its indexing wrote (`rag index`'s)."""
     import io
 
-    from rag.pipeline.context import ChunkContext
     from rag.ingest.indexing import index_paths
     from rag.ingest.loaders import CsvColumns
     from rag.ingest.progress import IndexProgress
     from rag.pipeline import Pipeline
+    from rag.pipeline.context import ChunkContext
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     def new():

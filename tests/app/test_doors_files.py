@@ -42,9 +42,9 @@ def test_a_bad_csv_row_is_skipped_with_file_and_line(tmp_path):
 def test_a_multi_megabyte_text_is_chunked_as_a_stream(monkeypatch):
     """The tokenizer never sees more than one block of the file, and the chunks still tile the
     text exactly (each chunk is its span of the source)."""
+    from rag.core.types import Document
     from rag.ingest import splitter
     from rag.ingest.splitter import BLOCK_CHARS, Chunker
-    from rag.core.types import Document
 
     para = "Saturn has many moons. Titan has a thick atmosphere of nitrogen and methane. " * 6
     text = "Notes\n=====\n\n" + "\n\n".join(f"{i}. {para}" for i in range(5000))  # ~2.4 MB

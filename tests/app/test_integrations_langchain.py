@@ -14,13 +14,13 @@ standard = pytest.importorskip("langchain_tests.integration_tests")
 from langchain_core.documents import Document as LCDocument  # noqa: E402
 
 from rag.app.cli import demo_corpus_path  # noqa: E402
-from rag.core.errors import ConfigError, MissingExtraError  # noqa: E402
 from rag.app.integrations.langchain import (  # noqa: E402
     LangChainCompressor,
     LangChainRetriever,
     from_document,
     index_langchain_documents,
 )
+from rag.core.errors import ConfigError, MissingExtraError  # noqa: E402
 from rag.index.persist import read_documents  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from retrievers import BM25Retriever  # noqa: E402

@@ -17,12 +17,12 @@ from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
 from llama_index.core.schema import QueryBundle  # noqa: E402
 
 from rag.app.cli import demo_corpus_path  # noqa: E402
-from rag.core.errors import ConfigError  # noqa: E402
 from rag.app.integrations.llamaindex import (  # noqa: E402
     LlamaIndexPostprocessor,
     LlamaIndexRetriever,
     index_llama_documents,
 )
+from rag.core.errors import ConfigError  # noqa: E402
 from rag.index.persist import read_documents  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from retrievers import BM25Retriever  # noqa: E402

@@ -11,8 +11,8 @@ import pytest
 from scripted_generator import ScriptedGenerator
 
 from rag.app.cli import demo_corpus_path
-from rag.core.errors import ConfigError
 from rag.app.integrations.tools import RagTools, ToolInputError
+from rag.core.errors import ConfigError
 from rag.index.persist import read_documents
 from rag.pipeline import Pipeline
 from retrievers import BM25Retriever

@@ -22,9 +22,9 @@ openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
 from rag.app.cli import demo_corpus_path  # noqa: E402
+from rag.app.server import create_app  # noqa: E402
 from rag.index.persist import read_documents  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
-from rag.app.server import create_app  # noqa: E402
 from retrievers import BM25Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from scripted_generator import ScriptedGenerator  # noqa: E402
 
 from rag.app.cli import demo_corpus_path  # noqa: E402
+from rag.app.server import State, create_app  # noqa: E402
 from rag.core.errors import ConfigError  # noqa: E402
 from rag.core.nodes import BaseReranker  # noqa: E402
 from rag.index.persist import read_documents  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
-from rag.app.server import State, create_app  # noqa: E402
 from retrievers import BM25Retriever  # noqa: E402
 
 KEY = "test-key-0123456789"

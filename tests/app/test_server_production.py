@@ -199,8 +199,8 @@ def test_cancel_reaches_the_local_token_loop(smollm):
     """Closing :meth:`Pipeline.astream_answer` (a client gone) stops SmolLM2's decoding loop at
     its next token: the step count stops growing within 1 s."""
     from rag.core.concurrency import Cancel, cancel_scope
-    from rag.pipeline import Pipeline
     from rag.core.types import Query
+    from rag.pipeline import Pipeline
     from retrievers import BM25Retriever
 
     pipe = Pipeline(retriever=BM25Retriever(), generator=smollm)
@@ -285,7 +285,7 @@ def spans():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from rag import tracing
+    from rag.core import tracing
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -457,9 +457,9 @@ def test_slow_partial_bodies_are_answered_and_closed(server):
 
 
 def test_generation_timeout_and_concurrency_limit(index):
-    from rag.pipeline import Pipeline
     from rag.app.server import create_app
     from rag.app.server_limits import Limits
+    from rag.pipeline import Pipeline
 
     limits = Limits(generation_timeout=3, max_concurrent={"search": 64, "generate": 3})
     with _in_process(create_app(Pipeline.open(index, read_only=True), api_keys=[KEY],
@@ -528,9 +528,9 @@ def test_live_before_ready(tmp_path):
     from scripted_generator import ScriptedGenerator
 
     from rag.app.cli import demo_corpus_path
+    from rag.app.server import create_app
     from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
-    from rag.app.server import create_app
     from retrievers import BM25Retriever
 
     gate = threading.Event()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
-from rag import runtime  # noqa: E402
+from rag.core import runtime  # noqa: E402
 from rag.core.encoders import TransformerEncoder  # noqa: E402
 from retrievers.kernels.maxsim import PackedTokens  # noqa: E402
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 from conftest import dataset_dir  # noqa: E402
 
-from rag import embed_cache  # noqa: E402
+from rag.core import embed_cache  # noqa: E402
 from rag.core.encoders import TransformerEncoder  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""Errors by kind (``rag.core.errors``): each kind has its class, its HTTP status and a message with a
+"""Errors by kind (``rag.core.errors``): each kind has its class, its HTTP status and a message with
+a
 fix; the kinds that were once all ``ConfigError`` stay catchable as ``ConfigError`` where a bad
 value is concerned (input, not found), and no longer are where it is not (generation, model,
 index state)."""
@@ -11,6 +12,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from rag.app.server_guards import rag_error_status  # noqa: E402
 from rag.core.errors import (  # noqa: E402
     NO_OUTPUT,
     ConfigError,
@@ -25,7 +27,6 @@ from rag.core.errors import (  # noqa: E402
     NotIndexedError,
     RagError,
 )
-from rag.app.server_guards import rag_error_status  # noqa: E402
 
 
 def test_kinds_and_their_statuses() -> None:
@@ -68,10 +69,10 @@ def test_request_input_is_an_input_error_with_its_fix() -> None:
 @pytest.fixture(scope="module")
 def client():
     from rag.app.demo import demo_corpus_path
+    from rag.app.server import create_app
     from rag.generators import OpenAICompatibleGenerator
     from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
-    from rag.app.server import create_app
     from retrievers import BM25Retriever
 
     bm25 = BM25Retriever().index(read_documents(demo_corpus_path()))

@@ -205,7 +205,8 @@ def test_pipeline_warns_when_no_stage_uses_the_instruction(demo_docs):
 
 def _rag(*args, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "rag.app.cli", *args], capture_output=True, text=True, timeout=600, **kw
+        [sys.executable, "-m", "rag.app.cli", *args], capture_output=True, text=True, timeout=600,
+            **kw
     )
 
 

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rag.core.errors import ConfigError, MissingExtraError
+from rag.core.llm import TransformersLLM, forget_llms, get_llm, llm_key, restore_llms
 from rag.generators import (
     BaseGenerator,
     OpenAICompatibleGenerator,
@@ -24,7 +25,6 @@ from rag.generators import (
     VLLMGenerator,
     XRAGGenerator,
 )
-from rag.core.llm import TransformersLLM, forget_llms, get_llm, llm_key, restore_llms
 
 MSGS = [{"role": "user", "content": "Count from one to ten, separated by commas."}]
 
@@ -64,9 +64,9 @@ def fresh_cache():
 def test_generator_rerankers_and_judge_share_one_load(fresh_cache, monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from rag.pipeline.judges import LLMJudge
-    from rag.pipeline import Pipeline
     from rag.core.types import Answer
+    from rag.pipeline import Pipeline
+    from rag.pipeline.judges import LLMJudge
     from rerankers import LLMListwiseReranker, LLMPointwiseReranker
     from retrievers import BM25Retriever
 

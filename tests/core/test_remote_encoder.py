@@ -35,9 +35,9 @@ def local():
 def base_url(local):
     pytest.importorskip("httpx")
     from rag.app.cli import demo_corpus_path
+    from rag.app.server import create_app
     from rag.index.persist import read_documents
     from rag.pipeline import Pipeline
-    from rag.app.server import create_app
     from retrievers import DenseRetriever
 
     dense = DenseRetriever(encoder=local).index(read_documents(demo_corpus_path())[:3])

@@ -10,8 +10,8 @@ import pytest
 
 from evals.answer_report import UNCALIBRATED, build_report, to_html, to_markdown
 from evals.answers import answer_metrics, exact_match, judge_agreement, split_claims, token_f1
-from rag.pipeline.judges import LexicalJudge
 from rag.core.types import Answer, Document, Hit, Query
+from rag.pipeline.judges import LexicalJudge
 
 CONTEXTS = (
     "Paris is the capital of France.",

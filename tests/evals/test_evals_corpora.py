@@ -75,9 +75,9 @@ def run_cli(tmp_path: Path, dataset: Path, *args: str) -> dict:
 def test_folder_corpus_is_chunked_like_rag_index_and_scored_per_file(tmp_path: Path) -> None:
     from evals.datasets import load_dataset
     from evals.trec import read_run
+    from rag.core.types import Query
     from rag.ingest import Chunker, load_paths
     from rag.pipeline.parents import group_by_parent
-    from rag.core.types import Query
     from retrievers import BM25Retriever
 
     data = folder_corpus(tmp_path / "set")
@@ -130,8 +130,8 @@ def test_pre_chunked_corpus_has_no_missing_document_warning(tmp_path: Path) -> N
     from evals.datasets import load_dataset
     from evals.harness import evaluate
     from evals.systems import EvalSystem, prepare
-    from rag.ingest import Chunker
     from rag.core.types import Document
+    from rag.ingest import Chunker
     from retrievers import BM25Retriever
 
     docs = [Document(id=r["_id"], text=r["text"]) for r in beir_rows()]

@@ -10,10 +10,11 @@ import pytest
 from ingest_fixtures import make_folder
 
 from rag.core.errors import ConfigError, DataError
-from rag.ingest import ChunkContext, Chunker, CsvColumns, load_paths, sections
-from rag.pipeline.parents import expand_neighbours, group_by_parent, merge_adjacent
 from rag.core.nodes import Node
 from rag.core.types import Answer, Citation, Document, Hit, Query, Ranking
+from rag.ingest import Chunker, CsvColumns, load_paths, sections
+from rag.pipeline.context import ChunkContext
+from rag.pipeline.parents import expand_neighbours, group_by_parent, merge_adjacent
 
 
 def _quiet(line: str) -> None:
@@ -191,9 +192,9 @@ def test_citations_get_span_locator_and_support_verdict():
 def test_framework_adapters_keep_the_parent(notes, chunker):
     pytest.importorskip("llama_index.core")
     pytest.importorskip("langchain_core")
-    from rag.ingest.adapters import to_langchain_documents, to_llama_nodes
     from rag.app.integrations.langchain import from_documents
     from rag.app.integrations.llamaindex import from_nodes
+    from rag.ingest.adapters import to_langchain_documents, to_llama_nodes
 
     docs = load_paths([notes], include=["*.md"], warn=_quiet).documents
     chunks = chunker.split(docs)

@@ -186,9 +186,9 @@ def test_a_second_run_with_nothing_changed_writes_nothing(tmp_path):
 
 
 def test_a_thousand_contexts_fit_the_real_generator_window(smollm):
-    from rag.ingest import ChunkContext
-    from rag.pipeline import Pipeline
     from rag.core.types import Document, Hit, Query
+    from rag.pipeline import Pipeline
+    from rag.pipeline.context import ChunkContext
     from retrievers import BM25Retriever
 
     pipe = Pipeline(retriever=BM25Retriever(), generator=smollm)

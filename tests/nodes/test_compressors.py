@@ -20,11 +20,11 @@ from rag.compressors import (
 )
 from rag.compressors.xrag import XRAGCompressor
 from rag.core.errors import ConfigError
-from rag.core.nodes import REGISTRY, Compressor, Node, _import_all_nodes
+from rag.core.nodes import REGISTRY, Compressor, Node
 from rag.core.types import Document, Query, Ranking
 from rag.generators.xrag_projector import TOKEN_RE
 
-_import_all_nodes()
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 
 FACTORIES = {
     "extractive_compressor": lambda m, s: ExtractiveCompressor(ratio=0.5, encoder=m),

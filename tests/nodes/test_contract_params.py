@@ -22,9 +22,9 @@ import inspect
 import textwrap
 from pathlib import Path
 
-from rag.core.nodes import REGISTRY, _import_all_nodes
+from rag.core.nodes import REGISTRY
 
-_import_all_nodes()
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rag", "retrievers", "rerankers", "prompts", "evals")
 CHECKS = ("check", "_check", "isinstance", "len", "type", "ConfigError", "InputError")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from rag.core.errors import MissingExtraError
-from rag.core.nodes import REGISTRY, Generator, Node, _import_all_nodes
+from rag.core.nodes import REGISTRY, Generator, Node
 
-_import_all_nodes()
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 
 
 def _transformers():

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from rag.core.errors import ConfigError, RagError
-from rag.generators import Completion, HTTPGeneratorError, OpenAICompatibleGenerator
 from rag.core.models import resolve_model
+from rag.generators import Completion, HTTPGeneratorError, OpenAICompatibleGenerator
 
 MSGS = [{"role": "user", "content": "Name three colours of the rainbow."}]
 

@@ -28,7 +28,8 @@ def corpus():
 
 
 def pairs(scored):
-    """``_search``'s per-query arrays (:class:`rag.core.types.ScoredIds`) as ``(id, score)`` pairs."""
+    """``_search``'s per-query arrays (:class:`rag.core.types.ScoredIds`) as ``(id, score)``
+    pairs."""
     return [list(zip(x.ids, x.scores.tolist())) for x in scored]
 
 

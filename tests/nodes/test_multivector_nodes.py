@@ -9,8 +9,8 @@ from tolerance import assert_rankings_match, assert_same_ranking, maxsim_tol
 
 from rag.core.errors import ConfigError
 from rag.core.nodes import Node
-from rag.index.persist import load_retriever
 from rag.core.types import Query, Ranking
+from rag.index.persist import load_retriever
 from rerankers.late_interaction import LateInteractionReranker
 from retrievers.multivector import (
     MultiVectorRetriever,

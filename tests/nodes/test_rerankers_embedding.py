@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rag import embed_cache  # noqa: E402
+from rag.core import embed_cache  # noqa: E402
 from rag.core.encoders import TransformerEncoder  # noqa: E402
 from rag.core.types import Document, Query, Ranking  # noqa: E402
 from rerankers import EmbeddingReranker  # noqa: E402

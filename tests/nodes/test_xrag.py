@@ -17,9 +17,9 @@ transformers = pytest.importorskip("transformers")
 
 from rag.compressors.xrag import XRAGCompressor  # noqa: E402
 from rag.core.errors import ConfigError, DataError  # noqa: E402
-from rag.generators.xrag import XRAGGenerator  # noqa: E402
 from rag.core.models import resolve_model  # noqa: E402
 from rag.core.types import Document, Hit, Query, Ranking  # noqa: E402
+from rag.generators.xrag import XRAGGenerator  # noqa: E402
 from rag.generators.xrag_projector import (  # noqa: E402
     decode_token,
     encode_token,

@@ -7,12 +7,12 @@ import importlib.util
 
 import pytest
 
-from rag.pipeline.claims import LABELS, claim_messages, first_token_ids, label_scores, parse_label
-from rag.pipeline.demonstrations import DemonstrationSelector, demo_turns
 from rag.core.errors import ConfigError, MissingExtraError
 from rag.core.nodes import Node
-from rag.pipeline import Pipeline
 from rag.core.types import Document, Hit
+from rag.pipeline import Pipeline
+from rag.pipeline.claims import LABELS, claim_messages, first_token_ids, label_scores, parse_label
+from rag.pipeline.demonstrations import DemonstrationSelector, demo_turns
 
 POOL = [
     {"id": "planet", "input": "Which planet has the most moons?", "output": "Saturn [1].",

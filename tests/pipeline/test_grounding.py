@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag.core.types import Document, Hit
+from rag.pipeline import Pipeline, format_sources
 from rag.pipeline.citations import resolve
 from rag.pipeline.grounding import escape_source_text, parse_source_lines
-from rag.pipeline import Pipeline, format_sources
-from rag.core.types import Document, Hit
 
 CANARY = "PWNED"
 PROBES = [

@@ -12,9 +12,9 @@ from ingest_fixtures import make_folder
 
 from rag.app.cli import main
 from rag.core.errors import ConfigError
+from rag.core.nodes import Node
 from rag.ingest import Chunker, load_paths
 from rag.pipeline.parents import group_by_parent
-from rag.core.nodes import Node
 from retrievers import BM25Retriever, ParentRetriever
 
 

@@ -133,7 +133,8 @@ def test_presets_are_packaged_configs():
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "rag.app.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "rag.app.cli", *args], capture_output=True, text=True, env=env,
+            cwd=ROOT
     )
 
 

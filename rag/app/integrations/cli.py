@@ -101,9 +101,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from rag.core.extras import require
 
     uvicorn = require("uvicorn", extra="serve", feature="rag serve")
-    from rag import tracing
-    from rag.core.concurrency import set_pool_size
     from rag.app.server import create_app
+    from rag.core import tracing
+    from rag.core.concurrency import set_pool_size
 
     if args.no_auth and args.host not in LOOPBACK:
         raise ConfigError(f"--no-auth is only allowed on a loopback host, got --host {args.host}")

@@ -30,7 +30,9 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from rag.app.integrations.filters import from_langchain
 from rag.core.extras import require
+from rag.core.types import Document, Ranking
 from rag.ingest.frameworks import (
     SCORE_KEY,
     asearch,
@@ -43,8 +45,6 @@ from rag.ingest.frameworks import (
     search,
     split_metadata,
 )
-from rag.app.integrations.filters import from_langchain
-from rag.core.types import Document, Ranking
 
 try:
     from langchain_core.callbacks import (

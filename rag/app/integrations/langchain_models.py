@@ -1,6 +1,7 @@
 """ragnodes' models inside LangChain: an encoder as ``Embeddings``, a generator as a chat model.
 
-* :class:`RagEmbeddings` -- a :class:`~rag.core.encoders.TransformerEncoder` (or the encoder of a dense
+* :class:`RagEmbeddings` -- a :class:`~rag.core.encoders.TransformerEncoder` (or the encoder of a
+dense
   or hybrid index) as ``langchain_core.embeddings.Embeddings``: ``embed_query`` encodes the query
   side, ``embed_documents`` the document side (an asymmetric encoder's prefixes apply).
 * :class:`RagChatModel` -- any ragnodes generator (transformers, vLLM, an OpenAI-compatible
@@ -24,10 +25,10 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from rag.app.tool_turn import tool_turn
 from rag.core.errors import ConfigError
 from rag.core.extras import require
 from rag.ingest.frameworks import find_encoder
-from rag.app.tool_turn import tool_turn
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun

@@ -29,9 +29,12 @@ from typing import Any
 
 from pydantic import Field
 
+from rag.app.integrations.filters import from_llamaindex
 from rag.core.errors import ConfigError
 from rag.core.extras import require
 from rag.core.filters import parse_filter
+from rag.core.nodes import check_k
+from rag.core.types import Document, Query, Ranking
 from rag.ingest.frameworks import (
     asearch,
     check_postprocessor,
@@ -42,9 +45,6 @@ from rag.ingest.frameworks import (
     search,
     split_metadata,
 )
-from rag.app.integrations.filters import from_llamaindex
-from rag.core.nodes import check_k
-from rag.core.types import Document, Query, Ranking
 
 try:
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -138,7 +138,8 @@ class LlamaIndexRetriever(BaseRetriever):
         if filter is not None and filters is not None:
             raise ConfigError("pass filter= or filters=, not both")
         flt = filters if filters is not None else filter
-        # parsed now: a bad filter fails here, in one line (rag.core.filters), not at the first query
+        # parsed now: a bad filter fails here, in one line (rag.core.filters), not at the first
+        # query
         is_dict = flt is None or isinstance(flt, dict)
         self.filter = parse_filter(flt) if is_dict else from_llamaindex(flt)
         super().__init__(**kwargs)

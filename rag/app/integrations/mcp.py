@@ -44,16 +44,16 @@ from rag.app.api import (
     ToolDocument,
     TopK,
 )
-from rag.pipeline.citations import DOCUMENT_URI, document_uri
-from rag.core.errors import RagError
-from rag.core.extras import require
-from rag.core.filters import parse_filter
 from rag.app.integrations.tools import (
     ASK_DESCRIPTION,
     FETCH_DESCRIPTION,
     SEARCH_DESCRIPTION,
     RagTools,
 )
+from rag.core.errors import RagError
+from rag.core.extras import require
+from rag.core.filters import parse_filter
+from rag.pipeline.citations import DOCUMENT_URI, document_uri
 
 RESOURCE_PREFIX = DOCUMENT_URI
 resource_uri = document_uri  # the URI of a document id (rag.pipeline.citations.document_uri)

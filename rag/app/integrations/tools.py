@@ -37,8 +37,8 @@ from rag.app.api import (
 )
 from rag.core.errors import ConfigError, RagError
 from rag.core.extras import require
-from rag.ingest.frameworks import check_searchable, fetch, search
 from rag.core.types import Hit, Query, Ranking
+from rag.ingest.frameworks import check_searchable, fetch, search
 
 SEARCH_DESCRIPTION = (
     "Search the indexed documents. Returns the k most relevant passages as JSON "

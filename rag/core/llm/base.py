@@ -1,6 +1,7 @@
 """What every LLM backend offers, and the label-probability helpers built on it.
 
-An LLM runtime (:class:`rag.core.llm.TransformersLLM`, :class:`rag.core.llm.VLLMLLM`) holds one loaded
+An LLM runtime (:class:`rag.core.llm.TransformersLLM`, :class:`rag.core.llm.VLLMLLM`) holds one
+loaded
 causal LM; generators, LLM rerankers and LLM judges ask :func:`rag.core.llm.get_llm` for it, so one
 model is loaded once per process whoever uses it. Operations (prompts are single user messages
 wrapped in the model's chat template, the assistant turn opened):

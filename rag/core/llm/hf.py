@@ -1,6 +1,7 @@
 """The transformers backend of the LLM runtime: one causal LM (CPU or GPU) for generation
 (token streaming with stop strings), next-token log-probabilities and constrained greedy
-decoding. Loaded in float32 through :func:`rag.core.models.load_hf`, so greedy outputs are the same on
+decoding. Loaded in float32 through :func:`rag.core.models.load_hf`, so greedy outputs are the same
+on
 every CPU.
 
 >>> lm = TransformersLLM("smollm2-135m").load()                    # doctest: +SKIP
@@ -42,7 +43,8 @@ class StopOnGeneratedText:
 
 
 class StopOnCancel:
-    """Count decoding steps into a request's :class:`rag.core.concurrency.Cancel` and end decoding at
+    """Count decoding steps into a request's :class:`rag.core.concurrency.Cancel` and end decoding
+    at
     the next step once it is set (a client that went away, a timeout, a shutdown)."""
 
     def __init__(self, cancel: Any) -> None:
