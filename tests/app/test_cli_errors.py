@@ -161,8 +161,8 @@ def test_config_validate_walks_a_valid_pipeline(tmp_path, capsys):
 
 
 def test_every_registered_node_has_a_json_schema_and_validates_its_own_config():
-    from rag.core.config import node_schema, validate_params
     import rag.ingest  # noqa: F401  (registers every node type)
+    from rag.core.config import node_schema, validate_params
     from rag.core.nodes import REGISTRY
 
     for name, cls in REGISTRY.items():

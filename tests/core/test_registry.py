@@ -1,8 +1,8 @@
 """Node types register from above: ``rag.core`` imports no node package (no importlib registry),
 importing ``rag.pipeline`` registers every type a pipeline composes, ``rag.ingest`` adds the
-chunker and the situator, and ``rag.app.register_all`` (called by the CLI) registers all. A type looked up
-before its package is imported is one line that says what to import. Each case runs in a fresh
-interpreter, since this process has imported everything already."""
+chunker and the situator, and ``rag.app.register_all`` (called by the CLI) registers all. A type
+looked up before its package is imported is one line that says what to import. Each case runs in
+a fresh interpreter, since this process has imported everything already."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def test_a_type_looked_up_before_its_package_is_imported_says_what_to_import():
 
 def test_importing_a_layer_registers_the_node_types_it_composes():
     pipeline = registered_after("rag.pipeline")
-    assert {"bm25", "dense", "hybrid", "cross_encoder", "late_interaction", "transformers_generator",
-            "extractive_compressor", "remote_encoder", "transformer_encoder", "chunk_context",
-            "pipeline"} <= set(pipeline)
+    assert {"bm25", "dense", "hybrid", "cross_encoder", "late_interaction",
+            "transformers_generator", "extractive_compressor", "remote_encoder",
+            "transformer_encoder", "chunk_context", "pipeline"} <= set(pipeline)
     ingest = registered_after("rag.ingest")
     assert sorted(set(ingest) - set(pipeline)) == ["chunker", "situator"]
     assert registered_after("rag.app; rag.app.register_all()") == ingest

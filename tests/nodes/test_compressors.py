@@ -9,6 +9,7 @@ import json
 import pytest
 from conftest import SHARED
 
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 from rag.compressors import (
     BaseCompressor,
     ExtractiveCompressor,
@@ -23,8 +24,6 @@ from rag.core.errors import ConfigError
 from rag.core.nodes import REGISTRY, Compressor, Node
 from rag.core.types import Document, Query, Ranking
 from rag.generators.xrag_projector import TOKEN_RE
-
-import rag.ingest  # noqa: E402, F401  (registers every node type)
 
 FACTORIES = {
     "extractive_compressor": lambda m, s: ExtractiveCompressor(ratio=0.5, encoder=m),

@@ -11,10 +11,9 @@ import math
 import pytest
 from tolerance import assert_same_ranking
 
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 from rag.core.nodes import REGISTRY, Node
 from rag.core.types import Document, Query, Ranking
-
-import rag.ingest  # noqa: E402, F401  (registers every node type)
 
 
 def _bm25():

@@ -22,9 +22,9 @@ import inspect
 import textwrap
 from pathlib import Path
 
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 from rag.core.nodes import REGISTRY
 
-import rag.ingest  # noqa: E402, F401  (registers every node type)
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rag", "retrievers", "rerankers", "prompts", "evals")
 CHECKS = ("check", "_check", "isinstance", "len", "type", "ConfigError", "InputError")

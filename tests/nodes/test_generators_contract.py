@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+import rag.ingest  # noqa: E402, F401  (registers every node type)
 from rag.core.errors import MissingExtraError
 from rag.core.nodes import REGISTRY, Generator, Node
-
-import rag.ingest  # noqa: E402, F401  (registers every node type)
 
 
 def _transformers():
