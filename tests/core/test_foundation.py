@@ -99,28 +99,6 @@ def test_exact_store_topk_matches_argsort():
         assert list(ii) == ref
 
 
-def test_config_roundtrip_of_a_pipeline_yaml(tmp_path):
-    import yaml
-
-    from rag.core.nodes import Node
-
-    cfg = {
-        "type": "pipeline",
-        "k": 3,
-        "retriever": {
-            "type": "hybrid",
-            "retrievers": [{"type": "bm25", "k1": 1.2}, {"type": "dense", "fields": "text"}],
-        },
-    }
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
-    pipe = Node.from_config(tmp_path / "p.yaml")
-    out = pipe.to_config()
-    assert out["retriever"]["retrievers"][0]["k1"] == 1.2
-    assert Node.from_config(json.loads(json.dumps(out))).to_config() == out
-    with pytest.raises(ConfigError, match="unknown node type 'nope'.*known types:.*bm25"):
-        Node.from_config({"type": "nope"})
-
-
 def test_model_resolution_and_offline_error():
     from rag.core.encoders import TransformerEncoder
     from rag.core.models import resolve_model
@@ -180,33 +158,10 @@ def test_generator_stream_equals_generate_and_honours_stop(smollm):
     assert "\n" not in cut and full.startswith(cut)
 
 
-def test_pipeline_answers_with_a_valid_citation(demo_docs, smollm):
-    from rag.pipeline import Pipeline
-    from retrievers import BM25Retriever
-
-    pipe = Pipeline(retriever=BM25Retriever(), generator=smollm, k=3).index(demo_docs)
-    ans = pipe.ask("Why is Mars called the Red Planet?")
-    assert ans.contexts and ans.contexts[0].id == "mars"
-    context_ids = {h.id for h in ans.contexts}
-    assert ans.citations and all(c.document_id in context_ids for c in ans.citations)
-    assert set(ans.timings) == {"retrieve_s", "generate_s"}
-    with pytest.raises(ConfigError, match="empty"):
-        pipe.ask("  ")
-
-
-def test_pipeline_warns_when_no_stage_uses_the_instruction(demo_docs):
-    from rag.pipeline import Pipeline
-    from retrievers import BM25Retriever
-
-    pipe = Pipeline(retriever=BM25Retriever(), k=2).index(demo_docs)
-    with pytest.warns(UserWarning, match="no stage uses it"):
-        pipe.search(Query(text="planets", instruction="only gas giants"))
-
-
 def _rag(*args, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "rag.app.cli", *args], capture_output=True, text=True, timeout=600,
-            **kw
+        [sys.executable, "-m", "rag.app.cli", *args],
+        capture_output=True, text=True, timeout=600, **kw,
     )
 
 
