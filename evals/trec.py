@@ -3,8 +3,7 @@
 Run lines: ``qid Q0 docid rank score tag`` (rank is ignored, as trec_eval ignores it).
 Qrels lines: ``qid iter docid rel`` (integer ``rel``; ``iter`` ignored).
 Bad lines raise :class:`~rag.core.errors.DataError` naming file and line; a document listed twice
-for
-one query is an error, as in trec_eval (``form_res_rels: duplicate docs``), unless
+for one query is an error, as in trec_eval (``form_res_rels: duplicate docs``), unless
 ``on_duplicate`` says to keep the highest score (``"max"``) or the first line (``"first"``).
 
 A run written with ``config=`` gets a sidecar ``<file>.config.json`` holding the configuration

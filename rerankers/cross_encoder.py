@@ -4,8 +4,7 @@ Each (query, document) pair is read jointly by the model (Nogueira & Cho 2019, "
 Re-ranking with BERT"); the score is the classification logit, or ``sigmoid(logit)``.
 Scores match sentence-transformers ``CrossEncoder.predict`` (same pair encoding, same default
 activation: sigmoid for one label, identity otherwise);
-``tests/nodes/test_rerankers_cross_encoder.py``
-checks it to 1e-5.
+``tests/nodes/test_rerankers_cross_encoder.py`` checks it to 1e-5.
 
 Pairs run on :class:`rag.core.runtime.EncoderRuntime` (head ``classification``, shared with the
 encoders): tokenised once, sorted by length, cut into token-budget batches; ``fp32`` by default

@@ -1,8 +1,7 @@
 """Embedding reranking: rescore candidates with a (second, usually stronger) sentence encoder.
 
 score(q, d) = cos(E(q), E(d)) with ``E`` a :class:`rag.core.encoders.TransformerEncoder`; queries
-use
-the encoder's query prefix and documents its document prefix (``title + " " + text``).
+use the encoder's query prefix and documents its document prefix (``title + " " + text``).
 The unit vectors of the last ``cache_size`` document texts are kept in the library's one
 document-vector cache (:class:`rag.core.embed_cache.EmbeddingCache`, memory tier), so reranking
 overlapping candidate pools for many queries encodes each document once; an encoder with an

@@ -2,8 +2,7 @@
 
 Each child retrieves ``depth`` candidates (default 100, at least ``k``:
 :func:`rag.core.nodes.candidate_depth`) before fusion, so a document ranked low by one retriever
-still
-gets its share from the other. The children share the hybrid's document store
+still gets its share from the other. The children share the hybrid's document store
 (:class:`retrievers.composite.CompositeRetriever`).
 """
 

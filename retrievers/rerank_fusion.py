@@ -18,8 +18,7 @@ A reranker with index-time state (late interaction's token store,
 :meth:`rerankers.late_interaction.LateInteractionReranker.index_documents`) builds it when
 this node indexes, and the store is committed and reopened with the index through the rerankers'
 one hook pair (``_commit_state`` / ``_open_state``, :class:`rag.core.nodes.BaseReranker`), so a
-query
-reads its candidates' token vectors instead of encoding them (seconds per query on a CPU
+query reads its candidates' token vectors instead of encoding them (seconds per query on a CPU
 otherwise).
 
 >>> from retrievers import BM25Retriever

@@ -16,8 +16,7 @@ transformer runs through the one encoder runtime (:class:`rag.core.runtime.Encod
 
 No SPLADE weights install offline here; pass any ``AutoModelForMaskedLM`` checkpoint
 (``naver/splade-cocondenser-ensembledistil`` online). ``tests/nodes/test_splade.py`` checks the
-vectors
-against sentence-transformers' ``SparseEncoder`` (MLMTransformer + SpladePooling) on a tiny
+vectors against sentence-transformers' ``SparseEncoder`` (MLMTransformer + SpladePooling) on a tiny
 checkpoint built from a config.
 """
 

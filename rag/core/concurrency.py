@@ -8,8 +8,7 @@ loop, and a bridge from a blocking iterator to an async one.
   told to stop is never held by a search still running.
 * :class:`Cancel` -- one request's cancellation: an event that token loops check once per token
   (:class:`rag.core.llm.hf.TransformersLLM` stops decoding at the next step, the base generator
-  closes
-  its source) and the count of tokens they made. :func:`cancel_scope` makes it current.
+  closes its source) and the count of tokens they made. :func:`cancel_scope` makes it current.
 * :func:`aiterate` -- a blocking iterator (a generator's ``stream``) read in its own thread and
   handed to the event loop piece by piece; when the consumer stops (client gone, timeout,
   shutdown) the cancel is set and the thread ends at its next token.

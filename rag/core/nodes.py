@@ -72,8 +72,7 @@ def check_query(query: Query | str) -> Query:
 
 def check_filter(flt: Any) -> dict[str, Any] | None:
     """A metadata filter checked once and returned in canonical form (:mod:`rag.core.filters`, the
-    one
-    parser of the filter language: equality, ``$in``/``$nin``, ``$ne``, ranges, ``$exists``,
+    one parser of the filter language: equality, ``$in``/``$nin``, ``$ne``, ranges, ``$exists``,
     ``$and``/``$or``/``$not``), so every node below reads the same plain dicts.
 
     >>> check_filter({"year": {"gte": 2018}})

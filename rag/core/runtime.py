@@ -4,8 +4,7 @@ Dense sentence vectors (:class:`rag.core.encoders.TransformerEncoder`), per-toke
 (:class:`retrievers.multivector.TokenEncoder`, ColBERT, Khattab & Zaharia 2020) and cross-encoder
 scores (:class:`rerankers.CrossEncoderReranker`, Nogueira & Cho 2019) all run through
 :class:`EncoderRuntime`: the same loading (:func:`rag.core.models.load_hf`), the same batching and
-the
-same precision policy. A *head* names what the model returns: ``pooled`` and ``token`` read the
+the same precision policy. A *head* names what the model returns: ``pooled`` and ``token`` read the
 last hidden states (``AutoModel``), ``classification`` the logits of
 ``AutoModelForSequenceClassification``, ``masked_lm`` the vocabulary logits of
 ``AutoModelForMaskedLM`` (SPLADE-style sparse encoders, Formal et al. 2021).

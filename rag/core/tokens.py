@@ -1,7 +1,6 @@
 """Counting tokens of a prompt: with the generator's own tokenizer when it has one, else about
 four characters a token. Core, so that tracing (``rag.core.tracing``), the server's prompt limits
-and
-chat's history budget (``rag.app.chat``) count alike."""
+and chat's history budget (``rag.app.chat``) count alike."""
 
 from __future__ import annotations
 

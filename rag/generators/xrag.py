@@ -5,8 +5,7 @@ Token", NeurIPS 2024 (arXiv:2405.13792). The chat-templated prompt is embedded w
 input-embedding table, except that every ``<xRAG:...>`` token written by
 :class:`rag.compressors.xrag.XRAGCompressor` becomes ONE position holding ``P(e)``, the trained
 projector applied to the document embedding (:func:`rag.generators.xrag_projector.splice_embeds`);
-decoding then runs
-from ``inputs_embeds``. Without any token in the prompt it behaves as a plain
+decoding then runs from ``inputs_embeds``. Without any token in the prompt it behaves as a plain
 :class:`TransformersGenerator` over the same model.
 
 The projector is trained by ``bench/train_xrag.py --out DIR`` (weights stay out of git).

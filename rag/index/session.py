@@ -12,8 +12,7 @@ as ``"rerank0"``, ``"rerank1"``...) writes its files with ``_commit_state(commit
 and reopens them with ``_open_state(folder, state)`` (defaults in
 :class:`rag.core.nodes.BaseRetriever`
 and :class:`rag.core.nodes.BaseReranker`; a stateless reranker returns ``None``). The retriever's
-state
-sits under the manifest's ``state``, the others' under ``nodes``, so a query reads nothing the
+state sits under the manifest's ``state``, the others' under ``nodes``, so a query reads nothing the
 commit did not name and check.
 
 Writing, for code that fills an index folder without a pipeline (parallel encoders, a Ray job):

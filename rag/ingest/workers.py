@@ -6,8 +6,7 @@ cut into ``N`` interleaved slices (length-balanced) and encoded by ``N`` worker 
 running the same encoder config (:func:`encode_slice`, a pure function: config and texts in,
 vectors out). The parent stores the vectors in the encoder's embedding cache
 (:mod:`rag.core.embed_cache`) and then commits exactly as with one worker: ``Pipeline.index`` with
-the
-file cursor, one writer, batches in file order, so a killed run resumes the same way and the
+the file cursor, one writer, batches in file order, so a killed run resumes the same way and the
 index is the same (each text's vector is the same fp32 computation; only the batch it shares a
 forward pass with differs, which moves a vector by float reassociation, ~1e-7).
 

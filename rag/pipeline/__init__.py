@@ -54,8 +54,7 @@ def _steps() -> int | None:
 def format_sources(hits: Sequence[Hit], max_chars: int) -> str:
     """One line per context, ``[n] title: text``. Titles and texts are escaped
     (:func:`rag.pipeline.grounding.escape_source_text`): retrieved text is data and can neither end
-    its
-    line (the delimiter), open a chat role, nor show the model a citation marker."""
+    its line (the delimiter), open a chat role, nor show the model a citation marker."""
     parts = []
     for n, h in enumerate(hits, 1):
         title = escape_source_text(h.document.title)
@@ -97,8 +96,7 @@ class Pipeline(Node):
         attribute_uncited: when the model cites nothing, attribute sentences to sources by word
             overlap; such citations are labelled ``source="attributed"``.
         demonstrations: a :class:`~rag.pipeline.demonstrations.DemonstrationSelector`; its top-k
-        solved
-            examples for the question go before it as few-shot user/assistant turns.
+            solved examples for the question go before it as few-shot user/assistant turns.
         context: a :class:`~rag.pipeline.context.ChunkContext`: merges and expands chunk hits, fits
             them to the generator's window and checks each citation against its span.
     """

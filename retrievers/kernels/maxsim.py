@@ -34,8 +34,7 @@ larger than RAM).
 This module is the one MaxSim of the house: the token store (:class:`PackedTokens`), the
 late-interaction reranker and the benchmarks (:func:`maxsim_lists`, ragged matrices) all score
 through :meth:`PackedTokens.scores`. ``tests/nodes/test_kernels_maxsim.py`` checks it against a
-plain
-double loop in float64.
+plain double loop in float64.
 
 >>> import numpy as np
 >>> t = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float16)

@@ -1,6 +1,5 @@
 """Errors by kind (``rag.core.errors``): each kind has its class, its HTTP status and a message with
-a
-fix; the kinds that were once all ``ConfigError`` stay catchable as ``ConfigError`` where a bad
+a fix; the kinds that were once all ``ConfigError`` stay catchable as ``ConfigError`` where a bad
 value is concerned (input, not found), and no longer are where it is not (generation, model,
 index state)."""
 

@@ -11,8 +11,7 @@ Each module imports its framework lazily; without the extra it raises
   ``ref_doc_id``), ``LlamaIndexPostprocessor``, ``index_llama_nodes``, ``index_llama_documents``;
   ``RagEmbedding`` and ``RagLLM`` from :mod:`rag.app.integrations.llamaindex_models`.
 * :mod:`rag.app.integrations.filters` -- LangChain filter dicts and LlamaIndex ``MetadataFilters``
-in
-  ragnodes' filter syntax.
+  in ragnodes' filter syntax.
 * :mod:`rag.app.integrations.tools` -- ``RagTools``: ``search``, ``fetch`` and ``ask`` with
   JSON-schema arguments, as LangChain tools (documents as artifacts) or LlamaIndex
   ``FunctionTool`` s.

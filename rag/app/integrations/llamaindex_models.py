@@ -1,8 +1,7 @@
 """ragnodes' models inside LlamaIndex: an encoder as ``BaseEmbedding``, a generator as an ``LLM``.
 
 * :class:`RagEmbedding` -- a :class:`~rag.core.encoders.TransformerEncoder` (or the encoder of a
-dense
-  or hybrid index) as ``llama_index.core`` ``BaseEmbedding`` (query side for queries, document
+  dense or hybrid index) as ``llama_index.core`` ``BaseEmbedding`` (query side for queries, document
   side for texts); ``Settings.embed_model = RagEmbedding(encoder)`` lets a ``VectorStoreIndex``
   embed with ragnodes.
 * :class:`RagLLM` -- any ragnodes generator as a ``CustomLLM``: ``chat`` / ``stream_chat`` send the

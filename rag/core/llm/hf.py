@@ -1,8 +1,7 @@
 """The transformers backend of the LLM runtime: one causal LM (CPU or GPU) for generation
 (token streaming with stop strings), next-token log-probabilities and constrained greedy
 decoding. Loaded in float32 through :func:`rag.core.models.load_hf`, so greedy outputs are the same
-on
-every CPU.
+on every CPU.
 
 >>> lm = TransformersLLM("smollm2-135m").load()                    # doctest: +SKIP
 >>> "".join(lm.stream([{"role": "user", "content": "Say hi."}], 16, 0.0, []))  # doctest: +SKIP
@@ -44,8 +43,7 @@ class StopOnGeneratedText:
 
 class StopOnCancel:
     """Count decoding steps into a request's :class:`rag.core.concurrency.Cancel` and end decoding
-    at
-    the next step once it is set (a client that went away, a timeout, a shutdown)."""
+    at the next step once it is set (a client that went away, a timeout, a shutdown)."""
 
     def __init__(self, cancel: Any) -> None:
         self.cancel = cancel
