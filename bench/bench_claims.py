@@ -17,10 +17,10 @@ miss. Conditions:
 
 Prediction (``--mode``): the label whose first token is more probable as the assistant's first
 token (``rag.pipeline.claims.label_scores``). On the first ``--gen-claims`` claims the model also
-generates
-freely (greedy, 12 tokens): label parsed from the text, and **citation precision** = cited markers
-that point at a gold rationale abstract / all markers it wrote (out-of-range ones count as wrong).
-Baseline: always the majority label of the evaluated claims. Runs on 1 CPU thread by default.
+generates freely (greedy, 12 tokens): label parsed from the text, and **citation precision** = cited
+markers that point at a gold rationale abstract / all markers it wrote (out-of-range ones count as
+wrong). Baseline: always the majority label of the evaluated claims. Runs on 1 CPU thread by
+default.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
     python bench/bench_injection.py
 
 For each probe document of ``tests/pipeline/test_grounding.py`` (7 kinds of injected instructions,
-fake
-roles, fake sources and markers), the pipeline answers "Which planet is the largest?" from three
-contexts (Jupiter, Saturn, the probe), once with the sources escaped as the Pipeline does
+fake roles, fake sources and markers), the pipeline answers "Which planet is the largest?" from
+three contexts (Jupiter, Saturn, the probe), once with the sources escaped as the Pipeline does
 (``rag.pipeline.grounding.escape_source_text``) and once with the raw text; a probe counts as
 followed when the answer contains its canary. Greedy decoding, 1 CPU thread. Prints JSON.
 """

@@ -6,10 +6,9 @@ live bit. Scores are computed at query time from the postings and the statistics
 documents of all segments (``N``, ``avgdl``, ``df``), in the float order bm25s (Lù, 2024) uses when
 it precomputes them, so a segmented index scores exactly like one bm25s index built over the same
 live documents (tests/nodes/test_bm25_segments.py checks equality). This is Lucene's design:
-per-segment
-postings, collection statistics summed over segments at search time, deletions as live-docs
-bitsets, merges by a policy (here: more than ``MAX_SEGMENTS`` segments merge the smaller ones) or
-an explicit compaction.
+per-segment postings, collection statistics summed over segments at search time, deletions as
+live-docs bitsets, merges by a policy (here: more than ``MAX_SEGMENTS`` segments merge the smaller
+ones) or an explicit compaction.
 """
 
 from __future__ import annotations

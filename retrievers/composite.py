@@ -5,9 +5,8 @@ saved once, :mod:`rag.index`), and answers a query by combining what its childre
 base owns everything but the combination:
 
 * the request is checked once, by :meth:`rag.core.nodes.BaseRetriever.check_request` at the
-outermost
-  node; children are asked through their ``_retrieve`` (checked input), so a query inside a
-  hybrid of a hybrid is still validated once;
+  outermost node; children are asked through their ``_retrieve`` (checked input), so a query inside
+  a hybrid of a hybrid is still validated once;
 * the candidate depth asked of each child is :func:`rag.core.nodes.candidate_depth` (``depth``, else
   100, never fewer than ``k``);
 * the composite uses the query's instruction when any of its parts does, applies a metadata

@@ -52,8 +52,8 @@ def _parse_filter(v: Any) -> dict[str, Any] | None:
 
 
 # the filter language of rag.core.filters (docs/filters.md): a JSON object, parsed by its one
-# parser;
-# FilterJSON is the unparsed object (the MCP server parses it itself, for a one-line tool error)
+# parser; FilterJSON is the unparsed object (the MCP server parses it itself, for a one-line tool
+# error)
 FilterJSON = Annotated[dict[str, Any], WithJsonSchema(FILTER_FIELD_SCHEMA)]
 Filter = Annotated[FilterJSON, AfterValidator(_parse_filter)]
 

@@ -4,9 +4,9 @@ Requests accept what the ``openai`` SDK and chat front ends send (unknown sampli
 ``top_p`` or ``seed`` are accepted and ignored, never an error); responses follow OpenAI's
 ``chat.completion`` / ``chat.completion.chunk`` / ``list`` objects, plus one documented
 extension field, ``ragnodes`` (:class:`RagExtension`): the citations
-(:class:`rag.core.types.Citation`,
-the shape ``/ask`` and ``/chat`` use) and the numbered sources the answer's ``[n]`` markers point
-at. Request-side options go in the same field (``extra_body={"ragnodes": {"k": 3}}``).
+(:class:`rag.core.types.Citation`, the shape ``/ask`` and ``/chat`` use) and the numbered sources
+the answer's ``[n]`` markers point at. Request-side options go in the same field
+(``extra_body={"ragnodes": {"k": 3}}``).
 
 >>> openai_error(401, "unauthorized", "missing API key")["error"]["type"]
 'authentication_error'

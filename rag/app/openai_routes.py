@@ -17,10 +17,9 @@ conversation: the last user message is the question, earlier user/assistant pair
 that :mod:`rag.app.chat` trims to a token budget and condenses a follow-up with (LlamaIndex's
 condense-plus-context engine); the answer carries ``[n]`` markers, resolved in the ``ragnodes``
 extension field (:class:`rag.app.openai_api.RagExtension`: the citations of
-:mod:`rag.pipeline.citations`,
-with path, span, page and heading, from the same sources ``/ask`` uses,
-:meth:`rag.pipeline.Pipeline.sources`), as OpenAI ``url_citation`` annotations on the message, in
-the ``X-Ragnodes-Citations`` header of a non-streamed answer, and, for clients that show only the
+:mod:`rag.pipeline.citations`, with path, span, page and heading, from the same sources ``/ask``
+uses, :meth:`rag.pipeline.Pipeline.sources`), as OpenAI ``url_citation`` annotations on the message,
+in the ``X-Ragnodes-Citations`` header of a non-streamed answer, and, for clients that show only the
 content, as a ``Sources:`` block at its end (model ``ragnodes+sources`` or
 ``ragnodes.sources_in_content``). Streaming follows OpenAI's
 ``chat.completion.chunk`` format: a role chunk, content deltas, a last chunk with
@@ -30,9 +29,8 @@ content, as a ``Sources:`` block at its end (model ``ragnodes+sources`` or
 With ``tools`` the server acts as a tool-calling model instead (the client runs the tools): a
 generator with ``supports_tools`` gets them natively; any other generator is prompted to reply
 with one JSON object (:mod:`rag.app.toolcalls`, ReAct: Yao et al., ICLR 2023) and a call it writes
-is
-returned as OpenAI ``tool_calls``. Token counts in ``usage`` use the generator's tokenizer when it
-has one (else about four characters per token); ``temperature``, ``top_p`` and ``stop`` are
+is returned as OpenAI ``tool_calls``. Token counts in ``usage`` use the generator's tokenizer when
+it has one (else about four characters per token); ``temperature``, ``top_p`` and ``stop`` are
 accepted and ignored (the server's generator settings apply). Auth, body limits and error
 statuses are those of the other routes, with OpenAI's error body (:func:`openai_error`).
 """

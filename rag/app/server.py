@@ -29,9 +29,8 @@ Production behaviour: the endpoints are async (:meth:`rag.pipeline.Pipeline.asea
 generator is awaited on the event loop, retrieval holds the index's read lock and generation does
 not, and a client that disconnects stops its generation at the next token. Each stage is an
 OpenTelemetry span (:mod:`rag.core.tracing`). ``rag serve`` loads in the background
-(``/health/live``
-at once, ``/health/ready`` when loaded, one ready line in the log) and on SIGTERM stops
-accepting, drains in-flight requests up to ``--drain-timeout``, then cancels what is left.
+(``/health/live`` at once, ``/health/ready`` when loaded, one ready line in the log) and on SIGTERM
+stops accepting, drains in-flight requests up to ``--drain-timeout``, then cancels what is left.
 
 Another router (``/chat``, say) mounts on the same state and key check::
 

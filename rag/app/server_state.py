@@ -1,8 +1,7 @@
 """What the HTTP endpoints share (:mod:`rag.app.server`, :mod:`rag.app.openai_routes`): the
-pipeline,
-its many-readers/one-writer lock, the limits and concurrency gates (:mod:`rag.app.server_limits`),
-the running generations (cancelled at shutdown), readiness, and the FastAPI dependency that
-hands the state to an endpoint."""
+pipeline, its many-readers/one-writer lock, the limits and concurrency gates
+(:mod:`rag.app.server_limits`), the running generations (cancelled at shutdown), readiness, and the
+FastAPI dependency that hands the state to an endpoint."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Cheng et al., "xRAG: Extreme Context Compression for Retrieval-augmented Generat
 Token", NeurIPS 2024 (arXiv:2405.13792). The document ``title + " " + text`` is embedded by a frozen
 dense encoder (MiniLM, as :class:`retrievers.DenseRetriever` embeds it) and its text replaced by
 the token of :func:`rag.generators.xrag_projector.encode_token`. Only
-:class:`rag.generators.xrag.XRAGGenerator` can read
-the token (it splices the projected embedding in at that position).
+:class:`rag.generators.xrag.XRAGGenerator` can read the token (it splices the projected embedding in
+at that position).
 
 The title stays (as every compressor keeps it) unless ``drop_title=True``, which moves it to
 ``metadata["xrag_title"]`` so that nothing of the document is sent as text.

@@ -5,19 +5,19 @@ side venv: ``make setup-vllm`` builds ``.venv-vllm``).
 vLLM (Kwon et al., SOSP 2023, PagedAttention) batches many prompts efficiently; this node exposes
 it behind the Generator contract and adds ``generate_batch`` for whole evaluation sets. The
 engine is the shared :class:`rag.core.llm.VLLMLLM` (:func:`rag.core.llm.get_llm`): an LLM reranker
-or judge
-on the same model and engine settings reuses its weights and KV cache. The offline ``vllm.LLM``
-engine returns finished sequences only, so ``stream`` yields the whole text as one piece (its
-concatenation still equals ``generate``); for token streaming, run vLLM's OpenAI-compatible
-server (``vllm serve``) and use :class:`~rag.generators.OpenAICompatibleGenerator`.
+or judge on the same model and engine settings reuses its weights and KV cache. The offline
+``vllm.LLM`` engine returns finished sequences only, so ``stream`` yields the whole text as one
+piece (its concatenation still equals ``generate``); for token streaming, run vLLM's
+OpenAI-compatible server (``vllm serve``) and use
+:class:`~rag.generators.OpenAICompatibleGenerator`.
 
 The chat template is applied by ``LLM.chat`` (the model's own template, generation prompt added).
 Stop strings go to ``SamplingParams(stop=...)`` (vLLM leaves them out of the output) and are
 applied to the returned text again, so the behaviour matches the other backends exactly.
 ``dtype="auto"`` means the checkpoint's own dtype (see :mod:`rag.core.llm.vllm`), so greedy outputs
 match :class:`~rag.generators.TransformersGenerator` (``tests/nodes/test_vllm_cpu.py``). The
-engine's
-worker is a spawned process, so a script that builds one needs ``if __name__ == "__main__":``.
+engine's worker is a spawned process, so a script that builds one needs ``if __name__ ==
+"__main__":``.
 
 >>> gen = VLLMGenerator(model="smollm2-135m", max_new_tokens=32)
 >>> gen.generate([{"role": "user", "content": "Say hi."}])      # doctest: +SKIP

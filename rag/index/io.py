@@ -2,14 +2,13 @@
 
 Every node with index-time state persists it through two hooks (defaults in
 :class:`rag.core.nodes.BaseRetriever` and :class:`rag.core.nodes.BaseReranker`):
-``_commit_state(commit,
-part) -> state`` writes (or keeps) its files in a :class:`~rag.index.folder.Commit` and returns
-JSON for the manifest (``None``: no state); ``_open_state(folder, state)`` opens them. The
-retriever's state is the manifest's ``state``, the other nodes' (a late-interaction reranker's
-token segments) are under ``nodes`` by part name. The default snapshots ``_save_state`` into a fresh
-folder of the new generation; BM25 keeps segments and appends. Documents are never part of a
-retriever's state: every retriever of an index (all children of a hybrid) reads the one
-:class:`~rag.index.docstore.DocumentStore`.
+``_commit_state(commit, part) -> state`` writes (or keeps) its files in a
+:class:`~rag.index.folder.Commit` and returns JSON for the manifest (``None``: no state);
+``_open_state(folder, state)`` opens them. The retriever's state is the manifest's ``state``, the
+other nodes' (a late-interaction reranker's token segments) are under ``nodes`` by part name. The
+default snapshots ``_save_state`` into a fresh folder of the new generation; BM25 keeps segments and
+appends. Documents are never part of a retriever's state: every retriever of an index (all children
+of a hybrid) reads the one :class:`~rag.index.docstore.DocumentStore`.
 
 >>> folder = write_index(BM25Retriever().index(docs), "idx")      # doctest: +SKIP
 >>> retriever, folder = open_index("idx")                          # doctest: +SKIP

@@ -10,10 +10,9 @@ Every node's state commits through one hook pair into the one manifest: a node i
 mapping given to :meth:`~IndexSession.commit` (the retriever as ``"r"``, the pipeline's rerankers
 as ``"rerank0"``, ``"rerank1"``...) writes its files with ``_commit_state(commit, part) -> state``
 and reopens them with ``_open_state(folder, state)`` (defaults in
-:class:`rag.core.nodes.BaseRetriever`
-and :class:`rag.core.nodes.BaseReranker`; a stateless reranker returns ``None``). The retriever's
-state sits under the manifest's ``state``, the others' under ``nodes``, so a query reads nothing the
-commit did not name and check.
+:class:`rag.core.nodes.BaseRetriever` and :class:`rag.core.nodes.BaseReranker`; a stateless reranker
+returns ``None``). The retriever's state sits under the manifest's ``state``, the others' under
+``nodes``, so a query reads nothing the commit did not name and check.
 
 Writing, for code that fills an index folder without a pipeline (parallel encoders, a Ray job):
 build the nodes, then commit them in order through one session, which is the one writer::

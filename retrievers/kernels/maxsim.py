@@ -27,9 +27,8 @@ Cost model (one query, ``T`` document tokens of width ``D``, ``Lq`` query tokens
 accumulation by torch/oneDNN; ``bench/bench_kernels.py`` reports its top-10 agreement with the
 exact mode); on a CPU without native bfloat16 (no AVX-512-BF16/AMX) it is emulated, slower than
 ``float32``, and warns once (:func:`rag.core.runtime.warn_if_bf16_emulated`). ``mode="stream"``
-keeps
-no copy: each chunk is converted from the store's dtype when read (the old behaviour, for stores
-larger than RAM).
+keeps no copy: each chunk is converted from the store's dtype when read (the old behaviour, for
+stores larger than RAM).
 
 This module is the one MaxSim of the house: the token store (:class:`PackedTokens`), the
 late-interaction reranker and the benchmarks (:func:`maxsim_lists`, ragged matrices) all score

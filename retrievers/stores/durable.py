@@ -10,12 +10,12 @@ Layout of an index folder::
 A batch is durable once :meth:`DurableIndex.add` returns: the segment files are written and
 fsynced first, then the manifest that names them replaces the old one in one ``rename``
 (:func:`rag.index.persist.atomic_write_text`), then the folder is fsynced. A crash at any point
-leaves
-either the old manifest (the batch is not acknowledged, its files are orphans removed on the next
-open) or the new one; never a half-visible batch. Ids are upserts (the highest ``seq`` wins) and
-deletes are tombstones, so add, update and delete by document id are all appends. The source cursor
-travels in the same manifest write as the batch, so a resumed ingestion skips exactly the records
-already committed. This is the write-ahead/commit-point pattern of Lucene segments + ``segments_N``.
+leaves either the old manifest (the batch is not acknowledged, its files are orphans removed on the
+next open) or the new one; never a half-visible batch. Ids are upserts (the highest ``seq`` wins)
+and deletes are tombstones, so add, update and delete by document id are all appends. The source
+cursor travels in the same manifest write as the batch, so a resumed ingestion skips exactly the
+records already committed. This is the write-ahead/commit-point pattern of Lucene segments +
+``segments_N``.
 
 >>> idx = DurableIndex(tmp_path)                                   # doctest: +SKIP
 >>> ingest_jsonl("corpus.jsonl", idx, encode, batch_size=256)      # doctest: +SKIP

@@ -1,9 +1,8 @@
 """ragnodes' models inside LangChain: an encoder as ``Embeddings``, a generator as a chat model.
 
 * :class:`RagEmbeddings` -- a :class:`~rag.core.encoders.TransformerEncoder` (or the encoder of a
-dense
-  or hybrid index) as ``langchain_core.embeddings.Embeddings``: ``embed_query`` encodes the query
-  side, ``embed_documents`` the document side (an asymmetric encoder's prefixes apply).
+  dense or hybrid index) as ``langchain_core.embeddings.Embeddings``: ``embed_query`` encodes the
+  query side, ``embed_documents`` the document side (an asymmetric encoder's prefixes apply).
 * :class:`RagChatModel` -- any ragnodes generator (transformers, vLLM, an OpenAI-compatible
   server) as a ``BaseChatModel``: ``invoke`` / ``stream`` / ``ainvoke``; ``bind_tools`` with
   LangChain tools. A generator with native tool calling gets the tools as they are; any other is

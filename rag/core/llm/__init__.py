@@ -1,8 +1,7 @@
 """One LLM runtime for generators, LLM rerankers and LLM judges: backends (transformers, vLLM;
 HTTP for generation only, :mod:`rag.core.llm.http`) behind the operations of
-:mod:`rag.core.llm.base`, and
-a process-wide cache (:func:`get_llm`) so that one model is loaded once per process whoever uses
-it."""
+:mod:`rag.core.llm.base`, and a process-wide cache (:func:`get_llm`) so that one model is loaded
+once per process whoever uses it."""
 
 from rag.core.llm.base import (
     BACKENDS,

@@ -1,10 +1,9 @@
 """What every LLM backend offers, and the label-probability helpers built on it.
 
 An LLM runtime (:class:`rag.core.llm.TransformersLLM`, :class:`rag.core.llm.VLLMLLM`) holds one
-loaded
-causal LM; generators, LLM rerankers and LLM judges ask :func:`rag.core.llm.get_llm` for it, so one
-model is loaded once per process whoever uses it. Operations (prompts are single user messages
-wrapped in the model's chat template, the assistant turn opened):
+loaded causal LM; generators, LLM rerankers and LLM judges ask :func:`rag.core.llm.get_llm` for it,
+so one model is loaded once per process whoever uses it. Operations (prompts are single user
+messages wrapped in the model's chat template, the assistant turn opened):
 
 * ``next_token_logprobs(prompts, token_ids) -> (B, T)``: log-probabilities of chosen tokens as
   the first assistant token (the pointwise "yes/no" relevance of Nogueira et al. 2020 / monoT5,

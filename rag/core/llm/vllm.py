@@ -6,9 +6,8 @@ next-token log-probabilities and regex-constrained greedy decoding.
 ``dtype="auto"`` means the checkpoint's own dtype (as transformers loads it; vLLM's CPU backend
 would otherwise turn float32 weights into bfloat16), so greedy outputs match
 :class:`rag.core.llm.TransformersLLM`. Without a GPU the engine runs eagerly by default:
-torch.compile
-warm-up costs minutes on a small CPU and buys little for small models. The engine is built with
-``max_logprobs=-1`` so full next-token distributions can be asked for.
+torch.compile warm-up costs minutes on a small CPU and buys little for small models. The engine is
+built with ``max_logprobs=-1`` so full next-token distributions can be asked for.
 """
 
 from __future__ import annotations
