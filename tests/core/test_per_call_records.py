@@ -71,7 +71,7 @@ def test_concurrent_reranks_on_one_node_keep_their_own_records() -> None:
 
 
 def test_concurrent_listwise_calls_count_their_own_windows() -> None:
-    from tests.test_rerankers_llm import Sorting
+    from tests.nodes.test_rerankers_llm import Sorting
 
     rr = Sorting(window=4, step=2).load()
     real = rr.lm.generate

@@ -66,7 +66,7 @@ def test_fp32_does_not_depend_on_cpu_features() -> None:
     instructions switched off for oneDNN and MKL."""
     _, here = _adi_ndcg("fp32")
     code = (
-        "import json,sys; sys.path.insert(0, 'tests');"
+        "import json,sys; sys.path[:0] = ['tests', 'tests/core'];"
         "from test_runtime_precision import _adi_ndcg;"
         "s, v = _adi_ndcg('fp32'); print(json.dumps([s, v.tolist()]))"
     )
