@@ -64,7 +64,7 @@ def test_vllm_generator_matches_transformers_greedy(vllm_run: dict) -> None:
 
 
 def test_vllm_sampling_errors_are_the_other_backends(vllm_run: dict) -> None:
-    from test_llm_runtime import BAD
+    from tests.core.test_llm_runtime import BAD
 
     want = {tuple(s.items())[0]: m for s, m in BAD}
     keys = [("max_new_tokens", 0), ("temperature", -0.5), ("stop", "\n")]
