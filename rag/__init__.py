@@ -1,5 +1,6 @@
 """ragnodes core: value types, the node contract, the pipeline, model resolution, generation."""
 
+from rag import models as _models
 from rag.errors import (
     ConfigError,
     DataError,
@@ -8,8 +9,13 @@ from rag.errors import (
     NotIndexedError,
     RagError,
 )
+from rag.index.files import publish as _publish
 from rag.nodes import BaseReranker, BaseRetriever, Compressor, Generator, Node, Reranker, Retriever
 from rag.types import Answer, Citation, Document, Hit, Query, Ranking
+
+# the package root wires the layers: core's caches (rag.models.publish) write through the index
+# layer's one writer, which core never imports (rag.index renames files, nothing else does)
+_models.use_writer(_publish)
 
 __all__ = [
     "Answer",
