@@ -62,7 +62,7 @@ def _holds_documents(path: str) -> bool:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from rag.index import ingest
+    from rag.ingest import indexing as ingest
     from rag.ingest.cli import run_index, wants_ingest
     from rag.nodes import Node
     from rag.persist import read_documents
@@ -101,16 +101,14 @@ def _index(args: argparse.Namespace) -> int:
             return Pipeline(retriever=load_preset(args.preset))
         return Pipeline(retriever=build_retriever(args.retriever))
 
-    pipe = ingest.ingest(
+    pipe = ingest.index_records(
         args.out, docs, make, ingest.source_key([args.corpus]), append=args.append,
         overwrite=args.overwrite,
-        batch_size=ingest.DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+        batch_size=ingest.RECORD_BATCH if args.batch_size is None else args.batch_size,
     )
     pipe.close()
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
-    from rag.ingest.indexing import count_overlong
-
-    over, max_len = count_overlong(pipe.retriever, docs)
+    over, max_len = ingest.count_overlong(pipe.retriever, docs)
     if max_len is not None:
         print(f"{over} of {len(docs)} documents are longer than the encoder's max_length "
               f"({max_len} tokens) and were truncated when embedded")

@@ -61,7 +61,6 @@ LAYER_OF: dict[str, str] = {
     "rag.remote_encoder": "nodes",  # an encoder node, registered by name (NODE_MODULES)
     # index: the only writer of files; opening an index
     "rag.index": "index",
-    "rag.index.ingest": "ingest",  # the second ingest driver (files -> Pipeline.index)
     "rag.persist": "index",
     # nodes: the five node families and the prompts they render
     "retrievers": "nodes",
