@@ -308,8 +308,9 @@ def test_the_checker_finds_a_planted_cycle():
         "from evals.trec import read_run\n",  # a plain import, core -> evals
         "def f():\n    import rag.cli\n",  # deferred, core -> app
         "import importlib\nimportlib.import_module('rag.server')\n",  # by name, core -> app
+        "def f():\n    from rag.index.files import publish\n",  # core -> the writer: injected
     ],
-    ids=["import", "deferred", "importlib"],
+    ids=["import", "deferred", "importlib", "writer"],
 )
 def test_the_checker_finds_a_planted_upward_import(plant):
     assert not any(a == "rag.types" for a, _ in upward(import_graph()))
