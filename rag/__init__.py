@@ -8,6 +8,7 @@ from rag.core.errors import (
     NotIndexedError,
     RagError,
 )
+from rag.core.models import use_writer as _use_writer
 from rag.core.nodes import (
     BaseReranker,
     BaseRetriever,
@@ -18,6 +19,11 @@ from rag.core.nodes import (
     Retriever,
 )
 from rag.core.types import Answer, Citation, Document, Hit, Query, Ranking
+from rag.index.files import publish as _publish
+
+# the package root wires the layers: core's caches (rag.core.models.publish) write through the index
+# layer's one writer, which core never imports (rag.index renames files, nothing else does)
+_use_writer(_publish)
 
 __all__ = [
     "Answer",

@@ -37,6 +37,7 @@ from typing import Any
 from rag.core import tracing
 from rag.core.nodes import BaseRetriever, candidate_depth
 from rag.core.types import Document, Query, Ranking
+from rag.index.io import write_index
 
 _ASKED: ContextVar[list[int] | None] = ContextVar("ragnodes_asked", default=None)
 
@@ -163,7 +164,7 @@ class CompositeRetriever(BaseRetriever):
 
     def _save_state(self, path: Path) -> None:
         for i, c in enumerate(self.children):
-            c.save(path / f"child{i}")
+            write_index(c, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         """The layout before :mod:`rag.index`: one saved folder per child."""

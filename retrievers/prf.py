@@ -43,6 +43,7 @@ import numpy as np
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseRetriever
 from rag.core.types import Document, Query
+from rag.index.io import write_index
 from retrievers.bm25 import BM25Retriever
 from retrievers.dense import DenseRetriever
 from retrievers.stores.exact import topk_rows
@@ -196,7 +197,7 @@ class RM3Retriever(BaseRetriever):
         return [_top(self.scores(q.text), bm._order, k, mask) for q in queries]
 
     def _save_state(self, path: Path) -> None:
-        self.bm25.save(path / "bm25")
+        write_index(self.bm25, path / "bm25")
 
     def _load_state(self, path: Path) -> None:
         from rag.index.persist import load_retriever
@@ -293,7 +294,7 @@ class DensePRFRetriever(BaseRetriever):
         return self.dense.store.search(self.query_vectors(queries, filter), k, filter)  # type: ignore[no-any-return]
 
     def _save_state(self, path: Path) -> None:
-        self.dense.save(path / "dense")
+        write_index(self.dense, path / "dense")
 
     def _load_state(self, path: Path) -> None:
         from rag.index.persist import load_retriever

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseReranker, BaseRetriever
 from rag.core.types import Document, Query, Ranking
+from rag.index.io import write_index
 from retrievers.fusion import rrf
 from retrievers.hybrid import HybridRetriever
 
@@ -153,7 +154,7 @@ class RerankFusionRetriever(HybridRetriever):
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):
             if i not in self._followers:  # a follower's only state is its sibling's index
-                r.save(path / f"child{i}")
+                write_index(r, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         from rag.index.persist import load_retriever

@@ -31,8 +31,9 @@ def registered_after(module: str) -> list[str]:
 def test_the_core_imports_no_node_package():
     r = run(
         "import json, sys\nimport rag, rag.core.nodes, rag.core.config, rag.core.encoders\n"
+        # not rag.index: the package root wires core's caches to its one writer (rag/__init__)
         "above = ('retrievers', 'rerankers', 'prompts', 'evals', 'rag.generators', "
-        "'rag.compressors', 'rag.index', 'rag.pipeline', 'rag.ingest', 'rag.app')\n"
+        "'rag.compressors', 'rag.pipeline', 'rag.ingest', 'rag.app')\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(above))))"
     )
     assert r.returncode == 0, r.stderr
