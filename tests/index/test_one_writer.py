@@ -129,7 +129,7 @@ def test_publish_makes_a_file_or_folder_whole_and_leaves_no_temp(tmp_path):
 def test_core_caches_write_through_the_installed_writer(tmp_path, monkeypatch):
     # the package root installed rag.index.files.publish into core; the embedding cache's shards
     # go through it
-    from rag import embed_cache, models
+    from rag.core import embed_cache, models
     from rag.index import files
 
     assert models._writer is files.publish
