@@ -83,7 +83,11 @@ CANDIDATES: dict[str, dict] = {
     "rrf_all4": _fusion([BM25, RM3, DENSE, PRF], "rrf"),
     "combsum_all4": _fusion([BM25, RM3, DENSE, PRF], "score"),
 }
-DERIVED = ("rrf_zweights",)  # computed from the bm25 and dense runs
+# computed from the bm25 and dense document-level runs (depth 100): per-query weights, and RRF
+# after grouping (on scifact-reports: each report's best BM25 chunk and best MiniLM chunk fused,
+# passage-level evidence per retriever, instead of fusing chunks and then grouping; on whole
+# documents it is RRF at depth 100)
+DERIVED = ("rrf_zweights", "rrf_grouped")
 
 
 def machine() -> dict:
@@ -139,12 +143,13 @@ def z_weights(lists: list[list[float]], eps: float = 1e-3) -> list[float]:
     return [len(zs) * z / sum(zs) for z in zs]
 
 
-def zweights_run(lex: dict, dense: dict) -> dict[str, dict[str, float]]:
-    """Weighted RRF (k = 60) of the two depth-100 runs, weights per query from their scores."""
+def fused_run(lex: dict, dense: dict, per_query_weights: bool) -> dict[str, dict[str, float]]:
+    """RRF (k = 60) of the two document-level runs of depth 100: equal weights, or weights per
+    query from each list's scores (:func:`z_weights`)."""
     run = {}
     for q in set(lex) | set(dense):
         lists = [sorted(r.get(q, {}).items(), key=lambda x: (-x[1], x[0])) for r in (lex, dense)]
-        w = z_weights([[s for _, s in lst] for lst in lists])
+        w = z_weights([[s for _, s in lst] for lst in lists]) if per_query_weights else [1.0, 1.0]
         fused: dict[str, float] = {}
         for lst, wi in zip(lists, w):
             for rank, (doc, _) in enumerate(lst, 1):
@@ -175,16 +180,15 @@ def collection(name: str, systems: list[str], fresh: bool) -> dict[str, dict]:
         os.replace(tmp_path, path)
         print(f"{name} {s}: {out[s]['mean']} ({out[s]['seconds']} s)", file=sys.stderr, flush=True)
     if "bm25" in out and "dense" in out:
-        run = zweights_run(out["bm25"]["run"], out["dense"]["run"])
-        scores = score_run(run, ds.qrels, MEASURES, missing="zero")
         judged = set(out[BASELINE]["per_query"]["nDCG@10"]) if BASELINE in out else set(ds.qrels)
-        per_query = {
-            m: {q: v for q, v in scores.per_query[m].items() if q in judged} for m in MEASURES
-        }
-        out["rrf_zweights"] = {
-            "mean": {m: round(float(np.mean(list(per_query[m].values()))), 4) for m in MEASURES},
-            "per_query": per_query,
-        }
+        for derived, weighted in zip(DERIVED, (True, False)):
+            run = fused_run(out["bm25"]["run"], out["dense"]["run"], weighted)
+            scores = score_run(run, ds.qrels, MEASURES, missing="zero")
+            per_query = {
+                m: {q: v for q, v in scores.per_query[m].items() if q in judged} for m in MEASURES
+            }
+            means = {m: round(float(np.mean(list(per_query[m].values()))), 4) for m in MEASURES}
+            out[derived] = {"mean": means, "per_query": per_query}
     return out
 
 

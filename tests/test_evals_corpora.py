@@ -220,6 +220,22 @@ def test_scifact_reports_folder_corpus_reproduces_chunked_bm25(tmp_path: Path) -
     assert r["dataset_warnings"] == [] and r["n_queries"] == 300
 
 
+def test_shipped_eval_configs_load() -> None:
+    """``evals/configs/*.yaml`` (docs/evaluation.md's reproduction commands) are valid eval
+    configs: named, chunked without headers, the bench-depth hybrid at depth 100 throughout."""
+    from evals.systems import load_system
+
+    folder = Path(__file__).resolve().parents[1] / "evals" / "configs"
+    systems = {p.stem: load_system(p) for p in sorted(folder.glob("*.yaml"))}
+    assert {"reports_bm25", "reports_hybrid", "reports_hybrid_defaults"} <= set(systems)
+    for s in systems.values():
+        assert s.chunk and s.chunker is not None and s.chunker.contextual is False
+    bench = systems["reports_hybrid"].node.retriever
+    assert (bench.name, bench.depth, bench.candidate_depth(100)) == ("parents", 100, 100)
+    assert bench.retriever.candidate_depth(100) == 100  # the hybrid fuses the top 100 of each
+    assert systems["reports_hybrid_defaults"].node.retriever.depth is None
+
+
 def test_presets_are_eval_configs() -> None:
     from evals.systems import load_system
     from rag.presets import load_preset
