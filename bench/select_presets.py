@@ -5,8 +5,9 @@
 
 Every candidate is an eval config (:mod:`evals.systems`), indexed and evaluated through the code
 ``rag eval`` runs (``prepare`` + ``evaluate``, k = 100): BEIR collections whole (one document per
-abstract, ``title + " " + text``), the folder corpus scifact-reports chunked as ``rag index``
-chunks files (no contextual headers, the configuration whose BM25 reproduces 0.6759) and scored
+abstract, ``title + " " + text``), the folder corpus scifact-reports chunked once as ``rag index``
+chunks files (no contextual headers, the configuration whose BM25 reproduces 0.6759; the chunks
+are indexed in memory, :func:`chunked_once`) and scored
 per report by its best chunk (the ``parents`` node, which asks its child for 1,000 chunks, so
 every fusion there runs at depth 1,000 whatever its config says). Candidates: the presets and
 their ingredients (BM25, MiniLM, RRF at depths 100/500/1000, CombSUM, RM3, Rocchio PRF, fusions
@@ -21,6 +22,9 @@ candidates).
 
 Document vectors go through the embedding cache (``--embed-cache``, default
 ``$RAGNODES_EMBED_CACHE`` or ``~/.cache/ragnodes/embeddings``): each corpus is encoded once.
+Query vectors are memoised by text across candidates (every candidate uses the default MiniLM
+fp32 encoder config, so the figures are those of encoding each time; latency is not reported
+here, ``bench_quality.py --costs`` and ``bench_fusion_depth.py --latency`` time the nodes).
 Each (collection, candidate) result is kept in the bench cache ``select/`` (per-query values and
 the two base runs), so an interrupted run resumes; ``--fresh`` ignores it.
 """
@@ -108,6 +112,27 @@ def machine() -> dict:
     }
 
 
+def memoise_query_vectors() -> None:
+    """Encode each distinct query text once per process (see the module docstring)."""
+    from rag.encoders import TransformerEncoder
+
+    original = TransformerEncoder.encode
+    memo: dict[tuple[str, str], np.ndarray] = {}
+
+    def encode(self, texts, kind="document", progress=False):  # type: ignore[no-untyped-def]
+        if kind != "query":
+            return original(self, texts, kind, progress)
+        key = json.dumps(self.cache_key(), sort_keys=True)
+        todo = list(dict.fromkeys(t for t in texts if (key, t) not in memo))
+        if todo:
+            memo.update(zip(((key, t) for t in todo), original(self, todo, kind, progress)))
+        if not texts:
+            return original(self, texts, kind, progress)
+        return np.stack([memo[(key, t)] for t in texts])
+
+    TransformerEncoder.encode = encode  # type: ignore[method-assign]
+
+
 def run_candidate(name: str, cfg: dict, ds, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
     """Index ``ds`` for one candidate as ``rag eval`` does and score it (k = 100)."""
     from evals.harness import evaluate
@@ -124,7 +149,6 @@ def run_candidate(name: str, cfg: dict, ds, workdir: Path) -> dict:  # type: ign
     out = {
         "mean": {m: round(v, 4) for m, v in res.aggregate.items()},
         "per_query": res.per_query,
-        "p50_ms": round(res.latency.p50_ms, 2) if res.latency else None,
         "index_s": round(index_s, 1),
     }
     if name in ("bm25", "dense"):
@@ -158,12 +182,26 @@ def fused_run(lex: dict, dense: dict, per_query_weights: bool) -> dict[str, dict
     return run
 
 
+def chunked_once(ds):  # type: ignore[no-untyped-def]
+    """A folder corpus as its chunks (``rag index``'s loader and the chunker without contextual
+    headers: the ids, texts and ``parent_id`` ``index_paths`` writes, as
+    ``tests/test_evals_corpora.py`` checks), so each candidate indexes them in memory instead of
+    re-chunking the files into an index folder; ``prepare`` then groups hits by parent."""
+    import dataclasses
+
+    from rag.ingest import Chunker
+
+    if ds.files is None:
+        return ds
+    return dataclasses.replace(ds, corpus=Chunker(contextual=False).split(ds.corpus), files=None)
+
+
 def collection(name: str, systems: list[str], fresh: bool) -> dict[str, dict]:
     from evals.datasets import load_dataset
     from evals.measures import score_run
 
     folder = cache("select") / name
-    ds = load_dataset(DATA / name)
+    ds = chunked_once(load_dataset(DATA / name))
     out: dict[str, dict] = {}
     for s in systems:
         path = folder / f"{s}.json"
@@ -226,6 +264,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     embed_cache.set_default(args.embed_cache)
+    memoise_query_vectors()
     systems = [s for s in args.systems.split(",") if s]
     unknown = [s for s in systems if s not in CANDIDATES]
     if unknown or BASELINE not in systems:
@@ -246,7 +285,6 @@ def main() -> int:
             c: {
                 "queries": len(ndcg[c][BASELINE]),
                 "mean": {s: r[s]["mean"] for s in names},
-                "p50_ms": {s: r[s].get("p50_ms") for s in names},
                 "vs_baseline": versus_baseline({s: r[s] for s in names}),
             }
             for c, r in results.items()
