@@ -25,6 +25,7 @@ FILES = {
 QUERIES = {"q1": "penguins huddle", "q2": "basalt lava", "q3": "river delta"}
 QRELS = {"q1": "alpha.md", "q2": "beta.md", "q3": "sub/gamma.md"}
 CHUNKER = {"chunk_size": 64, "chunk_overlap": 8, "contextual": False}
+CONFIGS = Path(__file__).resolve().parents[1] / "evals" / "configs"
 
 
 def _queries_and_qrels(root: Path, qrels: dict[str, str]) -> None:
@@ -210,8 +211,7 @@ def test_scifact_reports_folder_corpus_reproduces_chunked_bm25(tmp_path: Path) -
     data = SHARED / "scifact-reports"
     if not (data / "docs").is_dir():
         pytest.skip(f"shared dataset scifact-reports not found at {data}")
-    cfg = {"retriever": {"type": "bm25"}, "chunker": {"contextual": False}}
-    cfg = config(tmp_path, "bm25", cfg)
+    cfg = str(CONFIGS / "reports_bm25.yaml")  # {retriever: bm25, chunker: {contextual: false}}
     res = run_cli(tmp_path, data, "--config", cfg, "--measures", "ndcg@10,r@100")
     (r,) = res["results"]
     # docs/ingestion.md, bench/bench_chunking.py --reports 648: chunked BM25, max grouping
@@ -225,8 +225,7 @@ def test_shipped_eval_configs_load() -> None:
     configs: named, chunked without headers, the bench-depth hybrid at depth 100 throughout."""
     from evals.systems import load_system
 
-    folder = Path(__file__).resolve().parents[1] / "evals" / "configs"
-    systems = {p.stem: load_system(p) for p in sorted(folder.glob("*.yaml"))}
+    systems = {p.stem: load_system(p) for p in sorted(CONFIGS.glob("*.yaml"))}
     assert {"reports_bm25", "reports_hybrid", "reports_hybrid_defaults"} <= set(systems)
     for s in systems.values():
         assert s.chunk and s.chunker is not None and s.chunker.contextual is False
