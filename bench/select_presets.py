@@ -274,7 +274,7 @@ def main() -> int:
     results = {n: collection(n, systems, args.fresh) for n in args.datasets.split(",") if n}
     names = [*systems, *(d for d in DERIVED if all(d in r for r in results.values()))]
     ndcg = {c: {s: r[s]["per_query"]["nDCG@10"] for s in names} for c, r in results.items()}
-    selection = leave_one_out(ndcg, BASELINE, names)
+    selection = leave_one_out(ndcg, BASELINE, names) if len(ndcg) > 1 else None
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out = {
         "machine": info,
@@ -289,7 +289,7 @@ def main() -> int:
             }
             for c, r in results.items()
         },
-        "selection": selection.model_dump(),
+        "selection": selection.model_dump() if selection else None,  # needs two collections
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(out, indent=2))
