@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag import tracing
+from rag.index.io import write_index
 from rag.nodes import BaseRetriever, candidate_depth
 from rag.types import Document, Query, Ranking
 
@@ -164,7 +165,7 @@ class CompositeRetriever(BaseRetriever):
 
     def _save_state(self, path: Path) -> None:
         for i, c in enumerate(self.children):
-            c.save(path / f"child{i}")
+            write_index(c, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         """The layout before :mod:`rag.index`: one saved folder per child."""

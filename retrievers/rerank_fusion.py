@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
+from rag.index.io import write_index
 from rag.nodes import BaseReranker, BaseRetriever
 from rag.types import Document, Query, Ranking
 from retrievers.fusion import rrf
@@ -155,7 +156,7 @@ class RerankFusionRetriever(HybridRetriever):
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):
             if i not in self._followers:  # a follower's only state is its sibling's index
-                r.save(path / f"child{i}")
+                write_index(r, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         from rag.persist import load_retriever
