@@ -8,7 +8,7 @@ base owns everything but the combination:
   outermost node; children are asked through their ``_retrieve`` (checked input), so a query inside
   a hybrid of a hybrid is still validated once;
 * the candidate depth asked of each child is :func:`rag.core.nodes.candidate_depth` (``depth``, else
-  100, never fewer than ``k``);
+  the class's ``default_depth``, never fewer than ``k``);
 * the composite uses the query's instruction when any of its parts does, applies a metadata
   filter only when every child can, and is lexical (``matching_only``) when every child is;
 * indexing, deleting, ``load()`` and persistence go to every child (``_commit_state`` writes one
@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rag.core import tracing
 from rag.core.nodes import BaseRetriever, candidate_depth
@@ -47,11 +47,13 @@ class CompositeRetriever(BaseRetriever):
 
     Subclasses keep their children in ``self.retrievers`` (or override :attr:`children`), and
     may name more parts (rerankers, a generator) in :meth:`parts` for ``load()`` and the
-    instruction check. A config ``depth`` attribute, when present, sets the candidate depth.
+    instruction check. A config ``depth`` attribute, when present, sets the candidate depth;
+    without one, the class attribute ``default_depth`` does.
     """
 
     retrievers: list[BaseRetriever]
     depth: int | None = None
+    default_depth: ClassVar[int] = 100
 
     # -- the parts --------------------------------------------------------------------------------
     @property
@@ -87,7 +89,7 @@ class CompositeRetriever(BaseRetriever):
     def candidate_depth(self, k: int) -> int:
         """Candidates asked of each child to return ``k``
         (:func:`rag.core.nodes.candidate_depth`)."""
-        return candidate_depth(k, self.depth)
+        return candidate_depth(k, self.depth, self.default_depth)
 
     def _retrieve(
         self, queries: list[Query], k: int, filter: dict[str, Any] | None
