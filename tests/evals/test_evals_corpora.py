@@ -25,7 +25,7 @@ FILES = {
 QUERIES = {"q1": "penguins huddle", "q2": "basalt lava", "q3": "river delta"}
 QRELS = {"q1": "alpha.md", "q2": "beta.md", "q3": "sub/gamma.md"}
 CHUNKER = {"chunk_size": 64, "chunk_overlap": 8, "contextual": False}
-CONFIGS = Path(__file__).resolve().parents[1] / "evals" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "evals" / "configs"
 
 
 def _queries_and_qrels(root: Path, qrels: dict[str, str]) -> None:
