@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -185,7 +186,7 @@ class BM25Retriever(BaseRetriever):
                 allowed = np.array([match(docs[i].metadata) for i in self._order])
             # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
             idx_b, vals_b = kbm25.topk(
-                self._bm25, self.tokenize([q.text for q in queries]), k, allowed
+                self._bm25, self.tokenize([q.text for q in queries]), k, allowed, nonzero=True
             )
             return _scored(self._order, idx_b, vals_b)
         seg = self._index
@@ -202,7 +203,7 @@ class BM25Retriever(BaseRetriever):
                 [i in docs and match(docs[i].metadata) for i in order], dtype=bool
             )
         idx_b, vals_b = kbm25.topk(
-            seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed
+            seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed, nonzero=True
         )
         return _scored(order, idx_b, vals_b)
 
@@ -264,9 +265,15 @@ class BM25Retriever(BaseRetriever):
 def _scored(order: list[str], idx: np.ndarray, vals: np.ndarray) -> list[ScoredIds]:
     """Per query row of the kernel's ``(B, k)`` rows and scores: the ids and scores of the
     documents that match at least one query term (a finite, non-zero BM25 sum; padding a
-    ranking with zero-score documents hands the generator noise as context). Stays arrays."""
+    ranking with zero-score documents hands the generator noise as context). Stays arrays; the
+    ids of the whole batch are looked up in one C-level call."""
     keep = np.isfinite(vals) & (vals != 0)
-    return [
-        ScoredIds([order[j] for j in ri[kr].tolist()], rv[kr])
-        for ri, rv, kr in zip(idx, vals, keep)
-    ]
+    rows = idx[keep].tolist()  # row-major: query by query, in rank order
+    names = list(itemgetter(*rows)(order)) if len(rows) > 1 else [order[j] for j in rows]
+    sv = vals[keep]
+    ends = np.cumsum(keep.sum(axis=1)).tolist()
+    out, start = [], 0
+    for end in ends:
+        out.append(ScoredIds(names[start:end], sv[start:end]))
+        start = end
+    return out

@@ -39,6 +39,7 @@ from retrievers.kernels.dense import block_topk
 
 _NUMBA_KERNEL: Any = None
 _NUMBA_TOPK: Any = None
+_COMPILED: dict[str, Any] = {}
 SMALL_K = 64  # up to this k the numba backend selects by insertion in one pass per row
 
 
@@ -107,6 +108,113 @@ def _numba_topk() -> Any:
     return _NUMBA_TOPK
 
 
+def _compiled(name: str, build: Any) -> Any:
+    """``build()``'s jitted function, built once per process (numba caches it on disk)."""
+    fn = _COMPILED.get(name)
+    if fn is None:
+        fn = _COMPILED[name] = build()
+    return fn
+
+
+def _ahead() -> Any:
+    """``(x, row d)`` ranks ahead of ``(v, row i)``: a higher score, or equal and a lower row."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def ahead(x, d, v, i):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        return x > v or (x == v and d < i)
+
+    return ahead
+
+
+def _insert() -> Any:
+    """Insert ``(x, d)`` into the sorted top ``iv``/``vv`` holding ``filled`` of ``k``; returns
+    the new fill. Rows arrive in any order, so ties compare rows (:func:`_ahead`)."""
+    import numba
+
+    ahead = _compiled("ahead", _ahead)
+
+    @numba.njit(nogil=True, cache=True)
+    def insert(iv, vv, filled, k, x, d):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        if filled == k and not ahead(x, d, vv[k - 1], iv[k - 1]):
+            return filled
+        p = min(filled, k - 1)
+        while p > 0 and ahead(x, d, vv[p - 1], iv[p - 1]):
+            vv[p] = vv[p - 1]
+            iv[p] = iv[p - 1]
+            p -= 1
+        vv[p] = x
+        iv[p] = d
+        return min(filled + 1, k)
+
+    return insert
+
+
+def _select_touched() -> Any:
+    """One query's top ``k`` among its ``m`` touched rows, which it re-zeroes. The allowed
+    documents scoring exactly 0 rank between the positive and the negative sums (a negative
+    term score, possible in a bm25s-layout matrix), so a negative sum at position ``p`` is kept
+    only where the full scan keeps it: ``p + zeros < k``."""
+    import numba
+
+    insert = _compiled("insert", _insert)
+
+    @numba.njit(nogil=True, cache=True)
+    def select(row, seen, touched, m, allowed, n_allowed, k, iv, vv):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, E501
+        for j in range(k):
+            vv[j] = -np.inf
+            iv[j] = j  # -inf placeholders, dropped by callers
+        filled = 0
+        nonzero = 0
+        for u in range(m):
+            d = touched[u]
+            x = row[d]
+            row[d] = 0
+            seen[d] = False
+            if x != 0 and allowed[d]:
+                nonzero += 1
+                filled = insert(iv, vv, filled, k, x, d)
+        zeros = n_allowed - nonzero
+        for p in range(filled):
+            if vv[p] < 0 and p + zeros >= k:
+                vv[p] = -np.inf
+
+    return select
+
+
+def _numba_topk_touched() -> Any:
+    """Fused per query, for scorers whose non-occurrence constant is 0 (every segmented method,
+    Lucene BM25 the default): only documents in the query's postings can score non-zero, so the
+    kernel records the rows it touches while adding (same order as the full scan: bit-identical
+    sums), selects among them only (:func:`_select_touched`) and re-zeroes only them. Zero
+    scores are left out (their positions stay ``-inf``). Cost per query: its postings, plus
+    ``O(touched * shifts)`` for the selection, instead of ``O(N)``."""
+    import numba
+
+    select = _compiled("select", _select_touched)
+
+    @numba.njit(nogil=True, cache=True)
+    def kernel(data, indptr, indices, ids, ptr, allowed, n_allowed, k, idx, vals):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, E501
+        n = len(allowed)
+        row = np.zeros(n, dtype=vals.dtype)
+        seen = np.zeros(n, dtype=np.bool_)
+        touched = np.empty(n, dtype=np.int64)
+        for b in range(len(ptr) - 1):
+            m = 0
+            for t in range(ptr[b], ptr[b + 1]):
+                tok = ids[t]
+                for j in range(indptr[tok], indptr[tok + 1]):
+                    d = indices[j]
+                    if not seen[d]:
+                        seen[d] = True
+                        touched[m] = d
+                        m += 1
+                    row[d] += data[j]
+            select(row, seen, touched, m, allowed, n_allowed, k, idx[b], vals[b])
+
+    return kernel
+
+
 def token_ids(bm25: Any, queries: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
     """Flat vocabulary ids of the queries' known tokens (duplicates kept, as bm25s) and the
     per-query offsets ``(B + 1,)``."""
@@ -145,9 +253,15 @@ def topk(
     k: int,
     allowed: np.ndarray | None = None,
     backend: str = "auto",
+    nonzero: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(B, min(k, N))`` and scores of the best documents per tokenized query, sorted by
-    (score descending, row ascending); rows outside ``allowed`` score ``-inf``."""
+    (score descending, row ascending); rows outside ``allowed`` score ``-inf``.
+
+    ``nonzero=True``: the caller keeps only finite, non-zero scores (documents that share a term
+    with the query), so entries scoring 0 may come back as ``-inf``; the finite non-zero entries
+    are the same as without. With the numba backend and no non-occurrence constant this selects
+    among the touched rows only (:func:`_numba_topk_touched`)."""
     n = int(bm25.scores["num_docs"])
     k = min(k, n)
     if k <= SMALL_K and backend_of(backend) == "numba":
@@ -155,15 +269,20 @@ def topk(
         data, indptr, indices = (np.asarray(sc[x]) for x in ("data", "indptr", "indices"))
         flat, ptr = token_ids(bm25, queries)
         dtype = np.dtype(bm25.dtype)
-        const = np.zeros(len(queries), dtype=dtype)
+        idx = np.empty((len(queries), k), dtype=np.int64)
+        vals = np.empty((len(queries), k), dtype=dtype)
+        mask = np.ones(n, dtype=np.bool_) if allowed is None else np.asarray(allowed, np.bool_)
         nonocc = getattr(bm25, "nonoccurrence_array", None)
+        if nonzero and nonocc is None:
+            n_allowed = n if allowed is None else int(np.count_nonzero(mask))
+            kernel = _compiled("touched", _numba_topk_touched)
+            kernel(data, indptr, indices, flat, ptr, mask, n_allowed, k, idx, vals)
+            return idx, vals
+        const = np.zeros(len(queries), dtype=dtype)
         if nonocc is not None:  # the same float32 sums bm25s adds to every document
             for b in range(len(queries)):
                 if ptr[b + 1] > ptr[b]:
                     const[b] = nonocc[flat[ptr[b] : ptr[b + 1]]].sum()
-        mask = np.ones(n, dtype=np.bool_) if allowed is None else np.asarray(allowed, np.bool_)
-        idx = np.empty((len(queries), k), dtype=np.int64)
-        vals = np.empty((len(queries), k), dtype=dtype)
         _numba_topk()(data, indptr, indices, flat, ptr, const, mask, k, idx, vals)
         return idx, vals
     s = scores(bm25, queries, backend)
