@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -265,6 +267,52 @@ class Ranking(BaseModel):
         if len(top.docs) < want:  # no cut, or ids missing from ``documents`` among the top
             top = _top(ids, s, None, documents, want)
         return _lazy_ranking(query, top, stage, {})
+
+    @classmethod
+    def batch_from_arrays(
+        cls,
+        queries: Sequence[Query],
+        results: Sequence[ScoredIds],
+        documents: Mapping[str, Document],
+        k: int | None = None,
+        stage: str = "",
+    ) -> list[Ranking]:
+        """:meth:`from_arrays` for each ``(query, result)``, the common case done once for the
+        whole batch: every list at most ``k`` long and strictly descending (a retriever's
+        top k without ties) and every id in ``documents``: one concatenation, one lookup of all
+        ids, one conversion of all scores. Lists with ties or more than ``k`` entries, and a
+        batch with an id missing from ``documents``, go through :meth:`from_arrays` (same
+        result either way)."""
+        lens = [len(r.ids) for r in results]
+        total = sum(lens)
+        if total < 2 or (k is not None and max(lens) > k):
+            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                    for q, r in zip(queries, results)]
+        ends = np.cumsum(lens)
+        s = np.concatenate([np.asarray(r.scores) for r in results])
+        flat = list(chain.from_iterable(r.ids for r in results))
+        try:
+            docs = itemgetter(*flat)(documents)
+        except KeyError:  # an id deleted since: from_arrays drops it
+            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                    for q, r in zip(queries, results)]
+        tie = np.ones(len(s), dtype=bool)
+        tie[:-1] = s[1:] >= s[:-1]  # not strictly descending after position i ...
+        tie[ends - 1] = False  # ... unless i ends its list
+        before = np.zeros(len(s) + 1, dtype=np.int64)  # tie marks before each position
+        np.cumsum(tie, out=before[1:])
+        has_tie = before[ends] - before[ends - np.asarray(lens)]
+        vals = s.tolist()
+        out = []
+        start = 0
+        for q, r, end, n, bad in zip(queries, results, ends.tolist(), lens, has_tie.tolist()):
+            if bad and n:
+                out.append(cls.from_arrays(q, r.ids, r.scores, documents, k, stage))
+            else:
+                out.append(_lazy_ranking(q, _Lazy(list(docs[start:end]), vals[start:end]),
+                                         stage, {}))
+            start = end
+        return out
 
     @classmethod
     def from_scored(

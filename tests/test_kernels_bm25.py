@@ -100,13 +100,16 @@ def test_segments_kernel_equals_the_postings_path_after_writes(corpus) -> None:
     assert all("d3" not in [i for i, _ in hits] for hits in batch)
 
 
-def _agree(m, toks, ks, masks) -> None:
+def _agree(m, toks, ks, masks, monkeypatch) -> None:
     """The touched-rows kernel's finite entries are the full scan's finite non-zero ones, as a
-    prefix, ids and scores bit-exact (both add the same postings in the same order)."""
+    prefix, ids and scores bit-exact (both add the same postings in the same order). These
+    small corpora are dense (a query touches most rows), so the kernel is forced."""
     for k in ks:
         for mask in masks:
             fi, fv = kbm25.topk(m, toks, k, mask, backend="numba")
-            ti, tv = kbm25.topk(m, toks, k, mask, backend="numba", nonzero=True)
+            with monkeypatch.context() as mp:
+                mp.setattr(kbm25, "TOUCHED_SHARE", 0)
+                ti, tv = kbm25.topk(m, toks, k, mask, backend="numba", nonzero=True)
             for b in range(len(toks)):
                 keep = np.isfinite(fv[b]) & (fv[b] != 0)
                 got = np.isfinite(tv[b]) & (tv[b] != 0)
@@ -118,7 +121,7 @@ def _agree(m, toks, ks, masks) -> None:
 
 
 @pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
-def test_touched_rows_kernel_equals_the_full_scan(corpus, method) -> None:
+def test_touched_rows_kernel_equals_the_full_scan(corpus, method, monkeypatch) -> None:
     """``nonzero=True`` selects among the rows in the queries' postings only, ties (identical
     documents) and filters included. "common" is in 70% of the documents: robertson's idf is
     clamped to 0 there, so touched rows that sum to exactly 0 are exercised."""
@@ -127,10 +130,10 @@ def test_touched_rows_kernel_equals_the_full_scan(corpus, method) -> None:
     queries = [*queries, "common", "common cat", "common zebra"]
     r = BM25Retriever(method=method).index(docs)
     allowed = np.arange(len(r._index.ids())) % 3 != 0
-    _agree(r._index.matrix(), r.tokenize(queries), (1, 7, 64, 200), (None, allowed))
+    _agree(r._index.matrix(), r.tokenize(queries), (1, 7, 64, 200), (None, allowed), monkeypatch)
 
 
-def test_touched_rows_kernel_keeps_negative_sums_where_the_full_scan_does() -> None:
+def test_touched_rows_kernel_keeps_negative_sums_where_the_full_scan_does(monkeypatch) -> None:
     """Term scores of any sign (a bm25s-layout matrix with negative entries): the zero-score
     documents rank between positive and negative sums, so a negative sum is kept only where the
     full scan ranks it inside ``k``; ties on purpose (values on a 0.25 grid)."""
@@ -147,7 +150,8 @@ def test_touched_rows_kernel_keeps_negative_sums_where_the_full_scan_does() -> N
         vocab_dict={f"t{i}": i for i in range(vocab)}, dtype="float32", nonoccurrence_array=None,
     )
     toks = [[f"t{i}" for i in rng.choice(vocab, int(rng.integers(1, 4)))] for _ in range(40)]
-    _agree(m, toks, (1, 3, 10, 30, 59, 60), (None, np.arange(n) % 4 != 0))
+    _agree(m, toks, (1, 3, 10, 30, 59, 60), (None, np.arange(n) % 4 != 0), monkeypatch)
+    monkeypatch.setattr(kbm25, "TOUCHED_SHARE", 0)
     ti, tv = kbm25.topk(m, toks, 60, None, backend="numba", nonzero=True)
     assert (tv[np.isfinite(tv)] < 0).any()  # negatives kept where k leaves room for them
 
@@ -173,3 +177,17 @@ def test_retrieve_batch_equals_bm25s_top10_with_ties(corpus) -> None:
         assert_rankings_match(rk.ids, rk.scores, [r._order[j] for j in idx[0][keep]],
                               vals[0][keep], tol, dict(zip(r._order, full)))
         assert ("dup1" in rk.ids) == ("dup2" in rk.ids) or rk.ids[-1] in ("dup1", "dup2")
+
+
+def test_query_ids_equal_tokenize_then_token_ids(corpus) -> None:
+    """The retriever's cached word -> id path gives :func:`kbm25.token_ids` of :meth:`tokenize`
+    exactly: stopwords, unknown words, repeats, empty texts, punctuation and case; again from
+    the cache, and afresh after a write (a new matrix, a new vocabulary)."""
+    docs, queries = corpus
+    r = BM25Retriever().index(docs)
+    texts = [*queries, "", "The Cats, the DOGS!", "purring purrs purr", "zebra über ö", "a"]
+    for _ in range(2):
+        m = r._index.matrix()
+        for got, want in zip(r.query_ids(texts, m), kbm25.token_ids(m, r.tokenize(texts))):
+            np.testing.assert_array_equal(got, want)
+        r.index([{"id": "z", "text": "zebra purring"}])

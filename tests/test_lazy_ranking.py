@@ -112,3 +112,25 @@ def test_retrievers_and_fusion_return_lazy_rankings_equal_to_eager_ones() -> Non
     want = rrf([Ranking(**dict(got[0])), Ranking(**dict(got[1]))], k=4)
     assert fused == want and fused.hits[0] == Hit(document=r.documents[fused.ids[0]],
                                                   score=fused.scores[0])
+
+
+def test_batch_from_arrays_equals_from_arrays_per_query() -> None:
+    """The batch constructor (one lookup for all ids) against the per-query one: ties, lists
+    longer than k, empty lists, a missing id (the whole batch falls back), float32 scores."""
+    qs = [Query(text=f"q{i}", id=f"q{i}") for i in range(5)]
+    batches = [
+        [ScoredIds(["d1", "d2"], np.array([2.0, 1.0], np.float32)), ScoredIds([], np.zeros(0)),
+         ScoredIds(["d3", "d0", "d4"], np.array([1.5, 1.5, 0.2], np.float32)),
+         ScoredIds(["d5"], np.array([0.1])), ScoredIds([], np.zeros(0))],
+        [ScoredIds(["d1", "zz"], np.array([2.0, 1.0])), ScoredIds(["d2"], np.array([1.0])),
+         ScoredIds([], np.zeros(0)), ScoredIds(["d3"], np.array([3.0])),
+         ScoredIds(["d4"], np.array([3.0]))],
+        [ScoredIds([f"d{j}" for j in range(6)], np.arange(6.0)[::-1].copy())] * 5,
+    ]
+    for results in batches:
+        for k in (None, 1, 3, 10):
+            got = Ranking.batch_from_arrays(qs, results, DOCS, k, "s")
+            want = [Ranking.from_arrays(q, r.ids, r.scores, DOCS, k, "s") for q, r in
+                    zip(qs, results)]
+            assert [(g.ids, g.scores) for g in got] == [(w.ids, w.scores) for w in want]
+            assert got == want
