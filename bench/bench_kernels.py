@@ -504,8 +504,7 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
     docs = r.documents
 
     def construct(_: Any) -> Any:  # object construction on its own: arrays -> Rankings
-        return [Ranking.from_arrays(q, f.ids, f.scores, docs, 10, "bm25") for q, f in
-                zip(qs, found)]
+        return Ranking.batch_from_arrays(qs, found, docs, 10, "bm25")
 
     def with_hits(_: Any) -> Any:  # the public call, then every hit's document read
         return [h.document for rk in r.retrieve_batch(texts, k=10) for h in rk.hits]
@@ -521,7 +520,8 @@ def bench_bm25(args, out: dict) -> None:  # noqa: ANN001
                                  "not built (lazy: built on the first read of .hits)",
             "ragnodes_rankings_hits": "retrieve_batch, then every hit's .document read (all "
                                       "3,000 Hit objects built)",
-            "construct_rankings": "Ranking.from_arrays alone over _search's arrays (lazy)",
+            "construct_rankings": "Ranking.batch_from_arrays alone over _search's arrays "
+                                  "(what retrieve_batch does; lazy rankings)",
             "bm25s_numpy / bm25s_numba": "bm25s.tokenize (stopwords, the same stemmer) + "
                                          "BM25.retrieve(k=10): (B, 10) document rows and "
                                          "scores, no ids, no documents",

@@ -143,15 +143,16 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def dense_vectors(corpus: list) -> tuple[list[str], Any]:
-    """scifact's fp32 MiniLM vectors from the bench cache (encoded and cached when missing)."""
+def dense_vectors(name: str, corpus: list) -> tuple[list[str], Any]:
+    """The set's fp32 MiniLM vectors from the bench cache (encoded and cached when missing)."""
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_fusion_depth import dense_vectors as cached
 
-    return cached("scifact", corpus)
+    return cached(name, corpus)
 
 
-def build_index(folder: Path, corpus: list, retriever: str) -> float:
+def build_index(folder: Path, name: str, full: list, corpus: list, retriever: str) -> float:
+    """Index ``corpus`` (a prefix of the set's ``full`` corpus, whose vectors are cached)."""
     from rag.pipeline import Pipeline
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
@@ -161,7 +162,7 @@ def build_index(folder: Path, corpus: list, retriever: str) -> float:
         return time.perf_counter() - t
     from rag.embed_cache import precomputed
 
-    ids, vecs = dense_vectors(corpus)
+    ids, vecs = dense_vectors(name, full)
     row = {i: r for r, i in enumerate(ids)}
     dense = DenseRetriever()
     texts = [d.full_text for d in corpus]
@@ -201,6 +202,7 @@ def top_ids(url: str, bodies: list[dict[str, Any]], headers: dict[str, str]) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--retriever", choices=("bm25", "hybrid"), default="bm25")
+    ap.add_argument("--dataset", default="scifact", help="a shared BEIR set (vectors cached)")
     ap.add_argument("--peer", choices=("none", "floor"), default="none")
     ap.add_argument("--rounds", type=int, default=1, help="alternations with the peer")
     ap.add_argument("--requests", type=int, default=2000, help="per server and round")
@@ -217,14 +219,14 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from evals import load_beir
 
-    ds = load_beir(SHARED / "scifact")
+    ds = load_beir(SHARED / args.dataset)
     corpus = ds.corpus[: args.docs] if args.docs else ds.corpus
     bodies = [{"query": q.text, "k": args.k} for q in ds.queries]
     load0 = os.getloadavg()
     procs: dict[str, subprocess.Popen] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        index = Path(tmp) / f"scifact-{args.retriever}"
-        index_s = build_index(index, corpus, args.retriever)
+        index = Path(tmp) / f"{args.dataset}-{args.retriever}"
+        index_s = build_index(index, args.dataset, ds.corpus, corpus, args.retriever)
         key = secrets.token_urlsafe(24)
         env = {**os.environ, "RAG_API_KEYS": key, "PYTHONPATH": str(ROOT)}
         serve_env = dict(env, **dict(x.split("=", 1) for x in args.server_env))
@@ -240,7 +242,7 @@ def main() -> None:
             corpus_file.write_text("".join(
                 json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in corpus
             ))
-            ids, vecs = dense_vectors(ds.corpus)
+            ids, vecs = dense_vectors(args.dataset, ds.corpus)
             keep = {d.id for d in corpus}
             rows = [r for r, i in enumerate(ids) if i in keep]
             import numpy as np
@@ -278,7 +280,7 @@ def main() -> None:
     servers = {n: summary(v) for n, v in runs.items()}
     out: dict[str, Any] = {
         "bench": "server /search",
-        "dataset": "scifact",
+        "dataset": args.dataset,
         "documents": len(corpus),
         "distinct_queries": len(bodies),
         "retriever": args.retriever,

@@ -55,10 +55,20 @@ def trusted(cls: type[_M], **fields: Any) -> _M:
     return m
 
 
+_ID_POOL: list[str] = []  # random ids drawn 512 at a time (one urandom call)
+os.register_at_fork(after_in_child=_ID_POOL.clear)  # a forked child draws its own
+
+
 def _new_id() -> str:
-    """A random query id: 12 hex digits (48 random bits, what ``uuid4().hex[:12]`` gave, for a
-    tenth of its cost: a batch of 300 strings makes 300 queries)."""
-    return os.urandom(6).hex()
+    """A random query id: 12 hex digits (48 random bits, what ``uuid4().hex[:12]`` gave, at a
+    fraction of its cost: a batch of 300 strings makes 300 queries). ``list.pop`` is atomic,
+    so threads never share an id."""
+    try:
+        return _ID_POOL.pop()
+    except IndexError:
+        raw = os.urandom(6 * 512).hex()
+        _ID_POOL.extend(raw[i : i + 12] for i in range(12, len(raw), 12))
+        return raw[:12]
 
 
 class ScoredIds(NamedTuple):
