@@ -55,10 +55,7 @@ def block_topk(s: np.ndarray, k: int) -> np.ndarray:
 
 
 def _scan(q: np.ndarray, x: np.ndarray, k: int, allowed: np.ndarray | None, lo: int, hi: int):
-    block = np.asarray(x[lo:hi], dtype=np.float32)
-    # one query: a matrix-vector product (BLAS gemv reads the row-major block once, in order);
-    # ``q @ block.T`` would run gemm with one row, slower on some BLAS builds
-    s = (block @ q[0])[None, :] if len(q) == 1 else q @ block.T
+    s = q @ np.asarray(x[lo:hi], dtype=np.float32).T
     if allowed is not None:
         s[:, ~allowed[lo:hi]] = -np.inf
     part = block_topk(s, k)
