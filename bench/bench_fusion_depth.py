@@ -15,6 +15,13 @@ ranking of depth 1000 per query:
   top stands out is trusted more), normalised to sum to the number of lists; compared with plain
   RRF at depth 1000 by the same test (Holm over this collection's comparisons).
 
+* **latency** (``--latency``): the real ``HybridRetriever([BM25, dense])`` node, indexed once
+  (document vectors served from the cache below, so nothing is re-encoded), answering each test
+  query alone (``retrieve(q, k=10)``, the query encoded each time, as a server would) at depth
+  100, 500 and 1000 in turn, the depths interleaved per query so load drift hits all alike;
+  p50/mean ms per depth, and the R@100 of the node's own depth-``d`` ranking at ``k=100`` (the
+  node's arithmetic, to confirm the list-level figures above).
+
 Dense document vectors are cached like ``bench_quality.py``'s (``cache("minilm")/<set>.npy`` +
 ``<set>.ids.json``), so the two benchmarks share them; the machine note in the JSON says whether
 it was shared.
@@ -97,6 +104,45 @@ def z_weights(lists: list[list[tuple[str, float]]], eps: float = 1e-3) -> list[f
     return [len(zs) * z / total for z in zs]
 
 
+def latency(name: str, depths: tuple[int, ...] = (100, 500, 1000)) -> dict:
+    """Per-query latency and R@100 of the real hybrid node at each depth (module docstring)."""
+    import random
+
+    from evals import load_beir, score_run
+    from rag import embed_cache
+    from rag.encoders import TransformerEncoder
+    from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    ds = load_beir(DATA / name)
+    ids, vecs = dense_vectors(name, ds.corpus)
+    enc = TransformerEncoder(precision="fp32")
+    text = {d.id: d.full_text for d in ds.corpus}
+    hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(encoder=enc)])
+    with embed_cache.precomputed(enc, [text[i] for i in ids], vecs) as served:
+        hybrid.index(ds.corpus)
+    queries = [q for q in ds.queries if q.id in ds.qrels]
+    hybrid.retrieve(queries[0], k=10)  # warm-up: model load, first search
+    ms: dict[int, list[float]] = {d: [] for d in depths}
+    rng = random.Random(0)
+    for q in queries:
+        for d in rng.sample(list(depths), len(depths)):
+            hybrid.depth = d
+            t = time.perf_counter()
+            hybrid.retrieve(q, k=10)
+            ms[d].append(1000 * (time.perf_counter() - t))
+    out: dict = {"queries": len(queries), "encoded_at_index": served.stats["misses"]}
+    for d in depths:
+        hybrid.depth = d
+        run = {r.query.id: dict(zip(r.ids, r.scores)) for r in hybrid.retrieve_batch(queries, 100)}
+        recall = score_run(run, ds.qrels, ["R@100"], missing="zero").mean["R@100"]
+        out[f"d{d}"] = {
+            "p50_ms": round(float(np.median(ms[d])), 2),
+            "mean_ms": round(float(np.mean(ms[d])), 2),
+            "R@100": round(recall, 4),
+        }
+    return out
+
+
 def collection(name: str) -> dict:
     from evals import compare_systems, score_run
 
@@ -130,13 +176,18 @@ def collection(name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="adi,med,cisi,cranfield,scifact")
+    ap.add_argument(
+        "--latency", default="", metavar="SETS", help="also time the hybrid node per depth on SETS"
+    )
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     out = {
         "machine": "shared 2-core AMD EPYC (AVX2), 1 thread, other jobs running",
-        "collections": {n: collection(n) for n in args.datasets.split(",")},
+        "collections": {n: collection(n) for n in args.datasets.split(",") if n},
+        "latency": {n: latency(n) for n in args.latency.split(",") if n},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(out, indent=2))
 

@@ -277,7 +277,8 @@ def costs(name: str) -> dict:
                 inner._build()
         wall, cpu = time.perf_counter() - w, time.process_time() - c
         with tempfile.TemporaryDirectory() as tmp:
-            r.save(tmp)
+            from rag.index import write_index
+            write_index(r, tmp)
             files = [p for p in Path(tmp).rglob("*") if p.is_file()]
             total = sum(p.stat().st_size for p in files)
             docs = sum(p.stat().st_size for p in files if p.name == "documents.jsonl")

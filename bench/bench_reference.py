@@ -38,7 +38,8 @@ def dense_index(name: str, ds, precision: str):
     t = time.perf_counter()
     r.index(ds.corpus)
     took = time.perf_counter() - t
-    r.save(path)
+    from rag.index import write_index
+    write_index(r, path)
     return r, took
 
 

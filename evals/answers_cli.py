@@ -76,7 +76,7 @@ def add_answers_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from evals.cli import evaluate_configs, write_outputs
+    from evals.cli import add_eval_arguments, evaluate_configs, write_outputs
     from evals.synthetic import SynthConfig, generate_synthetic
     from rag.llm import get_llm
     from retrievers import BM25Retriever
@@ -95,13 +95,12 @@ def run_synth(args: argparse.Namespace) -> int:
         if args.config and rep.kept == 0:
             raise ConfigError("no synthetic question survived the filters; nothing to evaluate")
         if args.config:
-            ns = argparse.Namespace(
-                dataset=args.out, split="test", data_dir="", content_units="none",
-                config=args.config, compare=args.compare, k=args.k, batch_size=32,
-                no_progress=args.no_progress, measures=args.measures,
-                out=str(Path(args.out) / "report"), no_html=args.no_html,
-                test="randomization", correction="holm",
-            )
+            # every `rag eval` option at its default, so a new one cannot be missing here
+            ep = argparse.ArgumentParser(add_help=False)
+            add_eval_arguments(ep)
+            ns = ep.parse_args(["--dataset", args.out, "--out", str(Path(args.out) / "report")])
+            for key in ("config", "compare", "k", "measures", "no_progress", "no_html"):
+                setattr(ns, key, getattr(args, key))
             results, _ = evaluate_configs(ns)
             print(write_outputs(results, ns))
     except RagError as e:

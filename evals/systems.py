@@ -155,7 +155,7 @@ def prepare(
     """Index ``ds`` for ``system`` (see the module docstring); returns what to evaluate (the
     pipeline, or the retriever when the config is one) and the indexing seconds. ``workdir``
     receives the index folder of a chunked system (the caller deletes it)."""
-    from rag.ingest.indexing import index_paths
+    from rag.ingest.indexing import IngestSettings, index_paths
     from rag.pipeline import Pipeline
 
     node = system.node
@@ -169,15 +169,12 @@ def prepare(
             bar.total = total
             bar.update(done - bar.n)
 
-        index_paths(
-            paths,
-            out,
-            lambda: Pipeline.of(node),
+        settings = IngestSettings(
             chunk_records=ds.files is None,
             chunker=system.chunker,
             warn=lambda line: logger.warning("%s: %s", system.name, line),
-            progress=step,
         )
+        index_paths(paths, out, lambda: Pipeline.of(node), settings, progress=step)
         pipe = Pipeline.open(out, read_only=True)
         node = pipe if hasattr(node, "run_stages") else pipe.retriever
         chunked = True

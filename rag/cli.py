@@ -62,19 +62,26 @@ def _holds_documents(path: str) -> bool:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from rag.index import ingest
     from rag.ingest.cli import run_index, wants_ingest
+    from rag.ingest.indexing import (
+        RECORD_BATCH,
+        count_overlong,
+        delete,
+        index_records,
+        repair,
+        source_key,
+    )
     from rag.nodes import Node
     from rag.persist import read_documents
     from rag.pipeline import Pipeline
 
     if args.repair:  # rebuild a damaged index from its intact document segments
-        ingest.repair(args.repair)
+        repair(args.repair)
         return 0
     if args.out is None:
         raise ConfigError("--out is required: the index folder")
     if args.delete:
-        n = ingest.delete(args.out, args.delete)
+        n = delete(args.out, args.delete)
         print(f"deleted {n} of {len(args.delete)} ids from {args.out}")
         return 0
     if not args.corpus:
@@ -101,15 +108,13 @@ def _index(args: argparse.Namespace) -> int:
             return Pipeline(retriever=load_preset(args.preset))
         return Pipeline(retriever=build_retriever(args.retriever))
 
-    pipe = ingest.ingest(
-        args.out, docs, make, ingest.source_key([args.corpus]), append=args.append,
+    pipe = index_records(
+        args.out, docs, make, source_key([args.corpus]), append=args.append,
         overwrite=args.overwrite,
-        batch_size=ingest.DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+        batch_size=RECORD_BATCH if args.batch_size is None else args.batch_size,
     )
     pipe.close()
     print(f"indexed {len(docs)} documents with {pipe.retriever.name} into {args.out}")
-    from rag.ingest.indexing import count_overlong
-
     over, max_len = count_overlong(pipe.retriever, docs)
     if max_len is not None:
         print(f"{over} of {len(docs)} documents are longer than the encoder's max_length "

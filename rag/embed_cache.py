@@ -5,8 +5,9 @@ files (name, size and the SHA-256 of ``config.json`` and the weight files' first
 a changed checkpoint gets a new namespace) and of the encoder config that changes the vectors
 (:meth:`rag.encoders.TransformerEncoder.cache_key`: pooling, precision, max_length, prefixes,
 layer...; not batch size or device). Inside, each shard is a pair of ``.npy`` files: the SHA-1 of
-every text (hex, ``S40``) and its float32 vector; shards are written atomically (temp file + rename,
-vectors first, hashes last), so concurrent writers and a killed process leave no half shard.
+every text (hex, ``S40``) and its float32 vector; shards are published atomically through the one
+writer (:func:`rag.models.publish`: temp file, fsync, rename, fsync of the folder; vectors first,
+hashes last), so concurrent writers and a killed process leave no half shard.
 
 The same class is the in-memory document-vector cache: with ``capacity > 0`` the last
 ``capacity`` vectors are kept in an LRU that is checked before the shards, and with
@@ -28,6 +29,7 @@ memory-only one (:func:`memory_cache`), so overlapping candidate pools are encod
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.models import resolve_model
+from rag.models import publish, resolve_model
 
 STATS = {"hits": 0, "misses": 0}
 _default: str | None = None
@@ -153,6 +155,11 @@ def memory_cache(capacity: int) -> EmbeddingCache:
     return EmbeddingCache(None, "", capacity=capacity)
 
 
+def _save_npy(tmp: Path, arr: np.ndarray) -> None:
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+
+
 def text_hashes(texts: Sequence[str]) -> list[bytes]:
     return [hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest().encode() for t in texts]
 
@@ -258,15 +265,10 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         key_file = folder / "key.json"
         if not key_file.exists():
-            tmp = key_file.with_name(f".key.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(self.key, encoding="utf-8")
-            os.replace(tmp, key_file)
+            publish(key_file, lambda tmp: tmp.write_text(self.key, encoding="utf-8"))
         shard = uuid.uuid4().hex
         for suffix, arr in ((".vecs.npy", vecs), (".hashes.npy", np.array(hashes, dtype="S40"))):
-            tmp = folder / f".{shard}{suffix}.tmp"
-            with open(tmp, "wb") as f:
-                np.save(f, arr)
-            os.replace(tmp, folder / f"{shard}{suffix}")
+            publish(folder / f"{shard}{suffix}", functools.partial(_save_npy, arr=arr))
         self._seen.add(shard)
         self._vecs[shard] = vecs
         for r, hsh in enumerate(hashes):

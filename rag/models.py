@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,26 @@ ALIASES = {
     "huggingfacetb/smollm2-135m-instruct": "smollm2-135m",
 }
 _lock = threading.Lock()
+
+Writer = Callable[[Path, Callable[[Path], object]], Path]
+_writer: Writer | None = None
+
+
+def use_writer(writer: Writer) -> None:
+    """Install the one file writer (:func:`rag.index.files.publish`) for core's caches. The
+    package root does this (``rag/__init__``): core sits below the index layer, which owns every
+    rename, and never imports it."""
+    global _writer
+    _writer = writer
+
+
+def publish(target: Path, produce: Callable[[Path], object]) -> Path:
+    """Make the file or folder ``target`` with ``produce(tmp)`` and publish it atomically through
+    the installed writer (temp path, fsync, rename, fsync of the folder): the model caches here
+    and in :mod:`rag.onnx_runtime`, the shards of :mod:`rag.embed_cache`."""
+    if _writer is None:  # only while ``rag/__init__`` itself is being imported
+        raise RuntimeError("no file writer installed; import rag first")
+    return _writer(target, produce)
 
 
 def cache_dir() -> Path:
@@ -112,10 +133,12 @@ def _smollm2_fp32() -> Path:
                     setattr(model, attr, None)
         if getattr(model.config, "quantization_config", None) is not None:
             del model.config.quantization_config
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        os.replace(tmp, target)
+
+        def produce(tmp: Path) -> None:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+
+        publish(target, produce)
     return target
 
 

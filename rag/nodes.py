@@ -471,14 +471,8 @@ class BaseRetriever(Node):
     ) -> list[list[tuple[str, float]]] | list[ScoredIds]:
         raise NotImplementedError
 
-    # persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save as an index folder (:func:`rag.index.io.write_index`): documents once, this
-        node's state, a checksummed manifest."""
-        from rag.index.io import write_index
-
-        return write_index(self, Path(path))
-
+    # persistence: saving is an index operation (rag.index.write_index(retriever, path), or
+    # Pipeline.save); the node only fills the state hooks
     def _save_state(self, path: Path) -> None:
         """Hook: write index state (vectors, postings) under ``path``."""
 

@@ -14,14 +14,14 @@ packaged MiniLM or any local/HF-cached encoder) into ``$RAGNODES_CACHE/onnx/<mod
 
 Batching, padding and pooling are the torch runtime's (:class:`rag.runtime.EncoderRuntime`):
 only the forward pass runs in ONNX Runtime, on ``threads`` intra-op threads (default 1: the
-process's other work and the machine's other processes keep the other cores). Files are written
-to a temporary name and renamed, so a killed export leaves nothing half-written.
+process's other work and the machine's other processes keep the other cores). Files are published
+through the one writer (:func:`rag.models.publish`: temporary name, fsync, rename), so a killed
+export leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 
 from rag.errors import ConfigError
 from rag.extras import require
-from rag.models import cache_dir, canonical, load_hf, resolve_model
+from rag.models import cache_dir, canonical, load_hf, publish, resolve_model
 from rag.runtime import EncoderRuntime
 
 ONNX_PRECISIONS = ("fp32", "int8")
@@ -77,23 +77,23 @@ def _export_fp32(model: str, out: Path) -> None:
     mask = (ids != 0).to(torch.int64)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {n: {0: "batch", 1: "length"} for n in [*names, "last_hidden_state"]}
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(
-            Hidden(net).eval(), (ids, mask, torch.zeros_like(ids)), str(tmp),
-            input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
-            opset_version=OPSET, dynamo=False,
-        )
-    os.replace(tmp, out)
+
+    def produce(tmp: Path) -> None:
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(
+                Hidden(net).eval(), (ids, mask, torch.zeros_like(ids)), str(tmp),
+                input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                opset_version=OPSET, dynamo=False,
+            )
+
+    publish(out, produce)
 
 
 def _quantize(src: Path, out: Path) -> None:
     _require_ort()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = out.with_suffix(f".tmp{os.getpid()}.onnx")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
-    os.replace(tmp, out)
+    publish(out, lambda tmp: quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8))
 
 
 def exported(model: str, precision: str) -> Path:

@@ -90,8 +90,9 @@ def save_retriever(retriever: Any, path: Path) -> Path:
 
 
 def load_retriever(path: str | os.PathLike[str]) -> Any:
-    """Open a retriever saved with ``save()`` (verified; see :func:`rag.index.open_index`).
-    A folder of the older layout (``config.json`` + ``documents.jsonl``) still opens."""
+    """Open a retriever saved with :func:`rag.index.write_index` or ``Pipeline.save`` (verified;
+    see :func:`rag.index.open_index`). A folder of the older layout (``config.json`` +
+    ``documents.jsonl``) still opens."""
     from rag.index import is_index, open_index
 
     p = Path(path)

@@ -103,10 +103,10 @@ def save_projector(proj: Any, folder: str | Path, manifest: dict[str, Any]) -> P
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in proj.state_dict().items()}
-    tmp = out / f".{FILES[0]}.tmp"
-    st.save_file(state, str(tmp))
-    tmp.replace(out / FILES[0])
+    from rag.index.files import publish
     from rag.persist import atomic_write_text
+
+    publish(out / FILES[0], lambda tmp: st.save_file(state, str(tmp)))
 
     meta = {"d_in": proj.d_in, "d_out": proj.d_out, "d_hidden": proj.d_hidden, **manifest}
     atomic_write_text(out / FILES[1], json.dumps(meta, indent=2))

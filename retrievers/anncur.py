@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError, DataError
+from rag.index.files import write_array
 from rag.nodes import BaseRetriever, check_query
 from rag.persist import atomic_write_text
 from rag.types import Document, Query, Ranking
@@ -328,9 +329,7 @@ def write_anchor_matrix(
     if m.shape != (len(anchors), len(item_ids)):
         raise ConfigError(f"matrix shape {m.shape} != ({len(anchors)}, {len(item_ids)})")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp.npy")
-    np.save(tmp, m, allow_pickle=False)
-    os.replace(tmp, p)
+    write_array(p, m)  # the one writer (rag.index.files): temp, fsync, rename
     meta = {"anchor_queries": list(anchors), "item_ids": list(item_ids)}
     atomic_write_text(p.with_suffix(".json"), json.dumps(meta))
     return p

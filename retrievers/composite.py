@@ -8,7 +8,7 @@ base owns everything but the combination:
   node; children are asked through their ``_retrieve`` (checked input), so a query inside a
   hybrid of a hybrid is still validated once;
 * the candidate depth asked of each child is :func:`rag.nodes.candidate_depth` (``depth``, else
-  100, never fewer than ``k``);
+  the class's ``default_depth``, never fewer than ``k``);
 * the composite uses the query's instruction when any of its parts does, applies a metadata
   filter only when every child can, and is lexical (``matching_only``) when every child is;
 * indexing, deleting, ``load()`` and persistence go to every child (``_commit_state`` writes one
@@ -32,9 +32,10 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rag import tracing
+from rag.index.io import write_index
 from rag.nodes import BaseRetriever, candidate_depth
 from rag.types import Document, Query, Ranking
 
@@ -46,11 +47,13 @@ class CompositeRetriever(BaseRetriever):
 
     Subclasses keep their children in ``self.retrievers`` (or override :attr:`children`), and
     may name more parts (rerankers, a generator) in :meth:`parts` for ``load()`` and the
-    instruction check. A config ``depth`` attribute, when present, sets the candidate depth.
+    instruction check. A config ``depth`` attribute, when present, sets the candidate depth;
+    without one, the class attribute ``default_depth`` does.
     """
 
     retrievers: list[BaseRetriever]
     depth: int | None = None
+    default_depth: ClassVar[int] = 100
 
     # -- the parts --------------------------------------------------------------------------------
     @property
@@ -85,7 +88,7 @@ class CompositeRetriever(BaseRetriever):
     # -- retrieval --------------------------------------------------------------------------------
     def candidate_depth(self, k: int) -> int:
         """Candidates asked of each child to return ``k`` (:func:`rag.nodes.candidate_depth`)."""
-        return candidate_depth(k, self.depth)
+        return candidate_depth(k, self.depth, self.default_depth)
 
     def _retrieve(
         self, queries: list[Query], k: int, filter: dict[str, Any] | None
@@ -162,7 +165,7 @@ class CompositeRetriever(BaseRetriever):
 
     def _save_state(self, path: Path) -> None:
         for i, c in enumerate(self.children):
-            c.save(path / f"child{i}")
+            write_index(c, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         """The layout before :mod:`rag.index`: one saved folder per child."""

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.index.io import write_index
 from rag.nodes import BaseRetriever
 from rag.types import Document, Query
 from retrievers.bm25 import BM25Retriever
@@ -196,7 +197,7 @@ class RM3Retriever(BaseRetriever):
         return [_top(self.scores(q.text), bm._order, k, mask) for q in queries]
 
     def _save_state(self, path: Path) -> None:
-        self.bm25.save(path / "bm25")
+        write_index(self.bm25, path / "bm25")
 
     def _load_state(self, path: Path) -> None:
         from rag.persist import load_retriever
@@ -293,7 +294,7 @@ class DensePRFRetriever(BaseRetriever):
         return self.dense.store.search(self.query_vectors(queries, filter), k, filter)  # type: ignore[no-any-return]
 
     def _save_state(self, path: Path) -> None:
-        self.dense.save(path / "dense")
+        write_index(self.dense, path / "dense")
 
     def _load_state(self, path: Path) -> None:
         from rag.persist import load_retriever

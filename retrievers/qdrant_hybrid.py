@@ -80,7 +80,9 @@ class QdrantHybridRetriever(BaseRetriever):
         fusion: ``rrf`` or ``dbsf``.
         rrf_k: RRF constant, as :class:`~retrievers.hybrid.HybridRetriever`'s.
         depth: candidates per prefetch (default 100, at least ``k``: the one policy,
-            :func:`rag.nodes.candidate_depth`, as ``HybridRetriever``).
+            :func:`rag.nodes.candidate_depth`; ``HybridRetriever`` fuses 500 by default, but
+            here each prefetch is an HNSW search and ``rescore_depth`` follows ``depth``, so a
+            deeper default would cost every query; set ``depth: 500`` for its recall).
         rescore_depth: fused candidates MaxSim re-scores (default ``depth``).
         filter_fields: ``{field: "keyword"|"integer"|"float"|"bool"}`` metadata fields to build
             payload indexes for (a server uses them to filter inside the HNSW search).

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError
+from rag.index.io import write_index
 from rag.nodes import BaseReranker, BaseRetriever
 from rag.types import Document, Query, Ranking
 from retrievers.fusion import rrf
@@ -57,10 +58,12 @@ class RerankFusionRetriever(HybridRetriever):
         rerankers: rerankers that score the pool of the children's candidates.
         weights: one per child, then one per reranker (default all 1).
         method / rrf_k / norm: as :class:`HybridRetriever`.
-        depth: candidates per child, at least ``k`` (default ``max(k, 100)``).
+        depth: candidates per child, at least ``k`` (default ``max(k, 100)``: rerankers score the
+            pool, so their cost grows with it; the plain ``hybrid`` fuses 500 by default).
     """
 
     name: ClassVar[str] = "rerank_fusion"
+    default_depth: ClassVar[int] = 100
 
     def __init__(
         self,
@@ -153,7 +156,7 @@ class RerankFusionRetriever(HybridRetriever):
     def _save_state(self, path: Path) -> None:
         for i, r in enumerate(self.retrievers):
             if i not in self._followers:  # a follower's only state is its sibling's index
-                r.save(path / f"child{i}")
+                write_index(r, path / f"child{i}")
 
     def _load_state(self, path: Path) -> None:
         from rag.persist import load_retriever

@@ -154,9 +154,10 @@ class SpladeRetriever(BaseRetriever):
 
         if self._matrix is None:
             return
-        tmp = path / ".splade.npz.tmp.npz"
-        sp.save_npz(tmp, self._matrix, compressed=False)
-        tmp.replace(path / "splade.npz")
+        from rag.index.files import publish
+
+        matrix = self._matrix
+        publish(path / "splade.npz", lambda tmp: sp.save_npz(tmp, matrix, compressed=False))
         atomic_write_text(path / "splade_ids.json", json.dumps(self._ids))
 
     def _load_state(self, path: Path) -> None:

@@ -92,7 +92,7 @@ def indexed(folder, minilm):
     import io
 
     from rag.ingest.context import ChunkContext
-    from rag.ingest.indexing import index_paths
+    from rag.ingest.indexing import IngestSettings, index_paths
     from rag.ingest.loaders import CsvColumns
     from rag.ingest.progress import IndexProgress
     from rag.pipeline import Pipeline
@@ -105,15 +105,12 @@ def indexed(folder, minilm):
     cwd, err = os.getcwd(), io.StringIO()
     os.chdir(folder)  # sources are recorded as given: notes/...
     try:
-        index_paths(
-            ["notes"],
-            "idx",
-            new,
+        settings = IngestSettings(
             chunk_size=48,
             csv_columns=CsvColumns.parse("text=text;id=id"),
             warn=lambda line: print(f"warning: {line}", file=err),
-            monitor=IndexProgress(stream=err, tty=False),
         )
+        index_paths(["notes"], "idx", new, settings, monitor=IndexProgress(stream=err, tty=False))
     finally:
         os.chdir(cwd)
     return folder / "idx", err.getvalue()

@@ -166,6 +166,42 @@ def test_old_generations_are_removed_after_commit(tmp_path, demo_docs):
     assert len(Pipeline.open(idx).retriever) == 7
 
 
+def test_update_delete_readd_and_compact_survive_reopen(tmp_path):
+    # (what retrievers/stores/durable.py proved for its own segments, on the one index layer:
+    # ids are upserts, deletes are tombstones, a deleted id can come back, compaction keeps all)
+    docs = [{"id": i, "text": f"{i} {w}"} for i, w in
+            (("a", "apple orchard"), ("b", "banana grove"), ("c", "cherry tree"))]
+    idx = tmp_path / "idx"
+    pipe = Pipeline(retriever=BM25Retriever())
+    pipe.index(docs).save(idx)
+    pipe.close()
+    pipe = Pipeline.open(idx)
+    pipe.index([{"id": "b", "text": "b mango plantation"}])  # update b
+    pipe.delete(["c"])
+    pipe.index([{"id": "d", "text": "d durian stall"}])
+    pipe.close()
+
+    def state(path: Path) -> tuple[dict[str, str], list[str]]:
+        back = Pipeline.open(path)
+        try:
+            texts = {i: d.text for i, d in back.retriever.documents.items()}
+            return texts, back.search("mango banana cherry", k=5).ids
+        finally:
+            back.close()
+
+    texts, hits = state(idx)
+    assert texts == {"a": "a apple orchard", "b": "b mango plantation", "d": "d durian stall"}
+    assert hits == ["b"]  # the old text of b and the deleted c are gone from the postings too
+    pipe = Pipeline.open(idx)
+    pipe.index([{"id": "c", "text": "c cherry blossom"}])  # a deleted id comes back
+    pipe.compact()
+    pipe.close()
+    texts, hits = state(idx)
+    assert texts["c"] == "c cherry blossom" and sorted(texts) == ["a", "b", "c", "d"]
+    assert sorted(hits) == ["b", "c"]
+    assert len(list(idx.glob("*.docs"))) == 1  # compacted: one document segment
+
+
 # -- one writer, many readers ----------------------------------------------------------------------
 def test_second_writer_gets_one_line_error(tmp_path, demo_docs, capsys):
     idx = bm25_index(tmp_path / "idx", demo_docs)

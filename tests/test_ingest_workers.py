@@ -68,3 +68,66 @@ def test_workers_is_checked_and_refused_for_a_jsonl_corpus(tmp_path, capsys) -> 
     corpus.write_text('{"_id": "a", "text": "x"}\n', encoding="utf-8")
     assert main(["index", str(corpus), "--out", str(tmp_path / "i"), "--workers", "2"]) == 2
     assert "--workers applies to files and folders" in capsys.readouterr().err
+
+
+CHILD = """
+import sys, time
+from rag.ingest.workers import EncodePool
+from rag.nodes import Node
+
+pool = EncodePool(Node.from_config({"type": "dense"}), 2)
+busy = [pool.pool.submit(time.sleep, 300) for _ in range(2)]  # a slice that takes minutes
+print("busy", flush=True)
+time.sleep(300)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            kids |= {int(x) for x in f.read().split()}
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_workers_exit_when_the_parent_is_killed() -> None:
+    """A ``rag index --workers 2`` killed with SIGKILL (OOM killer, supervisor) leaves no
+    worker behind still encoding its slice: each exits within seconds (rag.ingest.workers
+    .exit_with_parent), though its task would run for minutes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                         env=env)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "busy"
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while len(workers) < 2 and time.monotonic() < deadline:  # spawned on submit
+            workers = {c for c in _children(p.pid)
+                       if b"spawn_main" in open(f"/proc/{c}/cmdline", "rb").read()}
+            time.sleep(0.2)
+        assert len(workers) == 2, workers
+        time.sleep(2)  # the workers have run their initializer and are in time.sleep(300)
+        assert all(_alive(w) for w in workers)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "orphaned workers still running"
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -256,7 +256,8 @@ def test_think_cache_is_bounded_and_saved_with_the_index(think, demo_docs, tmp_p
     think.retrieve_batch(qs, k=3)
     before = {q.id: think.thought(q) for q in qs}
     ranked = think.retrieve_batch(qs, k=3)
-    reopened = load_retriever(think.save(tmp_path / "idx"))
+    from rag.index import write_index
+    reopened = load_retriever(write_index(think, tmp_path / "idx"))
 
     def no_generation(*a, **kw):
         raise AssertionError("a saved thought was generated again")

@@ -280,7 +280,8 @@ def test_in_memory_collection_saves_and_loads(tmp_path, demo_docs):
 
     r = sparse_only(demo_docs)
     want = r.bm25_search(["moons of Mars", "largest planet"], k=5)
-    r.save(tmp_path / "idx")
+    from rag.index import write_index
+    write_index(r, tmp_path / "idx")
     loaded = load_retriever(tmp_path / "idx")
     assert loaded.bm25_search(["moons of Mars", "largest planet"], k=5) == want
     assert len(loaded) == len(demo_docs)

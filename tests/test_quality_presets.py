@@ -169,7 +169,8 @@ def test_fusion_shares_the_inner_index_of_feedback_children(adi, tmp_path):
     assert r.retrievers[0].bm25 is r.retrievers[1]  # one BM25 index, two runs fused
     r.index(adi.corpus)
     before = r.retrieve_batch(adi.queries[:5], k=10)
-    r.save(tmp_path / "idx")
+    from rag.index import write_index
+    write_index(r, tmp_path / "idx")
     from rag.index import IndexFolder
 
     # the follower commits no state of its own: the shared BM25 index is written once

@@ -1,10 +1,17 @@
 """The one durable writer of the index layer: temp file -> fsync -> rename -> fsync(dir).
 
-Every file ragnodes writes for an index goes through :func:`write_durable` (immutable segment
-files) or :func:`atomic_write_bytes` (the manifest, configs): a crash leaves either the old file or
-the new one, never a half-written one (the POSIX rename protocol of Pillai et al., "All File
-Systems Are Not Created Equal", OSDI 2014). :func:`crash_point` lets tests SIGKILL a writer at a
-named step (``RAG_CRASH_AT=after-docs``) to check exactly that.
+Every file ragnodes replaces or publishes goes through this module, the only code of ``rag``,
+``retrievers``, ``rerankers`` and ``prompts`` that renames files (``tests/test_one_writer.py``
+checks that): :func:`write_durable` (immutable segment files), :func:`atomic_write_bytes` (the
+manifest, configs), and :func:`publish` / :func:`write_array` for a file or folder that a library
+writes by path (``np.save``, ``torch.onnx.export``, ``save_pretrained``: nodes' state, the
+embedding cache, model caches). A crash leaves either the old file or the new one, never a
+half-written one (the POSIX rename protocol of Pillai et al., "All File Systems Are Not Created
+Equal", OSDI 2014). :func:`crash_point` lets tests SIGKILL a writer at a named step
+(``RAG_CRASH_AT=after-docs``) to check exactly that.
+
+Core (model caches, the embedding cache) sits below this layer and never imports it: the package
+root hands :func:`publish` to :func:`rag.models.use_writer`.
 
 >>> entry = write_durable(Path(tmp) / "a.bin", b"abc")          # doctest: +SKIP
 >>> entry["bytes"], entry["sha256"][:8]                          # doctest: +SKIP
@@ -15,8 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +87,63 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> dict[str, A
     entry = write_durable(path, data)
     fsync_dir(Path(path).parent)
     return entry
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync a file, or every file and folder under a folder (what :func:`publish` renames)."""
+    if not path.is_dir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    for d in sorted({p.parent for p in path.rglob("*")} | {path}):
+        fsync_dir(d)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def publish(target: str | os.PathLike[str], produce: Callable[[Path], object]) -> Path:
+    """Make ``target`` (a file or a folder) atomically: ``produce(tmp)`` writes it at a temporary
+    sibling path (same folder, same last suffix, so ``np.save``/``save_npz`` keep the name), which
+    is fsynced (every file of a folder), renamed onto ``target`` and the folder fsynced. A crash
+    leaves the old ``target`` or the new one; a folder another process published first is kept
+    (the same cache entry made twice) and this copy dropped. Returns ``target``."""
+    p = Path(target)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp{p.suffix}")
+    try:
+        produce(tmp)
+        _fsync_tree(tmp)
+        try:
+            os.replace(tmp, p)
+        except OSError:
+            if not (tmp.is_dir() and p.is_dir()):
+                raise
+            _remove(tmp)  # a non-empty folder is not replaced: the other writer's copy stays
+    except BaseException:
+        _remove(tmp)
+        raise
+    fsync_dir(p.parent)
+    return p
+
+
+def write_array(path: str | os.PathLike[str], array: Any) -> Path:
+    """:func:`publish` one array as ``.npy`` (no pickles), whatever the file is named."""
+    import numpy as np
+
+    def produce(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+    return publish(path, produce)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

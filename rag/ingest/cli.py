@@ -123,7 +123,7 @@ def new_pipeline(args: argparse.Namespace, build_retriever: Any) -> Any:
 def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     from rag.errors import ConfigError
     from rag.ingest.contextual import Situator
-    from rag.ingest.indexing import DEFAULT_BATCH, index_paths
+    from rag.ingest.indexing import DEFAULT_BATCH, IngestSettings, index_paths
     from rag.ingest.loaders import CsvColumns
     from rag.ingest.progress import IndexProgress
     from rag.ingest.splitter import Chunker
@@ -133,18 +133,18 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
     if chunker is not None and not isinstance(chunker, Chunker):
         raise ConfigError(f"--chunker {args.chunker!r} is a {chunker.name}, not a chunker")
 
-    common: dict[str, Any] = {
-        "include": args.include,
-        "exclude": args.exclude,
-        "strict": args.strict,
-        "chunk_size": args.chunk_size,
-        "chunk_overlap": args.chunk_overlap,
-        "chunk_records": args.chunk_records,
-        "csv_columns": CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
-        "warn": lambda line: print(f"warning: {line}", file=sys.stderr),
-        "chunker": chunker,
-        "batch_size": DEFAULT_BATCH if args.batch_size is None else args.batch_size,
-    }
+    settings = IngestSettings(
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        strict=args.strict,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        chunk_records=args.chunk_records,
+        csv_columns=CsvColumns.parse(args.csv_columns) if args.csv_columns else None,
+        chunker=chunker,
+        batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+        warn=lambda line: print(f"warning: {line}", file=sys.stderr),
+    )
     paths = [args.corpus, *args.more]
     make = lambda: new_pipeline(args, build_retriever)  # noqa: E731
     if getattr(args, "engine", "local") == "ray":
@@ -155,22 +155,22 @@ def run_index(args: argparse.Namespace, build_retriever: Any) -> int:
                 "--situate runs an LLM per chunk here; it is not offered with "
                 "--engine ray (drop one of them)"
             )
-        settings = RaySettings(
+        cluster = RaySettings(
             address=args.ray_address,
             workers=args.ray_workers,
             gpus=args.ray_gpus,
             embed_batch=args.ray_embed_batch,
         )
-        report = index_paths_ray(paths, args.out, make, settings, **common)
+        report = index_paths_ray(paths, args.out, make, settings, cluster)
     else:
         report = index_paths(
             paths,
             args.out,
             make,
+            settings,
             situator=Situator(args.situate_model) if args.situate else None,
             workers=args.workers,
             monitor=IndexProgress(),  # a bar on a terminal, else a line every few seconds
-            **common,
         )
     for line in report.lines():
         print(line)

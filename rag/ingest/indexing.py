@@ -1,5 +1,19 @@
-"""``rag index PATH...``: load files, chunk them, index the chunks, and keep a file manifest so a
-rerun re-embeds only new or changed files, removes deleted ones, and resumes after a kill.
+"""The one ingest driver: ``rag index``, ``--workers``, ``--engine ray`` and ``rag eval --dataset``.
+
+Files become records first (:func:`rag.ingest.loaders.load_paths`, or one JSONL corpus read as
+it is), and the records are committed in batches, each with its cursor, through
+:meth:`rag.pipeline.Pipeline.index` (the index layer's one writer, :mod:`rag.index`):
+
+* :func:`index_paths` -- ``rag index PATH...``: load files, chunk them, index the chunks, and keep
+  a file manifest so a rerun re-embeds only new or changed files, removes deleted ones, and
+  resumes after a kill. ``--workers`` encodes each batch in worker processes first
+  (:mod:`rag.ingest.workers`); the Ray engine (:func:`rag.ingest.ray_engine.index_paths_ray`)
+  loads, chunks and embeds on a cluster and commits through the same :class:`FileCommits`. Both
+  take one :class:`IngestSettings`.
+* :func:`index_records` -- ``rag index corpus.jsonl``: a JSONL corpus as its records (ids and
+  all), committed in batches with a record cursor; ``--append``, ``--overwrite``, and a rerun
+  resumes after the last committed batch. :func:`delete` and :func:`repair` are ``rag index
+  --delete`` / ``--repair``.
 
 The file manifest maps each source file to the SHA-256 of its bytes and the ids of its chunks,
 plus the chunker's (and situator's) config. It is not a file of its own: it is the index's
@@ -11,8 +25,8 @@ Stale chunks (changed or deleted files) are dropped in the first commit, togethe
 manifest entries. A changed chunker config (``--chunk-size``...) re-chunks every file; a rerun
 with nothing changed writes nothing.
 
->>> pipe = lambda: Pipeline(BM25Retriever())
->>> index_paths(["notes/"], "idx", new_pipeline=pipe).lines()[0]     # doctest: +SKIP
+>>> pipe, settings = lambda: Pipeline(BM25Retriever()), IngestSettings(chunk_size=256)
+>>> index_paths(["notes/"], "idx", pipe, settings).lines()[0]       # doctest: +SKIP
 'files: 12 new, 0 changed, 0 unchanged, 0 removed; 48 chunks added, 0 removed (0.4s)'
 """
 
@@ -21,13 +35,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, IndexCorruptError
 from rag.ingest.loaders import CsvColumns, load_paths
 from rag.ingest.progress import NoProgress
 from rag.ingest.splitter import Chunker, find_encoder
@@ -36,7 +52,53 @@ from rag.types import Document
 MANIFEST = "ingest.json"  # where indexes before the cursor kept the manifest
 CURSOR = "ingest"
 DEFAULT_BATCH = 2_000
+RECORD_BATCH = 10_000  # records per commit of index_records (a JSONL corpus)
 RECORD_FORMATS = ("jsonl", "csv")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How files become records and chunks, and how many chunks go into one commit: the one
+    settings value of :func:`index_paths` and :func:`rag.ingest.ray_engine.index_paths_ray`.
+
+    Args:
+        include, exclude: glob patterns of files to take / leave (``--include``, ``--exclude``).
+        strict: an unreadable file is an error instead of a warning.
+        chunk_size, chunk_overlap: of the default chunker (the retriever encoder's tokens).
+        chunk_records: split JSONL/CSV records too (else a record is one document).
+        csv_columns: which CSV columns are text, id and title.
+        chunker: replaces the default chunker (e.g. from a YAML config).
+        batch_size: chunks per commit, rounded up to whole files.
+        warn: where a skipped file's line goes (default: the engine's log).
+    """
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    strict: bool = False
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+    chunk_records: bool = False
+    csv_columns: CsvColumns | None = None
+    chunker: Chunker | None = None
+    batch_size: int = DEFAULT_BATCH
+    warn: Callable[[str], None] | None = None
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+    def chunker_for(self, pipe: Any, situator: Any = None) -> Chunker:
+        """:attr:`chunker`, else the retriever's default one with these sizes."""
+        if self.chunker is not None:
+            return self.chunker
+        kw: dict[str, Any] = {}
+        if self.chunk_size is not None:
+            kw["chunk_size"] = self.chunk_size
+        if self.chunk_overlap is not None:
+            kw["chunk_overlap"] = self.chunk_overlap
+        if situator is not None:
+            kw["reserve_tokens"] = situator.max_new_tokens + 2
+        return Chunker.for_retriever(pipe.retriever, **kw)
 
 
 @dataclass
@@ -114,17 +176,8 @@ def index_paths(
     paths: Sequence[str | Path],
     out: str | Path,
     new_pipeline: Callable[[], Any],
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    strict: bool = False,
-    chunk_size: int | None = None,
-    chunk_overlap: int | None = None,
-    chunk_records: bool = False,
-    csv_columns: CsvColumns | None = None,
-    warn: Callable[[str], None] | None = None,
-    chunker: Chunker | None = None,
+    settings: IngestSettings | None = None,
     situator: Any = None,
-    batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     monitor: Any = None,
@@ -132,17 +185,17 @@ def index_paths(
     """Index (or incrementally re-index) files into the index folder ``out``.
 
     ``new_pipeline()`` builds the pipeline for a new index; an existing one is reopened.
-    ``chunker`` (e.g. from a YAML config) replaces the one built from the retriever's encoder;
+    ``settings`` say how files are read and chunked and how many chunks a commit takes;
     ``situator`` (:class:`~rag.ingest.contextual.Situator`) adds LLM-written context;
-    ``batch_size`` chunks (rounded up to whole files) go into each commit; ``progress(done,
-    total)`` is called after each commit with the documents (files, records) indexed so far;
-    ``workers > 1`` encodes each batch in that many processes before this process commits it
-    (:mod:`rag.ingest.workers`); ``monitor`` (:class:`~rag.ingest.progress.IndexProgress`, what
-    ``rag index`` shows) is told of files read, chunks made and chunks committed."""
+    ``progress(done, total)`` is called after each commit with the documents (files, records)
+    indexed so far; ``workers > 1`` encodes each batch in that many processes before this process
+    commits it (:mod:`rag.ingest.workers`); ``monitor``
+    (:class:`~rag.ingest.progress.IndexProgress`, what ``rag index`` shows) is told of files
+    read, chunks made and chunks committed."""
     from rag.ingest.workers import encode_pool
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    settings = settings if settings is not None else IngestSettings()
+    settings.check()
     t0 = time.perf_counter()
     out = Path(out)
     manifest = read_manifest(out)
@@ -153,17 +206,8 @@ def index_paths(
                 pipe,
                 manifest,
                 paths,
-                include,
-                exclude,
-                strict,
-                chunk_size,
-                chunk_overlap,
-                chunk_records,
-                csv_columns,
-                warn,
-                chunker,
+                settings,
                 situator,
-                batch_size,
                 progress if progress is not None else (lambda done, total: None),
                 pool,
                 monitor,
@@ -176,19 +220,6 @@ def index_paths(
             monitor.close()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _default_chunker(
-    pipe: Any, chunk_size: int | None, chunk_overlap: int | None, situator: Any
-) -> Chunker:
-    kw: dict[str, Any] = {}
-    if chunk_size is not None:
-        kw["chunk_size"] = chunk_size
-    if chunk_overlap is not None:
-        kw["chunk_overlap"] = chunk_overlap
-    if situator is not None:
-        kw["reserve_tokens"] = situator.max_new_tokens + 2
-    return Chunker.for_retriever(pipe.retriever, **kw)
 
 
 def _chunks_of(
@@ -325,31 +356,21 @@ def _index_files(
     pipe: Any,
     manifest: dict[str, Any] | None,
     paths: Sequence[str | Path],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    strict: bool,
-    chunk_size: int | None,
-    chunk_overlap: int | None,
-    chunk_records: bool,
-    csv_columns: CsvColumns | None,
-    warn: Callable[[str], None] | None,
-    chunker: Chunker | None,
+    settings: IngestSettings,
     situator: Any,
-    batch_size: int,
     progress: Callable[[int, int], None],
     pool: Any,
     monitor: Any = None,
 ) -> IndexReport:
     monitor = monitor if monitor is not None else NoProgress()
-    if chunker is None:
-        chunker = _default_chunker(pipe, chunk_size, chunk_overlap, situator)
+    chunker = settings.chunker_for(pipe, situator)
     report = IndexReport()
     commits = FileCommits(
         pipe,
         manifest,
         chunker,
         situator,
-        batch_size,
+        settings.batch_size,
         report,
         _prefilled(pool),
         progress,
@@ -357,19 +378,145 @@ def _index_files(
     )
     res = load_paths(
         paths,
-        include,
-        exclude,
-        strict,
-        csv_columns,
+        settings.include,
+        settings.exclude,
+        settings.strict,
+        settings.csv_columns,
         only=commits.wanted,
-        warn=warn,
+        warn=settings.warn,
         progress=monitor.files,
     )
     report.skipped, report.ignored = [s.path for s in res.skipped], res.ignored
     commits.total = len(res.documents)
     commits.start(res.files)
     for d in res.documents:
-        parts = _chunks_of(d, chunker, chunk_records, situator, monitor)
+        parts = _chunks_of(d, chunker, settings.chunk_records, situator, monitor)
         commits.add(str(d.metadata["source"]), parts)
     commits.finish()
     return report
+
+
+# -- one JSONL corpus as its records: `rag index corpus.jsonl`, --delete, --repair ---------------
+def source_key(paths: Sequence[str | os.PathLike[str]]) -> str:
+    return "|".join(str(Path(p).resolve()) for p in paths)
+
+
+def index_records(
+    out: str | os.PathLike[str],
+    docs: Sequence[Document],
+    make_pipeline: Callable[[], Any],
+    source: str,
+    append: bool = False,
+    overwrite: bool = False,
+    batch_size: int = RECORD_BATCH,
+    log: Callable[[str], None] = print,
+) -> Any:
+    """Index the records ``docs`` into the folder ``out`` in committed batches, each with the
+    cursor ``source -> records in``; returns the pipeline.
+
+    A folder that already holds an index is resumed when its cursor for ``source`` is short of
+    ``len(docs)`` (an interrupted run: it never indexes a record twice); otherwise it needs
+    ``append`` (add to it) or ``overwrite`` (replace it)."""
+    from rag.index import IndexFolder, is_index
+    from rag.index.validate import check_documents
+    from rag.pipeline import Pipeline
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    docs = check_documents(docs)  # every record, before anything is written
+    p = Path(out)
+    legacy = (p / "config.json").exists() and not is_index(p)
+    start = 0
+    if (is_index(p) or legacy) and not overwrite:
+        body = None if legacy else IndexFolder(p).read_manifest()
+        done = body["cursors"].get(source) if body is not None else None
+        if append:
+            pipe = Pipeline.open(p)
+        elif done is not None and done < len(docs):
+            pipe, start = Pipeline.open(p), int(done)
+            log(f"resuming {p}: {start} of {len(docs)} records were committed")
+        else:
+            raise ConfigError(
+                f"{str(p)!r} already holds an index; pass --append to add to it or "
+                "--overwrite to replace it"
+            )
+    elif p.exists() and any(p.iterdir()) and not overwrite and not is_index(p):
+        raise ConfigError(f"{str(p)!r} is not empty; pass --overwrite or choose another --out")
+    else:
+        pipe = make_pipeline()
+        created = not p.exists()
+        try:
+            pipe.save(p)  # generation 1: the config, no documents yet
+            _first_batch(pipe, docs, source, 0, batch_size)
+        except BaseException:
+            pipe.close()
+            if created:  # nothing of the corpus was committed: leave no folder behind
+                shutil.rmtree(p, ignore_errors=True)
+            raise
+        start = min(batch_size, len(docs))
+    for s in range(start, len(docs), batch_size):
+        batch = list(docs[s : s + batch_size])
+        pipe.index(batch, cursor=(source, s + len(batch)))
+    return pipe
+
+
+def _first_batch(pipe: Any, docs: Sequence[Document], source: str, start: int,
+                 batch_size: int) -> None:
+    batch = list(docs[start : start + batch_size])
+    if batch:
+        pipe.index(batch, cursor=(source, start + len(batch)))
+
+
+def delete(out: str | os.PathLike[str], ids: Sequence[str]) -> int:
+    """``rag index --delete ID``: remove ``ids`` from the index ``out`` (one commit)."""
+    from rag.pipeline import Pipeline
+
+    pipe = Pipeline.open(out)
+    try:
+        return int(pipe.delete(list(ids)))
+    finally:
+        pipe.close()
+
+
+def repair(path: str | os.PathLike[str], log: Callable[[str], None] = print) -> int:
+    """Rebuild an index from the document segments that still verify: damaged segments' documents
+    are dropped (and counted), every retriever structure is rebuilt. Returns documents kept."""
+    from rag.index import IndexFolder
+    from rag.index.docstore import DocumentStore
+    from rag.index.files import file_digest
+    from rag.index.folder import MANIFEST as INDEX_MANIFEST
+    from rag.nodes import Node
+    from rag.pipeline import Pipeline
+
+    folder = IndexFolder(path)
+    body = folder.read_manifest()  # a damaged manifest cannot be repaired: it says so
+    if body is None:
+        raise ConfigError(f"{str(path)!r} has no {INDEX_MANIFEST}; nothing to repair, re-ingest")
+    good: list[Any] = []
+    lost = 0
+    for seg in body["docs"]["segments"]:
+        names = [f"{seg['name']}.docs"]
+        ok = all(
+            (folder.path / n).exists()
+            and (folder.path / n).stat().st_size == body["files"][n]["bytes"]
+            and file_digest(folder.path / n) == body["files"][n]["sha256"]
+            for n in names
+        )
+        if not ok:
+            lost += seg["n"] - len(seg["deleted"])
+            continue
+        try:
+            store = DocumentStore.open(folder.path, {"segments": [seg]})
+        except (IndexCorruptError, ValueError):
+            lost += seg["n"] - len(seg["deleted"])
+            continue
+        good.extend(store[i] for i in store)
+    retriever = Pipeline.of(Node.from_config(body["config"])).retriever
+    pipe = Node.from_config(body["pipeline"]) if body.get("pipeline") else None
+    pipe = pipe if isinstance(pipe, Pipeline) else Pipeline(retriever=retriever)
+    pipe.retriever = retriever
+    pipe.index(good)
+    pipe.save(folder.path, config=body.get("pipeline") is not None)
+    note = f", lost {lost} in damaged segments (re-add them)" if lost else ""
+    log(f"repaired {path}: kept {len(good)} documents{note}; rebuilt the retriever state")
+    return len(good)

@@ -33,8 +33,8 @@ for a remote OpenAI-compatible embedding endpoint (the actors then only make HTT
 Files must be readable at the same path from every node (a shared file system). Ray: Moritz
 et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
 
->>> settings = RaySettings(address="127.0.0.1:6379")
->>> index_paths_ray(["notes/"], "idx", new_pipeline, settings).lines()  # doctest: +SKIP
+>>> cluster = RaySettings(address="127.0.0.1:6379")
+>>> index_paths_ray(["notes/"], "idx", new_pipeline, IngestSettings(), cluster)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -54,14 +54,13 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError
 from rag.ingest.indexing import (
-    DEFAULT_BATCH,
     FileCommits,
     IndexReport,
-    _default_chunker,
+    IngestSettings,
     _open_or_create,
     read_manifest,
 )
-from rag.ingest.loaders import MAX_BYTES, CsvColumns, discover, doc_id_for, file_hash
+from rag.ingest.loaders import MAX_BYTES, discover, doc_id_for, file_hash
 from rag.ingest.ray_stages import Embedder, Progress, document_text, load_and_chunk
 from rag.ingest.splitter import Chunker
 from rag.types import Document
@@ -125,56 +124,39 @@ def index_paths_ray(
     paths: Sequence[str | Path],
     out: str | Path,
     new_pipeline: Callable[[], Any],
-    settings: RaySettings | None = None,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    strict: bool = False,
-    chunk_size: int | None = None,
-    chunk_overlap: int | None = None,
-    chunk_records: bool = False,
-    csv_columns: CsvColumns | None = None,
-    warn: Callable[[str], None] | None = None,
-    chunker: Chunker | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    settings: IngestSettings | None = None,
+    cluster: RaySettings | None = None,
     log: Callable[[str], None] | None = None,
 ) -> IndexReport:
-    """:func:`rag.ingest.indexing.index_paths` on a Ray cluster (see the module docstring);
-    returns the same report. ``log`` gets the per-stage progress lines (default: stderr)."""
+    """:func:`rag.ingest.indexing.index_paths` on a Ray cluster (see the module docstring), with
+    the same ``settings``; returns the same report. ``cluster`` says how Ray runs; ``log`` gets
+    the per-stage progress lines (default: stderr)."""
     from rag.extras import require
 
-    settings = settings or RaySettings()
+    settings = settings if settings is not None else IngestSettings()
+    cluster = cluster or RaySettings()
+    cluster.check()
     settings.check()
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     ray = require("ray", extra="ray", feature="rag index --engine ray")
     require("ray.data", extra="ray", feature="rag index --engine ray")
     t0 = time.perf_counter()
     started = not ray.is_initialized()
     if started:
-        _check_reachable(settings.address)  # before anything is written
+        _check_reachable(cluster.address)  # before anything is written
     out = Path(out)
     manifest = read_manifest(out)
     pipe = _open_or_create(out, new_pipeline)
     try:
         if started:
             logging.getLogger("ray").setLevel(logging.WARNING)
-            ray.init(address=settings.address, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
         report = _run(
             ray,
             pipe,
             manifest,
             paths,
             settings,
-            include,
-            exclude,
-            strict,
-            chunk_size,
-            chunk_overlap,
-            chunk_records,
-            csv_columns,
-            warn,
-            chunker,
-            batch_size,
+            cluster,
             log or (lambda line: print(line, file=sys.stderr, flush=True)),
         )
     finally:
@@ -357,28 +339,20 @@ def _run(
     pipe: Any,
     manifest: dict[str, Any] | None,
     paths: Sequence[str | Path],
-    settings: RaySettings,
-    include: Sequence[str],
-    exclude: Sequence[str],
-    strict: bool,
-    chunk_size: int | None,
-    chunk_overlap: int | None,
-    chunk_records: bool,
-    csv_columns: CsvColumns | None,
-    warn: Callable[[str], None] | None,
-    chunker: Chunker | None,
-    batch_size: int,
+    settings: IngestSettings,
+    cluster: RaySettings,
     log: Callable[[str], None],
 ) -> IndexReport:
-    say = warn if warn is not None else log
-    if chunker is None:
-        chunker = _default_chunker(pipe, chunk_size, chunk_overlap, None)
+    say = settings.warn if settings.warn is not None else log
+    chunker = settings.chunker_for(pipe)
     report = IndexReport()
     enc_keys = list(dict.fromkeys(_key(e, f) for e, f in document_encoders(pipe.retriever)))
-    commits = FileCommits(pipe, manifest, chunker, None, batch_size, report)
-    writer = _Writer(pipe, commits, enc_keys, strict, say)
+    commits = FileCommits(pipe, manifest, chunker, None, settings.batch_size, report)
+    writer = _Writer(pipe, commits, enc_keys, settings.strict, say)
     commits.around_commit = writer.serve
-    found, rows = _hash_files(paths, include, exclude, strict, report, say)
+    found, rows = _hash_files(
+        paths, settings.include, settings.exclude, settings.strict, report, say
+    )
     commits.start(found)
     todo = [r for r in rows if commits.wanted(r["source"], r["sha256"])]
     progress = ray.remote(num_cpus=0)(Progress).remote() if todo else None
@@ -396,7 +370,10 @@ def _run(
         )
 
     if todo:
-        ds = _dataset(ray, todo, chunker, enc_keys, settings, chunk_records, csv_columns, progress)
+        ds = _dataset(
+            ray, todo, chunker, enc_keys, cluster, settings.chunk_records, settings.csv_columns,
+            progress,
+        )
         for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.take(block)
             show()

@@ -11,7 +11,9 @@ index is the same (each text's vector is the same fp32 computation; only the bat
 forward pass with differs, which moves a vector by float reassociation, ~1e-7).
 
 Without a configured cache the run uses a temporary one, removed at the end. Workers start
-with ``spawn`` (no inherited torch or tokenizer threads) and load the model once each.
+with ``spawn`` (no inherited torch or tokenizer threads) and load the model once each. A worker
+exits within a second of its parent's death (:func:`exit_with_parent`): a ``rag index`` killed by
+``SIGTERM``/``SIGKILL`` (a supervisor, an OOM kill) leaves no orphan encoding a slice for minutes.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import contextlib
 import functools
 import json
 import multiprocessing as mp
+import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -45,6 +50,19 @@ def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
     return np.asarray(_ENCODERS[key]._encode(texts), dtype=np.float32)
 
 
+def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Worker initializer: a daemon thread that ends this process when ``parent`` is gone (the
+    process is re-parented, so ``os.getppid()`` changes). A pool only notices a dead parent when
+    a worker asks for its next task, after the slice in hand, which can take minutes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def dense_parts(node: Any) -> list[tuple[Any, str]]:
     """``(encoder, fields)`` of every dense retriever inside ``node`` (a hybrid's children)."""
     from rag.encoders import TransformerEncoder
@@ -66,7 +84,10 @@ class EncodePool:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.parts = dense_parts(retriever)
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"),
+            initializer=exit_with_parent, initargs=(os.getpid(),),
+        )
 
     def prefill(self, docs: Sequence[Document]) -> None:
         """Encode the texts of ``docs`` that no cache holds yet, in the workers."""

@@ -22,7 +22,6 @@ and sha256 in the manifest, and records deleted rows of older segments as tombst
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError, DataError
+from rag.index.files import write_array
 from rag.nodes import Node
 from rag.persist import atomic_write_text
 from retrievers.kernels.maxsim import MODES, PackedTokens
@@ -40,12 +40,7 @@ MERGE_AT = 8  # token segments before a commit rewrites the live rows as one
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_array(path, array)  # the one writer (rag.index.files): temp, fsync, rename
 
 
 class TokenStore(Node):

@@ -16,7 +16,6 @@ can stay on disk (``mmap``) while only the codes need RAM.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import ConfigError, DataError
+from rag.index.files import write_array
 from rag.nodes import Node
 from rag.persist import atomic_write_text
 from retrievers.kernels import binary as kbin
@@ -256,12 +256,7 @@ class ExactStore(Node):
         ]
 
     def _save_array(self, path: Path, name: str, a: np.ndarray) -> None:
-        tmp = path / f"{name}.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(a), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path / f"{name}.npy")
+        write_array(path / f"{name}.npy", a)  # the one writer: temp, fsync, rename
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
