@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -113,6 +115,36 @@ class BM25Retriever(BaseRetriever):
             stems.update(zip(new_words, self._stem.stemWords(new_words)))
         return [[stems[w] for w in doc] for doc in words]
 
+    def query_ids(self, texts: list[str], index: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The vocabulary ids in ``index`` (a bm25s-layout matrix) of the texts' tokens, flat,
+        and per-text offsets ``(B + 1,)``: what :meth:`tokenize` then
+        :func:`retrievers.kernels.bm25.token_ids` give, through one cache of word -> id (``-1``
+        for a stopword or a stem the index lacks) kept per index, so a batch costs one regex
+        pass per text and one dict lookup per word (the stemmer runs on new words only)."""
+        self.load()
+        cached: tuple[Any, dict[str, int]] | None = getattr(self, "_word_ids", None)
+        if cached is None or cached[0] is not index or len(cached[1]) > MAX_STEMS:
+            cached = (index, {})
+            self._word_ids = cached
+        wid: dict[str, int] = cached[1]
+        split = _WORDS.findall
+        words = [split(t.lower()) for t in texts]
+        new = list({w for ws in words for w in ws if w not in wid})
+        if new:
+            vocab, stop = index.vocab_dict, self._stopset
+            for w, toks in zip(new, self.tokenize(new)):
+                wid[w] = -1 if w in stop or not toks else vocab.get(toks[0], -1)
+        get = wid.__getitem__
+        every = np.fromiter(
+            chain.from_iterable(map(get, ws) for ws in words), np.int64, sum(map(len, words))
+        )
+        known = every >= 0
+        kept = np.zeros(len(every) + 1, dtype=np.int64)  # known words before each position
+        np.cumsum(known, out=kept[1:])
+        ends = np.zeros(len(words) + 1, dtype=np.int64)  # each text's end among all words
+        np.cumsum([len(ws) for ws in words], out=ends[1:])
+        return every[known], kept[ends]
+
     def _text(self, d: Document) -> str:
         return d.full_text if self.fields == "title+text" else d.text
 
@@ -184,9 +216,8 @@ class BM25Retriever(BaseRetriever):
                 match = predicate(filter)
                 allowed = np.array([match(docs[i].metadata) for i in self._order])
             # one tokenizer call and one scoring pass for the batch (retrievers.kernels.bm25)
-            idx_b, vals_b = kbm25.topk(
-                self._bm25, self.tokenize([q.text for q in queries]), k, allowed
-            )
+            ids = self.query_ids([q.text for q in queries], self._bm25)
+            idx_b, vals_b = kbm25.topk(self._bm25, ids, k, allowed, nonzero=True)
             return _scored(self._order, idx_b, vals_b)
         seg = self._index
         if len(queries) < BATCH_MATRIX and not seg.matrix_fresh():
@@ -201,9 +232,9 @@ class BM25Retriever(BaseRetriever):
             allowed &= np.array(
                 [i in docs and match(docs[i].metadata) for i in order], dtype=bool
             )
-        idx_b, vals_b = kbm25.topk(
-            seg.matrix(), self.tokenize([q.text for q in queries]), k, allowed
-        )
+        matrix = seg.matrix()
+        ids = self.query_ids([q.text for q in queries], matrix)
+        idx_b, vals_b = kbm25.topk(matrix, ids, k, allowed, nonzero=True)
         return _scored(order, idx_b, vals_b)
 
     def _search_rows(
@@ -264,9 +295,15 @@ class BM25Retriever(BaseRetriever):
 def _scored(order: list[str], idx: np.ndarray, vals: np.ndarray) -> list[ScoredIds]:
     """Per query row of the kernel's ``(B, k)`` rows and scores: the ids and scores of the
     documents that match at least one query term (a finite, non-zero BM25 sum; padding a
-    ranking with zero-score documents hands the generator noise as context). Stays arrays."""
+    ranking with zero-score documents hands the generator noise as context). Stays arrays; the
+    ids of the whole batch are looked up in one C-level call."""
     keep = np.isfinite(vals) & (vals != 0)
-    return [
-        ScoredIds([order[j] for j in ri[kr].tolist()], rv[kr])
-        for ri, rv, kr in zip(idx, vals, keep)
-    ]
+    rows = idx[keep].tolist()  # row-major: query by query, in rank order
+    names = list(itemgetter(*rows)(order)) if len(rows) > 1 else [order[j] for j in rows]
+    sv = vals[keep]
+    ends = np.cumsum(keep.sum(axis=1)).tolist()
+    out, start = [], 0
+    for end in ends:
+        out.append(ScoredIds(names[start:end], sv[start:end]))
+        start = end
+    return out

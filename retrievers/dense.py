@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from rag.core.encoders import TransformerEncoder
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseRetriever, Node
-from rag.core.types import Document, Query
+from rag.core.types import Document, Query, ScoredIds
 from retrievers.stores.exact import ExactStore
 from retrievers.stores.qdrant import QdrantStore
 from retrievers.stores.segments import VectorSegments
@@ -135,11 +136,14 @@ class DenseRetriever(BaseRetriever):
                 )
         return super()._retrieve(queries, k, filter)
 
-    def _search(
-        self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]]:
+    def _search(self, queries: list[Query], k: int, filter: dict | None) -> list[ScoredIds]:
         vecs = self.encoder.encode([self.query_text(q) for q in queries], kind="query")
-        return self.store.search(vecs, k, filter)
+        # arrays, not pairs: the ranking reads documents for its top k only and builds no Hit
+        # objects until they are read (rag.core.types: a hybrid's children hand fusion arrays)
+        return [
+            ScoredIds([i for i, _ in hits], np.array([s for _, s in hits], dtype=np.float64))
+            for hits in self.store.search(vecs, k, filter)
+        ]
 
     # -- persistence: an ExactStore's vectors are appended as segments (rag.index) -------------
     def _segments(self) -> VectorSegments:

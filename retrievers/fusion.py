@@ -71,8 +71,8 @@ def rrf(
 def _documents(rankings: Sequence[Ranking]) -> dict[str, Document]:
     """id -> Document, the first ranking's object kept for each id."""
     docs: dict[str, Document] = {}
-    for r in reversed(rankings):
-        docs.update((h.document.id, h.document) for h in reversed(r.hits))
+    for r in reversed(rankings):  # Ranking.documents: no Hit objects built
+        docs.update((d.id, d) for d in reversed(r.documents()))
     return docs
 
 

@@ -63,13 +63,14 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> None:
     """Dependency: 401 unless the request carries one of the app's keys (constant-time check).
-    An app built with ``auth=False`` lets every request through."""
+    An app built with ``auth=False`` lets every request through. ``async``: a few microseconds
+    on the event loop, where a plain ``def`` would cost a threadpool round trip per request."""
     keys: list[bytes] = request.app.state.api_keys
     if keys is None:
         return

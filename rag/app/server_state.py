@@ -227,12 +227,13 @@ class ServerState:
         return len(running)
 
 
-def get_state(request: Request) -> ServerState:
-    """Dependency: the :class:`ServerState` of the app serving this request."""
+async def get_state(request: Request) -> ServerState:
+    """Dependency: the :class:`ServerState` of the app serving this request (``async``: no
+    threadpool round trip for an attribute read)."""
     return request.app.state.rag
 
 
-def require_ready(request: Request) -> None:
+async def require_ready(request: Request) -> None:
     """Dependency: 503 until the index and models are loaded (``/health/ready`` says when)."""
     if not request.app.state.rag.ready:
         raise HTTPException(

@@ -224,16 +224,20 @@ class TransformerEncoder(Node):
     def _encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         torch = self._torch
-        from tqdm.auto import tqdm
+        bar = None
+        if progress:  # a bar only when asked: even a disabled tqdm takes its global locks,
+            from tqdm.auto import tqdm  # which concurrent single-query encodes contend on
 
-        bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress)
+            bar = tqdm(total=len(texts), desc="embedding", unit="text")
         for pos, hidden, mask, _ in self.batches(texts):
             v = self._pool(hidden, mask)
             if self.normalize:
                 v = torch.nn.functional.normalize(v, p=2, dim=-1)
             out[pos] = v.cpu().numpy()
-            bar.update(len(pos))
-        bar.close()
+            if bar is not None:
+                bar.update(len(pos))
+        if bar is not None:
+            bar.close()
         return out
 
     def count_overlong(self, texts: Sequence[str], kind: str = "document") -> int:

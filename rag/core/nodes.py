@@ -35,7 +35,7 @@ import os
 from collections.abc import Iterator, MutableMapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 from rag.core.errors import ConfigError, InputError, NotIndexedError, RagError
 from rag.core.types import (
@@ -432,13 +432,20 @@ class BaseRetriever(Node):
         finally:
             _RECORDS.reset(token)
         docs = self.documents
+        if all(isinstance(res, ScoredIds) for res in results):  # arrays: one pass for the batch
+            arrays = cast(list[ScoredIds], results)
+            built = Ranking.batch_from_arrays(queries, arrays, docs, k, self.name)
+        else:
+            built = [
+                Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name)
+                if isinstance(res, ScoredIds)
+                else Ranking.from_scored(
+                    q, ((docs[i], float(s)) for i, s in res if i in docs), k, self.name
+                )
+                for q, res in zip(queries, results)
+            ]
         out = []
-        for q, res, rec in zip(queries, results, records):
-            if isinstance(res, ScoredIds):
-                r = Ranking.from_arrays(q, res.ids, res.scores, docs, k, self.name)
-            else:
-                pairs = ((docs[i], float(s)) for i, s in res if i in docs)
-                r = Ranking.from_scored(q, pairs, k, self.name)
+        for r, rec in zip(built, records):
             if rec:
                 r = r.model_copy(update={"provenance": self._record_provenance({}, rec)})
             out.append(r)

@@ -155,7 +155,7 @@ def stage_span_after(
 def candidates(s: Span, rankings: Sequence[Any]) -> None:
     """Record how many hits a stage returned (summed over the batch)."""
     if s is not INVALID_SPAN:
-        s.set_attribute("rag.candidates", sum(len(r.hits) for r in rankings))
+        s.set_attribute("rag.candidates", sum(len(r) for r in rankings))  # builds no hits
 
 
 def query_text(s: Span, text: str) -> None:

@@ -14,16 +14,27 @@ hits), so the library's own constructors skip validation for values it made itse
 (:func:`trusted`): a node hands over ``(ids, scores)`` arrays (:class:`ScoredIds`) and
 :meth:`Ranking.from_arrays` reads documents only for the top ``k`` it returns. The result is the
 same frozen model, equal to (and serialised like) one built with validation.
+
+Such a ranking is also lazy: it holds its top documents and their scores as two lists (the
+documents are looked up when it is made, so a later write to the index does not change it) and
+builds its :class:`Hit` objects on the first read of ``hits``. ``ids``, ``scores``, ``len``,
+:meth:`Ranking.top`, :meth:`Ranking.arrays` and :meth:`Ranking.documents` never build them (an
+evaluation reads ids and scores only; fusion reads arrays); equality, copies, pickling, ``repr``
+and every serialisation (``model_dump``, the server's JSON) build them first, so a lazy ranking
+is indistinguishable from an eager one.
 """
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from itertools import chain
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _M = TypeVar("_M", bound=BaseModel)
@@ -42,6 +53,22 @@ def trusted(cls: type[_M], **fields: Any) -> _M:
     _set(m, "__pydantic_extra__", None)
     _set(m, "__pydantic_private__", None)
     return m
+
+
+_ID_POOL: list[str] = []  # random ids drawn 512 at a time (one urandom call)
+os.register_at_fork(after_in_child=_ID_POOL.clear)  # a forked child draws its own
+
+
+def _new_id() -> str:
+    """A random query id: 12 hex digits (48 random bits, what ``uuid4().hex[:12]`` gave, at a
+    fraction of its cost: a batch of 300 strings makes 300 queries). ``list.pop`` is atomic,
+    so threads never share an id."""
+    try:
+        return _ID_POOL.pop()
+    except IndexError:
+        raw = os.urandom(6 * 512).hex()
+        _ID_POOL.extend(raw[i : i + 12] for i in range(12, len(raw), 12))
+        return raw[:12]
 
 
 class ScoredIds(NamedTuple):
@@ -84,7 +111,7 @@ class Query(BaseModel):
 
     model_config = _FROZEN
     text: str
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    id: str = Field(default_factory=lambda: _new_id())
     instruction: str | None = None
 
     @field_validator("id", mode="before")
@@ -112,6 +139,10 @@ class Ranking(BaseModel):
     Per-call records travel in the output, never on the node: one node serves concurrent
     requests."""
 
+    # A ranking made by ``from_arrays`` (every retriever's and fusion's output) is lazy: it
+    # holds its top documents and scores as two lists and builds its Hit objects on the first
+    # read of ``hits`` (module docstring). Kept out of the docstring: that is the API schema's.
+
     model_config = _FROZEN
     query: Query
     hits: tuple[Hit, ...] = ()
@@ -120,32 +151,100 @@ class Ranking(BaseModel):
 
     @property
     def ids(self) -> list[str]:
+        lazy = _lazy_of(self)
+        if lazy is not None:
+            return [d.id for d in lazy.docs]
         return [h.document.id for h in self.hits]
 
     @property
     def scores(self) -> list[float]:
+        lazy = _lazy_of(self)
+        if lazy is not None:
+            return list(lazy.scores)
         return [h.score for h in self.hits]
 
     def __len__(self) -> int:
-        return len(self.hits)
+        lazy = _lazy_of(self)
+        return len(lazy.docs) if lazy is not None else len(self.hits)
 
     def top(self, k: int | None) -> Ranking:
         """The first ``k`` hits (all of them when ``k`` is None)."""
-        if k is None or k >= len(self.hits):
+        if k is None or k >= len(self):
             return self
+        d = self.__dict__
+        lazy = _lazy_of(self)
+        if lazy is not None:
+            cut = _Lazy(lazy.docs[:k], lazy.scores[:k])
+            return _lazy_ranking(d["query"], cut, d["stage"], d["provenance"])
         return trusted(
-            Ranking,
-            query=self.query,
-            hits=self.hits[:k],
-            stage=self.stage,
+            Ranking, query=self.query, hits=self.hits[:k], stage=self.stage,
             provenance=self.provenance,
         )
 
     def arrays(self) -> ScoredIds:
         """The hits as ``(ids, scores float64)`` arrays, best first (fusion's input)."""
+        lazy = _lazy_of(self)
+        if lazy is not None:
+            return ScoredIds(
+                [d.id for d in lazy.docs], np.array(lazy.scores, dtype=np.float64)
+            )
         hits = self.hits
         scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
         return ScoredIds([h.document.id for h in hits], scores)
+
+    def documents(self) -> list[Document]:
+        """The hits' documents, best first (no :class:`Hit` objects built)."""
+        lazy = _lazy_of(self)
+        if lazy is not None:
+            return list(lazy.docs)
+        return [h.document for h in self.hits]
+
+    # -- the lazy hits: built on first read, and before anything pydantic does with the model --
+    if not TYPE_CHECKING:  # keep attribute checks static for type checkers (as pydantic does)
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "hits" and _lazy_of(self) is not None:
+                return _materialise(self)
+            return super().__getattr__(name)
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]  # noqa: ANN202 (no return type: the schema stays the fields')
+        _materialise(self)
+        return handler(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
+        lazy = _lazy_of(self)
+        if lazy is not None and not deep and (update is None or "hits" not in update):
+            d = {**self.__dict__, **(update or {})}
+            return _lazy_ranking(d["query"], lazy, d["stage"], d["provenance"])
+        _materialise(self)
+        return super().model_copy(update=update, deep=deep)
+
+    def __copy__(self) -> Any:
+        _materialise(self)
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        _materialise(self)
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        _materialise(self)
+        return super().__getstate__()
+
+    def __eq__(self, other: object) -> bool:
+        _materialise(self)
+        if isinstance(other, Ranking):
+            _materialise(other)
+        return super().__eq__(other)
+
+    def __iter__(self) -> Any:
+        _materialise(self)
+        return super().__iter__()
+
+    def __repr_args__(self) -> Any:
+        _materialise(self)
+        return super().__repr_args__()
 
     @classmethod
     def from_arrays(
@@ -171,13 +270,59 @@ class Ranking(BaseModel):
         if n == 0 or want <= 0:
             return trusted(cls, query=query, hits=(), stage=stage, provenance={})
         s = np.asarray(scores)
-        hits: list[Hit] = []
-        if n > 256 and n > 4 * want:  # first the top ``want`` and every tie with the last one
+        top = _Lazy([], [])
+        if n > 32 and n > 4 * want:  # first the top ``want`` and every tie with the last one
             keep = np.flatnonzero(s >= np.partition(s, n - want)[n - want]).tolist()
-            hits = _top_hits([ids[i] for i in keep], s[keep].tolist(), documents, want)
-        if len(hits) < want:  # no cut, or ids missing from ``documents`` among the top
-            hits = _top_hits(ids, s.tolist(), documents, want)
-        return trusted(cls, query=query, hits=tuple(hits), stage=stage, provenance={})
+            top = _top(ids, s, keep, documents, want)
+        if len(top.docs) < want:  # no cut, or ids missing from ``documents`` among the top
+            top = _top(ids, s, None, documents, want)
+        return _lazy_ranking(query, top, stage, {})
+
+    @classmethod
+    def batch_from_arrays(
+        cls,
+        queries: Sequence[Query],
+        results: Sequence[ScoredIds],
+        documents: Mapping[str, Document],
+        k: int | None = None,
+        stage: str = "",
+    ) -> list[Ranking]:
+        """:meth:`from_arrays` for each ``(query, result)``, the common case done once for the
+        whole batch: every list at most ``k`` long and strictly descending (a retriever's
+        top k without ties) and every id in ``documents``: one concatenation, one lookup of all
+        ids, one conversion of all scores. Lists with ties or more than ``k`` entries, and a
+        batch with an id missing from ``documents``, go through :meth:`from_arrays` (same
+        result either way)."""
+        lens = [len(r.ids) for r in results]
+        total = sum(lens)
+        if total < 2 or (k is not None and max(lens) > k):
+            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                    for q, r in zip(queries, results)]
+        ends = np.cumsum(lens)
+        s = np.concatenate([np.asarray(r.scores) for r in results])
+        flat = list(chain.from_iterable(r.ids for r in results))
+        try:
+            docs = itemgetter(*flat)(documents)
+        except KeyError:  # an id deleted since: from_arrays drops it
+            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                    for q, r in zip(queries, results)]
+        tie = np.ones(len(s), dtype=bool)
+        tie[:-1] = s[1:] >= s[:-1]  # not strictly descending after position i ...
+        tie[ends - 1] = False  # ... unless i ends its list
+        before = np.zeros(len(s) + 1, dtype=np.int64)  # tie marks before each position
+        np.cumsum(tie, out=before[1:])
+        has_tie = before[ends] - before[ends - np.asarray(lens)]
+        vals = s.tolist()
+        out = []
+        start = 0
+        for q, r, end, n, bad in zip(queries, results, ends.tolist(), lens, has_tie.tolist()):
+            if bad and n:
+                out.append(cls.from_arrays(q, r.ids, r.scores, documents, k, stage))
+            else:
+                out.append(_lazy_ranking(q, _Lazy(list(docs[start:end]), vals[start:end]),
+                                         stage, {}))
+            start = end
+        return out
 
     @classmethod
     def from_scored(
@@ -205,27 +350,83 @@ class Ranking(BaseModel):
         return trusted(cls, query=query, hits=hits, stage=stage, provenance={})
 
 
-def _top_hits(
-    ids: Sequence[str], scores: list[float], documents: Mapping[str, Document], want: int
-) -> list[Hit]:
-    """The first ``want`` hits by (score descending, id ascending) whose id is in ``documents``."""
+class _Lazy(NamedTuple):
+    """A lazy ranking's top: its documents and their scores (Python floats), best first."""
+
+    docs: list[Document]
+    scores: list[float]
+
+
+_LAZY = "_lazy"  # the key of a lazy ranking's top in ``__pydantic_private__``
+_RANKING_FIELDS = {"query", "hits", "stage", "provenance"}
+
+
+def _lazy_of(r: Ranking) -> _Lazy | None:
+    private = r.__pydantic_private__
+    return private.get(_LAZY) if private else None
+
+
+def _lazy_ranking(query: Query, top: _Lazy, stage: str, provenance: dict[str, Any]) -> Ranking:
+    """A :class:`Ranking` holding ``top`` until its hits are read (no validation: values the
+    library made). ``hits`` is absent from ``__dict__`` until then (:func:`_materialise`)."""
+    m = _new(Ranking)
+    _set(m, "__dict__", {"query": query, "stage": stage, "provenance": provenance})
+    _set(m, "__pydantic_fields_set__", set(_RANKING_FIELDS))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", {_LAZY: top})
+    return m
+
+
+def _materialise(r: Ranking) -> tuple[Hit, ...]:
+    """Build a lazy ranking's hits and make it an ordinary one (its ``__dict__`` swapped whole,
+    fields in declaration order, so a concurrent reader never sees a half-built ranking)."""
+    lazy = _lazy_of(r)
+    if lazy is None:
+        hits: tuple[Hit, ...] = r.__dict__["hits"]
+        return hits
+    new, set_ = _new, _set
+    built = []
+    for doc, score in zip(lazy.docs, lazy.scores):
+        h = new(Hit)  # trusted(Hit, ...) inlined: this loop builds every hit of a batch
+        set_(h, "__dict__", {"document": doc, "score": score})
+        set_(h, "__pydantic_fields_set__", {"document", "score"})
+        set_(h, "__pydantic_extra__", None)
+        set_(h, "__pydantic_private__", None)
+        built.append(h)
+    hits = tuple(built)
+    d = r.__dict__
+    _set(r, "__dict__", {"query": d["query"], "hits": hits, "stage": d["stage"],
+                         "provenance": d["provenance"]})
+    _set(r, "__pydantic_private__", None)
+    return hits
+
+
+def _top(
+    ids: Sequence[str],
+    s: np.ndarray,
+    keep: list[int] | None,
+    documents: Mapping[str, Document],
+    want: int,
+) -> _Lazy:
+    """The first ``want`` of ``ids`` (those at ``keep``, else all) by (score descending, id
+    ascending) whose id is in ``documents``, with their documents and scores."""
+    if keep is not None:
+        ids, s = [ids[i] for i in keep], s[keep]
+    scores = s.tolist()
     order: Sequence[int] = range(len(ids))
     if any(scores[i] <= scores[i + 1] for i in range(len(ids) - 1)):  # not strictly descending
         order = sorted(order, key=lambda i: (-scores[i], ids[i]))
-    get, new, set_ = documents.get, _new, _set
-    hits: list[Hit] = []
+    get = documents.get
+    docs: list[Document] = []
+    vals: list[float] = []
     for i in order:
         doc = get(ids[i])
-        if doc is not None:  # trusted(Hit, ...) inlined: this loop builds every hit of a batch
-            h = new(Hit)
-            set_(h, "__dict__", {"document": doc, "score": scores[i]})
-            set_(h, "__pydantic_fields_set__", {"document", "score"})
-            set_(h, "__pydantic_extra__", None)
-            set_(h, "__pydantic_private__", None)
-            hits.append(h)
-            if len(hits) == want:
+        if doc is not None:
+            docs.append(doc)
+            vals.append(scores[i])
+            if len(docs) == want:
                 break
-    return hits
+    return _Lazy(docs, vals)
 
 
 class Citation(BaseModel):
@@ -298,6 +499,13 @@ def as_query(query: Query | str) -> Query:
     """Accept a plain string wherever a :class:`Query` is expected."""
     if isinstance(query, Query):
         return query
+    if type(query) is str:  # what Query(text=query) makes, without a validation pass
+        q = _new(Query)
+        _set(q, "__dict__", {"text": query, "id": _new_id(), "instruction": None})
+        _set(q, "__pydantic_fields_set__", {"text"})
+        _set(q, "__pydantic_extra__", None)
+        _set(q, "__pydantic_private__", None)
+        return q
     if isinstance(query, str):
         return Query(text=query)
     raise TypeError(f"expected a Query or str, got {type(query).__name__}")
