@@ -390,7 +390,23 @@ def create_app(
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(LimitsMiddleware, limits=state.limits)  # outermost: times the body read
+    _recursive_filter_schema(app)
     return app
+
+
+def _recursive_filter_schema(app: FastAPI) -> None:
+    """``/openapi.json`` with the filter schema recursive (:func:`rag.filters.openapi_filter_refs`):
+    a client or fuzzer generating from it sends only filters the server accepts."""
+    from rag.filters import openapi_filter_refs
+
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_filter_refs(default())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def health_router() -> APIRouter:

@@ -78,9 +78,12 @@ FILTER_SCHEMA: dict[str, Any] = {
     "patternProperties": {"^[^$]": _CONDITION},
     "additionalProperties": False,
 }
-# the same, embedded in another schema (OpenAPI, a tool's arguments): no "#" self-reference, the
-# parts of $and/$or/$not are objects that the parser checks
-_PART = {"type": "object", "description": "a filter"}
+# the same, embedded in another schema (a tool's arguments): no "#" self-reference, the parts of
+# $and/$or/$not are objects that the parser checks. An OpenAPI document can say more: there
+# :func:`openapi_filter_refs` turns every part into a reference to one recursive component, so a
+# request valid under the schema is one the parser accepts (up to MAX_DEPTH nesting)
+PART_MARK = "x-ragnodes-filter-part"
+_PART = {"type": "object", "description": "a filter", PART_MARK: True}
 FILTER_FIELD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "a metadata filter; see docs/filters.md",
@@ -92,6 +95,30 @@ FILTER_FIELD_SCHEMA: dict[str, Any] = {
     "patternProperties": {"^[^$]": _CONDITION},
     "additionalProperties": False,
 }
+OPENAPI_COMPONENT = "MetadataFilter"
+
+
+def openapi_filter_refs(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (an OpenAPI 3.1 document) with every filter part (``$and``/``$or`` items,
+    ``$not``) a ``$ref`` to ``components.schemas.MetadataFilter``, the filter schema itself:
+    the document then describes exactly the filters :func:`parse_filter` takes."""
+    ref = {"$ref": f"#/components/schemas/{OPENAPI_COMPONENT}"}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get(PART_MARK):
+                return dict(ref)
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out = walk(doc)
+    component = walk({k: v for k, v in FILTER_FIELD_SCHEMA.items()})
+    out.setdefault("components", {}).setdefault("schemas", {})[OPENAPI_COMPONENT] = component
+    return out
+
+
 FILTER_DESCRIPTION = (
     'metadata filter (docs/filters.md), all conditions must hold: {"year": 2020} (equality), '
     '{"lang": ["en", "de"]} or {"lang": {"$in": [...]}} (any of), $nin, $ne, '
