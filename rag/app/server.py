@@ -395,9 +395,10 @@ def create_app(
 
 
 def _recursive_filter_schema(app: FastAPI) -> None:
-    """``/openapi.json`` with the filter schema recursive (:func:`rag.filters.openapi_filter_refs`):
-    a client or fuzzer generating from it sends only filters the server accepts."""
-    from rag.filters import openapi_filter_refs
+    """``/openapi.json`` with the filter schema recursive
+    (:func:`rag.core.filters.openapi_filter_refs`): a client or fuzzer generating from it sends only
+    filters the server accepts."""
+    from rag.core.filters import openapi_filter_refs
 
     default = app.openapi
 
