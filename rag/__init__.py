@@ -1,4 +1,5 @@
-"""ragnodes core: value types, the node contract, the pipeline, model resolution, generation."""
+"""ragnodes: the core's public names (value types, errors, the node contract); `Pipeline` is in
+:mod:`rag.pipeline`, the CLI and server in :mod:`rag.app`."""
 
 from rag.core.errors import (
     ConfigError,
