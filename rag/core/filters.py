@@ -114,7 +114,7 @@ def openapi_filter_refs(doc: dict[str, Any]) -> dict[str, Any]:
         return node
 
     out = walk(doc)
-    component = walk({k: v for k, v in FILTER_FIELD_SCHEMA.items()})
+    component = walk(FILTER_FIELD_SCHEMA)  # a new dict: the constant stays as it is
     out.setdefault("components", {}).setdefault("schemas", {})[OPENAPI_COMPONENT] = component
     return out
 
