@@ -136,7 +136,9 @@ def subset(n: int, seed: int = 13) -> list[str]:
     return sorted(picked)
 
 
-def retrievers(kind: str, enc: CachedEncoder | None):
+def retrievers(kind: str, enc: CachedEncoder | None, fusion_depth: int | None = None):
+    """``fusion_depth``: candidates per child of the hybrid (``None``: its default, 500 since
+    issue #30; the figures in docs/ingestion.md before that were at 100)."""
     from retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if kind == "bm25":
@@ -145,7 +147,7 @@ def retrievers(kind: str, enc: CachedEncoder | None):
     return (
         dense
         if kind == "dense"
-        else HybridRetriever([BM25Retriever(), DenseRetriever(encoder=enc)])
+        else HybridRetriever([BM25Retriever(), DenseRetriever(encoder=enc)], depth=fusion_depth)
     )
 
 
@@ -273,6 +275,8 @@ def main() -> None:
     ap.add_argument("--reports", type=int, default=150)
     ap.add_argument("--no-dense", action="store_true")
     ap.add_argument("--depth", type=int, default=100, help="chunks retrieved before grouping")
+    ap.add_argument("--fusion-depth", type=int, default=None,
+                    help="the hybrid's candidates per child (default: the hybrid's, 500)")
     ap.add_argument(
         "--variants", default="whole,chunked,chunked+context", help="comma-separated variants"
     )
@@ -319,6 +323,7 @@ def main() -> None:
         "dataset": "scifact-reports",
         "reports": len(docs),
         "queries": len(queries),
+        "fusion_depth": args.fusion_depth or "hybrid default",
         "subset": "all"
         if len(docs) >= 648
         else ("relevant reports of the first test claims (half) + seeded random others"),
@@ -332,7 +337,7 @@ def main() -> None:
     wanted = args.variants.split(",")
     for kind in kinds:
         for name, vdocs in ((n, v) for n, v in variants.items() if n in wanted):
-            r = retrievers(kind, enc)
+            r = retrievers(kind, enc, args.fusion_depth)
             r.index(vdocs)
             depth = args.depth if name != "whole" else 10
             rankings = r.retrieve_batch(queries, k=depth)

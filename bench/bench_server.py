@@ -143,6 +143,15 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def hybrid_depth() -> int:
+    """Candidates per child of ragnodes's default hybrid (the floor fuses as many)."""
+    sys.path.insert(0, str(ROOT))
+    from retrievers import HybridRetriever
+
+    return HybridRetriever.default_depth
+
+
+
 def dense_vectors(name: str, corpus: list) -> tuple[list[str], Any]:
     """The set's fp32 MiniLM vectors from the bench cache (encoded and cached when missing)."""
     sys.path.insert(0, str(ROOT / "bench"))
@@ -212,6 +221,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--docs", type=int, default=0, help="first N documents only (0: all)")
     ap.add_argument("--compare-queries", type=int, default=100)
+    ap.add_argument("--search-batch", type=int, default=None, metavar="N",
+                    help="`rag serve --search-batch N` (default: the server's, 32; 1: unbatched)")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment of `rag serve` only (e.g. a setting under test)")
     args = ap.parse_args()
@@ -232,6 +243,8 @@ def main() -> None:
         serve_env = dict(env, **dict(x.split("=", 1) for x in args.server_env))
         ports = {"ragnodes": free_port()}
         cmd = [sys.executable, "-m", "rag.app.cli", "serve", str(index), "--model", "none"]
+        if args.search_batch is not None:
+            cmd += ["--search-batch", str(args.search_batch)]
         procs["ragnodes"] = subprocess.Popen(
             [*cmd, "--port", str(ports["ragnodes"])], env=serve_env, cwd=ROOT
         )
@@ -252,7 +265,8 @@ def main() -> None:
             ports["floor"] = free_port()
             procs["floor"] = subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(corpus_file),
-                 str(Path(tmp) / "vecs.npy"), str(Path(tmp) / "ids.json"), str(ports["floor"])],
+                 str(Path(tmp) / "vecs.npy"), str(Path(tmp) / "ids.json"), str(ports["floor"]),
+                 str(hybrid_depth())],
                 env=env, cwd=ROOT,
             )
         try:
@@ -289,6 +303,7 @@ def main() -> None:
         "rounds": max(1, args.rounds),
         "server": "rag serve (uvicorn, 1 process, API key auth on), 127.0.0.1",
         "server_env": args.server_env,
+        "search_batch": args.search_batch if args.search_batch is not None else "default (32)",
         "index_s": round(index_s, 2),
         "cpus": os.cpu_count(),
         "cpu": cpu_model(),
@@ -300,7 +315,8 @@ def main() -> None:
         out.update(servers["ragnodes"])
     else:
         out["peer"] = ("floor: FastAPI + sentence-transformers + numpy + bm25s, same vectors, "
-                       "BM25 k1/b, depth 100 and RRF k=60 (bench/floor_server.py)")
+                       f"BM25 k1/b, depth {hybrid_depth()} (the ragnodes hybrid's) and RRF k=60 "
+                       "(bench/floor_server.py)")
         out["servers"] = servers
         rag, floor = servers["ragnodes"], servers["floor"]
         out["requests_per_s_vs_floor"] = round(rag["requests_per_s"] / floor["requests_per_s"], 3)

@@ -4,11 +4,12 @@ sentence-transformers, numpy and bm25s, what a user would write in an afternoon.
 ``POST /search {"query", "k"}``: the query encoded by sentence-transformers (all-MiniLM-L6-v2,
 normalised), exact cosine over the corpus vectors (one numpy product, ``argpartition``), bm25s
 (Lucene BM25, ``k1=0.9, b=0.4``, English stopwords and Snowball stems: ragnodes's defaults) top
-``depth``, reciprocal-rank fusion (``k = 60``) of the two top-``depth`` lists, the top ``k``
+``DEPTH``, reciprocal-rank fusion (``k = 60``) of the two top-``DEPTH`` lists (``DEPTH``: the
+fifth argument, default 100; ``bench_server.py`` passes the ragnodes hybrid's depth), the top ``k``
 returned with their documents (id, title, text, metadata) and fused scores. The same API-key
 check as ``rag serve`` (one constant-time compare), a plain sync endpoint (FastAPI's threadpool).
 
-    python bench/floor_server.py CORPUS.jsonl VECTORS.npy IDS.json PORT
+    python bench/floor_server.py CORPUS.jsonl VECTORS.npy IDS.json PORT [DEPTH]
 
 ``VECTORS.npy``: the corpus's MiniLM vectors in ``IDS.json`` order (the same file ragnodes's
 index is built from, so both servers search identical document vectors).
@@ -38,7 +39,10 @@ class SearchRequest(BaseModel):
 
 
 def main() -> None:
+    global DEPTH
     corpus_path, vec_path, ids_path, port = sys.argv[1:5]
+    if len(sys.argv) > 5:
+        DEPTH = int(sys.argv[5])
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from rag.core.models import resolve_model  # only to find the packaged MiniLM folder
 

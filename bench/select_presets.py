@@ -83,7 +83,7 @@ CANDIDATES: dict[str, dict] = {
     "bm25_rm3": RM3,
     "dense_prf": PRF,
     "rrf_rm3_prf": _fusion([RM3, PRF], "rrf"),
-    "quality": _fusion([RM3, PRF], "score"),  # the shipped preset's node
+    "quality": _fusion([RM3, PRF], "score"),  # the former preset; now "combsum" (docs/quality.md)
     "rrf_all4": _fusion([BM25, RM3, DENSE, PRF], "rrf"),
     "combsum_all4": _fusion([BM25, RM3, DENSE, PRF], "score"),
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from rag.core.errors import ConfigError
 from rag.core.nodes import BaseRetriever
-from rag.core.types import Document, Query, ScoredIds
+from rag.core.types import Document, Query, ScoredBatch, ScoredIds
 from rag.index.persist import atomic_write_text
 from retrievers.bm25_segments import SegmentedBM25, build_segment
 from retrievers.kernels import bm25 as kbm25
@@ -127,22 +128,19 @@ class BM25Retriever(BaseRetriever):
             cached = (index, {})
             self._word_ids = cached
         wid: dict[str, int] = cached[1]
-        split = _WORDS.findall
-        words = [split(t.lower()) for t in texts]
-        new = list({w for ws in words for w in ws if w not in wid})
+        words = list(map(_WORDS.findall, map(str.lower, texts)))
+        flat = list(chain.from_iterable(words))  # C-level loops from here on
+        new = list(set(flat).difference(wid))
         if new:
             vocab, stop = index.vocab_dict, self._stopset
             for w, toks in zip(new, self.tokenize(new)):
                 wid[w] = -1 if w in stop or not toks else vocab.get(toks[0], -1)
-        get = wid.__getitem__
-        every = np.fromiter(
-            chain.from_iterable(map(get, ws) for ws in words), np.int64, sum(map(len, words))
-        )
+        every = np.fromiter(map(wid.__getitem__, flat), np.int64, len(flat))
         known = every >= 0
         kept = np.zeros(len(every) + 1, dtype=np.int64)  # known words before each position
         np.cumsum(known, out=kept[1:])
         ends = np.zeros(len(words) + 1, dtype=np.int64)  # each text's end among all words
-        np.cumsum([len(ws) for ws in words], out=ends[1:])
+        np.cumsum(np.fromiter(map(len, words), np.int64, len(words)), out=ends[1:])
         return every[known], kept[ends]
 
     def _text(self, d: Document) -> str:
@@ -206,7 +204,7 @@ class BM25Retriever(BaseRetriever):
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[ScoredIds]:
+    ) -> Sequence[ScoredIds]:
         if not self._segmented:  # bm25l / bm25+: one bm25s index, batched kernel
             if self._bm25 is None:
                 self._build()
@@ -229,29 +227,23 @@ class BM25Retriever(BaseRetriever):
         if filter:
             docs = self.documents
             match = predicate(filter)
-            allowed &= np.array(
-                [i in docs and match(docs[i].metadata) for i in order], dtype=bool
-            )
+            allowed &= np.array([i in docs and match(docs[i].metadata) for i in order], dtype=bool)
         matrix = seg.matrix()
         ids = self.query_ids([q.text for q in queries], matrix)
         idx_b, vals_b = kbm25.topk(matrix, ids, k, allowed, nonzero=True)
         return _scored(order, idx_b, vals_b)
 
-    def _search_rows(
-        self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[ScoredIds]:
+    def _search_rows(self, queries: list[Query], k: int, filter: dict | None) -> list[ScoredIds]:
         """Per query from the segments' postings: right after a write, a few queries cost less
         this way than rebuilding the kernel's score matrix (a server's single searches)."""
-        out = []
+        out: list[ScoredIds] = []
         mask = None
         for q in queries:
             s, order, live = self._row_scores(q.text)
             if filter and mask is None:
                 docs = self.documents
                 match = predicate(filter)
-                mask = np.array(
-                    [i in docs and match(docs[i].metadata) for i in order], dtype=bool
-                )
+                mask = np.array([i in docs and match(docs[i].metadata) for i in order], dtype=bool)
             s = np.where(s != 0, s, -np.inf)  # matching-only, as the kernel path
             if live is not None:
                 s = np.where(live, s, -np.inf)
@@ -292,18 +284,13 @@ class BM25Retriever(BaseRetriever):
         self._bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)
 
 
-def _scored(order: list[str], idx: np.ndarray, vals: np.ndarray) -> list[ScoredIds]:
+def _scored(order: list[str], idx: np.ndarray, vals: np.ndarray) -> ScoredBatch:
     """Per query row of the kernel's ``(B, k)`` rows and scores: the ids and scores of the
     documents that match at least one query term (a finite, non-zero BM25 sum; padding a
-    ranking with zero-score documents hands the generator noise as context). Stays arrays; the
-    ids of the whole batch are looked up in one C-level call."""
+    ranking with zero-score documents hands the generator noise as context). Stays flat arrays
+    (:class:`~rag.core.types.ScoredBatch`); the ids of the whole batch are looked up in one
+    C-level call."""
     keep = np.isfinite(vals) & (vals != 0)
     rows = idx[keep].tolist()  # row-major: query by query, in rank order
     names = list(itemgetter(*rows)(order)) if len(rows) > 1 else [order[j] for j in rows]
-    sv = vals[keep]
-    ends = np.cumsum(keep.sum(axis=1)).tolist()
-    out, start = [], 0
-    for end in ends:
-        out.append(ScoredIds(names[start:end], sv[start:end]))
-        start = end
-    return out
+    return ScoredBatch(names, vals[keep], np.cumsum(keep.sum(axis=1)).tolist())

@@ -14,12 +14,12 @@ The kernels work on arrays (:class:`rag.core.types.ScoredIds`, ids best first wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from rag.core.errors import ConfigError
-from rag.core.types import Document, Ranking, ScoredIds
+from rag.core.types import Document, Ranking, ScoredIds, shared_source
 
 NORMS = ("minmax", "zscore", "none")
 
@@ -68,17 +68,20 @@ def rrf(
     )
 
 
-def _documents(rankings: Sequence[Ranking]) -> dict[str, Document]:
-    """id -> Document, the first ranking's object kept for each id."""
+def _documents(rankings: Sequence[Ranking]) -> Mapping[str, Document]:
+    """id -> Document: the store the rankings all read from when they share one (a composite's
+    children: no candidate's document is read, only the fused top's), else the first ranking's
+    object for each id."""
+    shared = shared_source(rankings)
+    if shared is not None:
+        return shared
     docs: dict[str, Document] = {}
     for r in reversed(rankings):  # Ranking.documents: no Hit objects built
         docs.update((d.id, d) for d in reversed(r.documents()))
     return docs
 
 
-def rrf_arrays(
-    lists: Sequence[ScoredIds], weights: Sequence[float], rrf_k: int = 60
-) -> ScoredIds:
+def rrf_arrays(lists: Sequence[ScoredIds], weights: Sequence[float], rrf_k: int = 60) -> ScoredIds:
     """RRF of ranked id lists (each best first; a repeated id counts at each rank it holds):
     the fused ids (unique, any order) and their float64 scores, by :func:`rrf_sums`."""
     scores = rrf_sums([x.ids for x in lists], weights, rrf_k)

@@ -174,11 +174,8 @@ def core_router() -> APIRouter:
     @router.post("/search", response_model=Ranking, summary="search the index")
     async def search(req: SearchRequest, state: State) -> Ranking:
         query = Query(text=req.query, instruction=req.instruction)
-        async with state.gates.enter("search"):
-            if state.read_only:
-                await state.pool.run(state.refresh)
-            async with state.lock.areading():
-                return await state.pipeline.asearch(query, req.k, req.filter_dict(), state.pool)
+        async with state.gates.enter("search"):  # batched with concurrent searches
+            return await state.searches.search(query, req.k, req.filter_dict())
 
     @router.post(
         "/ask",
@@ -319,6 +316,7 @@ def create_app(
     load: str = "now",
     address: str | None = None,
     started: float | None = None,
+    search_batch: int = 32,
 ) -> FastAPI:
     """The FastAPI app over ``pipeline`` (a Pipeline, or a retriever for search only).
 
@@ -338,6 +336,8 @@ def create_app(
             ``rag serve`` does); other routes answer 503 until then.
         address: where the server listens, for the ready line; ``started``: when startup began
             (``time.monotonic()``), for its time to ready.
+        search_batch: concurrent ``/search`` requests run as one ``search_batch`` call of up
+            to this many queries (:mod:`rag.app.server_batching`; ``1``: each alone).
     """
     if (
         isinstance(max_body_bytes, bool)
@@ -354,7 +354,7 @@ def create_app(
             "or serve without auth on 127.0.0.1 only (--no-auth)"
         )
     t0 = started if started is not None else time.monotonic()
-    state = ServerState(pipeline, save_to, read_only, limits)
+    state = ServerState(pipeline, save_to, read_only, limits, search_batch)
     if load == "now":
         state.load()  # load models and build lazy indexes before the first request
     app = FastAPI(

@@ -100,7 +100,9 @@ class ServerState:
         save_to: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         limits: Any = None,
+        search_batch: int = 32,
     ) -> None:
+        from rag.app.server_batching import SearchBatcher
         from rag.app.server_limits import Limits, StageGates
         from rag.core.concurrency import default_pool
         from rag.pipeline import Pipeline
@@ -112,6 +114,7 @@ class ServerState:
         self.limits = limits if limits is not None else Limits()
         self.gates = StageGates(self.limits.max_concurrent)
         self.pool = default_pool()
+        self.searches = SearchBatcher(self.search_batch, max_batch=search_batch)
         self.ready = False
         self.cancels: set[Any] = set()  # the running generations, cancelled at shutdown
         self.refresh_error: str | None = None  # the last failed refresh (logged once)
@@ -119,6 +122,16 @@ class ServerState:
             self.pipeline.save(save_to, config=False)  # writes commit there from now on
         if self.pipeline.session is not None and not read_only:
             self.pipeline.session.acquire()  # one writer: a second server fails at startup
+
+    async def search_batch(
+        self, queries: list[Any], k: int | None, filter: dict[str, Any] | None
+    ) -> list[Any]:
+        """``Pipeline.search_batch`` in the worker pool under the read lock (a read-only server
+        first follows the writer): what :class:`rag.app.server_batching.SearchBatcher` calls."""
+        if self.read_only:
+            await self.pool.run(self.refresh)
+        async with self.lock.areading():
+            return await self.pool.run(self.pipeline.search_batch, queries, k, filter)
 
     def refresh(self) -> None:
         """A read-only server follows the writer: re-open when a newer generation is committed

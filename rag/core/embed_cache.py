@@ -242,6 +242,15 @@ class EmbeddingCache:
         self.stats["hits"] += len(texts) - len(missing)
         return np.array([found[h] for h in hashes], dtype=np.float32)
 
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The distinct ``texts`` this cache does not hold, in order of first appearance."""
+        self._refresh()
+        out: dict[bytes, str] = {}
+        for t, hsh in zip(texts, text_hashes(texts), strict=True):
+            if hsh not in out and self._lookup(hsh) is None:
+                out[hsh] = t
+        return list(out.values())
+
     def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Store ``vectors`` (one row per text) computed elsewhere by the same model."""
         vectors = np.asarray(vectors, dtype=np.float32)

@@ -42,9 +42,11 @@ from rag.core.types import (
     Document,
     Query,
     Ranking,
+    ScoredBatch,
     ScoredIds,
     as_documents,
     as_query,
+    fetch_documents,
     unique_ids,
 )
 
@@ -398,9 +400,13 @@ class BaseRetriever(Node):
     def retrieve_batch(
         self, queries: Sequence[Query | str], k: int = 10, filter: dict | None = None
     ) -> list[Ranking]:
-        """Check the request once (:meth:`check_request`), then run :meth:`_retrieve`."""
+        """Check the request once (:meth:`check_request`), then run :meth:`_retrieve`; the
+        returned hits' documents are read before returning (a later write does not change
+        them)."""
         qs, flt = self.check_request(queries, k, filter)
-        return self._retrieve(qs, k, flt)
+        out = self._retrieve(qs, k, flt)
+        fetch_documents(out)  # the documents of what is returned, read now (rag.core.types)
+        return out
 
     def check_request(
         self, queries: Sequence[Query | str], k: int, filter: Any = None
@@ -432,7 +438,8 @@ class BaseRetriever(Node):
         finally:
             _RECORDS.reset(token)
         docs = self.documents
-        if all(isinstance(res, ScoredIds) for res in results):  # arrays: one pass for the batch
+        if isinstance(results, ScoredBatch) or all(isinstance(res, ScoredIds) for res in results):
+            # arrays: one pass for the batch
             arrays = cast(list[ScoredIds], results)
             built = Ranking.batch_from_arrays(queries, arrays, docs, k, self.name)
         else:
@@ -460,7 +467,7 @@ class BaseRetriever(Node):
 
     def _search(
         self, queries: list[Query], k: int, filter: dict | None
-    ) -> list[list[tuple[str, float]]] | list[ScoredIds]:
+    ) -> list[list[tuple[str, float]]] | Sequence[ScoredIds]:
         raise NotImplementedError
 
     # persistence: saving is an index operation (rag.index.write_index(retriever, path), or

@@ -15,13 +15,18 @@ hits), so the library's own constructors skip validation for values it made itse
 :meth:`Ranking.from_arrays` reads documents only for the top ``k`` it returns. The result is the
 same frozen model, equal to (and serialised like) one built with validation.
 
-Such a ranking is also lazy: it holds its top documents and their scores as two lists (the
-documents are looked up when it is made, so a later write to the index does not change it) and
-builds its :class:`Hit` objects on the first read of ``hits``. ``ids``, ``scores``, ``len``,
-:meth:`Ranking.top`, :meth:`Ranking.arrays` and :meth:`Ranking.documents` never build them (an
-evaluation reads ids and scores only; fusion reads arrays); equality, copies, pickling, ``repr``
-and every serialisation (``model_dump``, the server's JSON) build them first, so a lazy ranking
-is indistinguishable from an eager one.
+Such a ranking is also lazy: it holds its top ids and their scores as two lists plus the mapping
+its documents come from, reads the documents on their first use, and builds its :class:`Hit`
+objects on the first read of ``hits``. A hybrid's children hand hundreds of candidates each to
+fusion, which reads ids and scores only, so a document store that decodes a document per read
+(:mod:`rag.index.docstore`) decodes the ``k`` fused hits, not every candidate. The public calls
+(``BaseRetriever.retrieve_batch``, ``Pipeline.run_stages``) read the documents of what they
+return before returning (:func:`fetch_documents`), so a later write to the index does not change a
+ranking a caller holds. ``ids``, ``scores``, ``len``, :meth:`Ranking.top` and
+:meth:`Ranking.arrays` never read documents or build hits (an evaluation reads ids and scores
+only; fusion reads arrays); :meth:`Ranking.documents` reads documents without building hits;
+equality, copies, pickling, ``repr`` and every serialisation (``model_dump``, the server's
+JSON) build them first, so a lazy ranking is indistinguishable from an eager one.
 """
 
 from __future__ import annotations
@@ -82,6 +87,36 @@ class ScoredIds(NamedTuple):
 
     ids: Sequence[str]
     scores: np.ndarray
+
+
+class ScoredBatch(Sequence[ScoredIds]):
+    """A batch's candidates as flat arrays, what a kernel returns: query ``i``'s are
+    ``ids[ends[i - 1]:ends[i]]`` with their ``scores`` (each query's unique). A sequence of one
+    :class:`ScoredIds` per query (built on access), which :meth:`Ranking.batch_from_arrays` reads
+    without splitting and re-joining the arrays.
+
+    >>> b = ScoredBatch(["a", "b", "c"], np.array([2.0, 1.0, 3.0]), [2, 2, 3])
+    >>> len(b), list(b[0].ids), list(b[1].ids), list(b[2].ids)
+    (3, ['a', 'b'], [], ['c'])
+    """
+
+    __slots__ = ("ids", "scores", "ends")
+
+    def __init__(self, ids: list[str], scores: np.ndarray, ends: list[int]) -> None:
+        self.ids, self.scores, self.ends = ids, scores, ends
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> ScoredIds:  # type: ignore[override]
+        if not isinstance(i, int):
+            raise TypeError("a ScoredBatch is indexed by query position")
+        if i < 0:
+            i += len(self.ends)
+        if not 0 <= i < len(self.ends):
+            raise IndexError(i)
+        start = self.ends[i - 1] if i else 0
+        return ScoredIds(self.ids[start : self.ends[i]], self.scores[start : self.ends[i]])
 
 
 class Document(BaseModel):
@@ -153,7 +188,7 @@ class Ranking(BaseModel):
     def ids(self) -> list[str]:
         lazy = _lazy_of(self)
         if lazy is not None:
-            return [d.id for d in lazy.docs]
+            return list(lazy.ids)
         return [h.document.id for h in self.hits]
 
     @property
@@ -165,7 +200,7 @@ class Ranking(BaseModel):
 
     def __len__(self) -> int:
         lazy = _lazy_of(self)
-        return len(lazy.docs) if lazy is not None else len(self.hits)
+        return len(lazy.ids) if lazy is not None else len(self.hits)
 
     def top(self, k: int | None) -> Ranking:
         """The first ``k`` hits (all of them when ``k`` is None)."""
@@ -174,10 +209,12 @@ class Ranking(BaseModel):
         d = self.__dict__
         lazy = _lazy_of(self)
         if lazy is not None:
-            cut = _Lazy(lazy.docs[:k], lazy.scores[:k])
-            return _lazy_ranking(d["query"], cut, d["stage"], d["provenance"])
+            return _lazy_ranking(d["query"], lazy.head(k), d["stage"], d["provenance"])
         return trusted(
-            Ranking, query=self.query, hits=self.hits[:k], stage=self.stage,
+            Ranking,
+            query=self.query,
+            hits=self.hits[:k],
+            stage=self.stage,
             provenance=self.provenance,
         )
 
@@ -185,9 +222,7 @@ class Ranking(BaseModel):
         """The hits as ``(ids, scores float64)`` arrays, best first (fusion's input)."""
         lazy = _lazy_of(self)
         if lazy is not None:
-            return ScoredIds(
-                [d.id for d in lazy.docs], np.array(lazy.scores, dtype=np.float64)
-            )
+            return ScoredIds(list(lazy.ids), np.array(lazy.scores, dtype=np.float64))
         hits = self.hits
         scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
         return ScoredIds([h.document.id for h in hits], scores)
@@ -270,11 +305,11 @@ class Ranking(BaseModel):
         if n == 0 or want <= 0:
             return trusted(cls, query=query, hits=(), stage=stage, provenance={})
         s = np.asarray(scores)
-        top = _Lazy([], [])
+        top = _Lazy([], [], documents)
         if n > 32 and n > 4 * want:  # first the top ``want`` and every tie with the last one
             keep = np.flatnonzero(s >= np.partition(s, n - want)[n - want]).tolist()
             top = _top(ids, s, keep, documents, want)
-        if len(top.docs) < want:  # no cut, or ids missing from ``documents`` among the top
+        if len(top.ids) < want:  # no cut, or ids missing from ``documents`` among the top
             top = _top(ids, s, None, documents, want)
         return _lazy_ranking(query, top, stage, {})
 
@@ -289,23 +324,40 @@ class Ranking(BaseModel):
     ) -> list[Ranking]:
         """:meth:`from_arrays` for each ``(query, result)``, the common case done once for the
         whole batch: every list at most ``k`` long and strictly descending (a retriever's
-        top k without ties) and every id in ``documents``: one concatenation, one lookup of all
-        ids, one conversion of all scores. Lists with ties or more than ``k`` entries, and a
-        batch with an id missing from ``documents``, go through :meth:`from_arrays` (same
-        result either way)."""
-        lens = [len(r.ids) for r in results]
+        top k without ties) and every id in ``documents``: one concatenation, one membership
+        pass, one conversion of all scores, documents read on first use. Lists with ties or more
+        than ``k`` entries, and a batch with an id missing from ``documents``, go through
+        :meth:`from_arrays` (same result either way)."""
+        if isinstance(results, ScoredBatch):  # flat already: nothing to join
+            flat, s, end_list = results.ids, np.asarray(results.scores), results.ends
+            lens = np.diff(end_list, prepend=0).tolist()
+        else:
+            lens = [len(r.ids) for r in results]
         total = sum(lens)
         if total < 2 or (k is not None and max(lens) > k):
-            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
-                    for q, r in zip(queries, results)]
-        ends = np.cumsum(lens)
-        s = np.concatenate([np.asarray(r.scores) for r in results])
-        flat = list(chain.from_iterable(r.ids for r in results))
+            return [
+                cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                for q, r in zip(queries, results)
+            ]
+        if not isinstance(results, ScoredBatch):
+            s = np.concatenate([np.asarray(r.scores) for r in results])
+            flat = list(chain.from_iterable(r.ids for r in results))
+            end_list = np.cumsum(lens).tolist()
+        ends = np.asarray(end_list, dtype=np.int64)
+        # a dict holds its documents in memory: one C-level lookup of all ids reads them and
+        # checks them at once; any other mapping (a document store decoding per read) is
+        # checked now and read on first use
+        docs: Any = None
         try:
-            docs = itemgetter(*flat)(documents)
+            if type(documents) is dict:
+                docs = itemgetter(*flat)(documents)
+            elif not all(map(documents.__contains__, flat)):
+                raise KeyError
         except KeyError:  # an id deleted since: from_arrays drops it
-            return [cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
-                    for q, r in zip(queries, results)]
+            return [
+                cls.from_arrays(q, r.ids, r.scores, documents, k, stage)
+                for q, r in zip(queries, results)
+            ]
         tie = np.ones(len(s), dtype=bool)
         tie[:-1] = s[1:] >= s[:-1]  # not strictly descending after position i ...
         tie[ends - 1] = False  # ... unless i ends its list
@@ -315,12 +367,14 @@ class Ranking(BaseModel):
         vals = s.tolist()
         out = []
         start = 0
-        for q, r, end, n, bad in zip(queries, results, ends.tolist(), lens, has_tie.tolist()):
+        for i, (q, end, n, bad) in enumerate(zip(queries, end_list, lens, has_tie.tolist())):
             if bad and n:
+                r = results[i]
                 out.append(cls.from_arrays(q, r.ids, r.scores, documents, k, stage))
             else:
-                out.append(_lazy_ranking(q, _Lazy(list(docs[start:end]), vals[start:end]),
-                                         stage, {}))
+                top = _Lazy(flat[start:end], vals[start:end], documents,
+                            None if docs is None else docs[start:end])
+                out.append(_lazy_ranking(q, top, stage, {}))
             start = end
         return out
 
@@ -350,11 +404,69 @@ class Ranking(BaseModel):
         return trusted(cls, query=query, hits=hits, stage=stage, provenance={})
 
 
-class _Lazy(NamedTuple):
-    """A lazy ranking's top: its documents and their scores (Python floats), best first."""
+class _Lazy:
+    """A lazy ranking's top: ids and their scores (Python floats), best first, and ``source``,
+    the mapping their documents are read from on first use (:attr:`docs`). An id gone from
+    ``source`` by then (deleted since) is dropped with its score, as :meth:`Ranking.from_arrays`
+    drops it; ids, scores and documents are swapped as one tuple, so a concurrent reader never
+    sees them disagree."""
 
-    docs: list[Document]
-    scores: list[float]
+    __slots__ = ("_top", "source")
+
+    def __init__(
+        self,
+        ids: list[str],
+        scores: list[float],
+        source: Mapping[str, Document] | None = None,
+        docs: Sequence[Document] | None = None,
+    ) -> None:
+        self._top: tuple[list[str], list[float], Sequence[Document] | None] = (ids, scores, docs)
+        self.source = source
+
+    @property
+    def ids(self) -> list[str]:
+        return self._top[0]
+
+    @property
+    def scores(self) -> list[float]:
+        return self._top[1]
+
+    @property
+    def docs(self) -> Sequence[Document]:
+        ids, scores, docs = self._top
+        if docs is None:
+            src = self.source
+            assert src is not None, "a lazy ranking without documents has a source"
+            try:
+                docs = list(itemgetter(*ids)(src)) if len(ids) > 1 else [src[i] for i in ids]
+            except KeyError:
+                kept = [(i, s, src[i]) for i, s in zip(ids, scores) if i in src]
+                ids, scores, docs = [x[0] for x in kept], [x[1] for x in kept], [x[2] for x in kept]
+            self._top = (ids, scores, docs)
+        return docs
+
+    def head(self, k: int) -> _Lazy:
+        ids, scores, docs = self._top
+        return _Lazy(ids[:k], scores[:k], self.source, None if docs is None else docs[:k])
+
+
+def fetch_documents(rankings: Iterable[Ranking]) -> None:
+    """Read the documents of lazy rankings now (the public calls do, before returning: a
+    ranking then holds its documents, whatever the index does next)."""
+    for r in rankings:
+        lazy = _lazy_of(r)
+        if lazy is not None:
+            lazy.docs  # noqa: B018 (reads and keeps them)
+
+
+def shared_source(rankings: Sequence[Ranking]) -> Mapping[str, Document] | None:
+    """The one mapping every ranking of ``rankings`` reads its documents from, if they are all
+    lazy over the same one (a composite's children share their parent's store): fusion then
+    reads the fused top's documents there, and no candidate's document is read for nothing."""
+    sources = {id(lz.source): lz.source for r in rankings if (lz := _lazy_of(r)) is not None}
+    if len(sources) != 1 or any(_lazy_of(r) is None for r in rankings):
+        return None
+    return next(iter(sources.values()))
 
 
 _LAZY = "_lazy"  # the key of a lazy ranking's top in ``__pydantic_private__``
@@ -386,7 +498,8 @@ def _materialise(r: Ranking) -> tuple[Hit, ...]:
         return hits
     new, set_ = _new, _set
     built = []
-    for doc, score in zip(lazy.docs, lazy.scores):
+    docs = lazy.docs  # first: reading them may drop ids deleted since, with their scores
+    for doc, score in zip(docs, lazy.scores):
         h = new(Hit)  # trusted(Hit, ...) inlined: this loop builds every hit of a batch
         set_(h, "__dict__", {"document": doc, "score": score})
         set_(h, "__pydantic_fields_set__", {"document", "score"})
@@ -395,8 +508,11 @@ def _materialise(r: Ranking) -> tuple[Hit, ...]:
         built.append(h)
     hits = tuple(built)
     d = r.__dict__
-    _set(r, "__dict__", {"query": d["query"], "hits": hits, "stage": d["stage"],
-                         "provenance": d["provenance"]})
+    _set(
+        r,
+        "__dict__",
+        {"query": d["query"], "hits": hits, "stage": d["stage"], "provenance": d["provenance"]},
+    )
     _set(r, "__pydantic_private__", None)
     return hits
 
@@ -409,24 +525,23 @@ def _top(
     want: int,
 ) -> _Lazy:
     """The first ``want`` of ``ids`` (those at ``keep``, else all) by (score descending, id
-    ascending) whose id is in ``documents``, with their documents and scores."""
+    ascending) whose id is in ``documents``, with their scores (documents read on first use)."""
     if keep is not None:
         ids, s = [ids[i] for i in keep], s[keep]
     scores = s.tolist()
     order: Sequence[int] = range(len(ids))
     if any(scores[i] <= scores[i + 1] for i in range(len(ids) - 1)):  # not strictly descending
         order = sorted(order, key=lambda i: (-scores[i], ids[i]))
-    get = documents.get
-    docs: list[Document] = []
+    has = documents.__contains__
+    kept: list[str] = []
     vals: list[float] = []
     for i in order:
-        doc = get(ids[i])
-        if doc is not None:
-            docs.append(doc)
+        if has(ids[i]):
+            kept.append(ids[i])
             vals.append(scores[i])
-            if len(docs) == want:
+            if len(kept) == want:
                 break
-    return _Lazy(docs, vals)
+    return _Lazy(kept, vals, documents)
 
 
 class Citation(BaseModel):

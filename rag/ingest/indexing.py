@@ -20,7 +20,8 @@ plus the chunker's (and situator's) config. It is not a file of its own: it is t
 ``ingest`` cursor (:meth:`rag.pipeline.Pipeline.index`), written in the same atomic commit as the
 chunks it describes (:mod:`rag.index`). Chunks are committed in batches of about
 ``batch_size``, file by file, so ``kill -9`` in the middle of a long embedding run loses at most
-the batch in flight: the rerun finds the committed files unchanged and embeds only the rest.
+the batch in flight (with ``--workers``, the two in flight: one encoded ahead while the previous
+lands): the rerun finds the committed files unchanged and embeds only the rest.
 Stale chunks (changed or deleted files) are dropped in the first commit, together with their
 manifest entries. A changed chunker config (``--chunk-size``...) re-chunks every file; a rerun
 with nothing changed writes nothing.
@@ -38,7 +39,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,13 @@ class FileCommits:
     deleted files in one commit; ``add(source, parts)`` queues one file's chunks (in file order)
     and commits every ``batch_size`` chunks, rounded up to whole files; ``finish()`` commits the
     rest. ``around_commit(batch)``, if given, is a context manager entered around each
-    ``Pipeline.index`` (the Ray driver serves the batch's precomputed vectors there)."""
+    ``Pipeline.index`` (the Ray driver serves the batch's precomputed vectors there).
+
+    ``ahead(batch)``, if given, starts a sealed batch's work elsewhere (``--workers``: encoding in
+    the worker processes) and returns ``ready()``, called right before that batch's commit. A
+    batch then lands once the next one is sealed (or at ``finish()``), with the cursor it was
+    sealed with, so the parent chunks and commits while the workers encode: commits stay one at a
+    time and in file order, and each commit's cursor names exactly the files it holds."""
 
     def __init__(
         self,
@@ -259,10 +266,13 @@ class FileCommits:
         around_commit: Callable[[list[Document]], Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
         monitor: Any = None,
+        ahead: Callable[[list[Document]], Callable[[], None]] | None = None,
     ) -> None:
         self.pipe, self.manifest, self.batch_size, self.report = pipe, manifest, batch_size, report
         self.monitor = monitor  # rag.ingest.progress.IndexProgress: chunks committed
         self.around_commit = around_commit
+        self.ahead = ahead
+        self.sealed: tuple[Any, ...] | None = None  # with ``ahead``: the batch not landed yet
         self.progress = progress  # (documents done, total) after each commit
         self.done = self.total = 0
         old: dict[str, dict[str, Any]] = dict(manifest["files"]) if manifest else {}
@@ -317,39 +327,51 @@ class FileCommits:
         if len(self.batch) >= self.batch_size:
             self.commit()
 
-    def commit(self) -> None:  # these chunks with their files' entries, atomically
-        import contextlib
+    def commit(self) -> None:
+        """Seal the queued chunks with their files' entries as one commit: landed now, or with
+        ``ahead``, its work started now and landed after the next batch is sealed."""
+        batch, self.batch = self.batch, []
+        sealed = (batch, self.cursor(), self.done)
+        if self.ahead is None:
+            self._land(*sealed)
+            return
+        ready = self.ahead(batch)
+        previous, self.sealed = self.sealed, (*sealed, ready)
+        if previous is not None:
+            self._land(*previous)
 
-        batch, report = self.batch, self.report
+    def _land(
+        self,
+        batch: list[Document],
+        cursor: tuple[str, dict[str, Any]],
+        done: int,
+        ready: Callable[[], None] | None = None,
+    ) -> None:  # these chunks with their files' entries, atomically
+        report = self.report
         over, report.max_length = count_overlong(self.pipe.retriever, batch)
         report.overlong += over
         report.encoded += len(batch)
+        if ready is not None:
+            ready()
         around = self.around_commit(batch) if self.around_commit else contextlib.nullcontext()
         with around:
-            self.pipe.index(list(batch), cursor=self.cursor())
+            self.pipe.index(list(batch), cursor=cursor)
         report.chunks_added += len(batch)
         if self.monitor is not None:
             self.monitor.committed(len(batch))
-        self.batch = []
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(done, self.total)
 
     def finish(self) -> None:
         for s, digest in self.found.items():  # files that gave no chunks (empty) are still known
             self.files.setdefault(s, {"sha256": digest, "chunks": []})
         if self.batch:
             self.commit()
-        elif self.pipe.cursor(CURSOR) != self.cursor()[1]:
+        if self.sealed is not None:
+            previous, self.sealed = self.sealed, None
+            self._land(*previous)
+        if self.pipe.cursor(CURSOR) != self.cursor()[1]:
             self.pipe.delete([], cursor=self.cursor())
-
-
-def _prefilled(pool: Any) -> Callable[[list[Document]], Any]:
-    @contextlib.contextmanager
-    def around(batch: list[Document]) -> Iterator[None]:
-        pool.prefill(batch)  # --workers: the vectors, from the worker processes, into the cache
-        yield
-
-    return around
 
 
 def _index_files(
@@ -372,9 +394,10 @@ def _index_files(
         situator,
         settings.batch_size,
         report,
-        _prefilled(pool),
+        None,
         progress,
         monitor=monitor,
+        ahead=pool.ahead,  # --workers: batches encoded in the worker processes, one ahead
     )
     res = load_paths(
         paths,

@@ -1,14 +1,17 @@
 """``rag index --workers N``: the embedding of a commit batch spread over ``N`` processes.
 
 Encoding is all of a hybrid ingest's cost, and one process uses one core. With ``workers > 1``,
-before each commit the batch's document texts that the embedding cache does not hold yet are
-cut into ``N`` interleaved slices (length-balanced) and encoded by ``N`` worker processes, each
-running the same encoder config (:func:`encode_slice`, a pure function: config and texts in,
-vectors out). The parent stores the vectors in the encoder's embedding cache
-(:mod:`rag.core.embed_cache`) and then commits exactly as with one worker: ``Pipeline.index`` with
-the file cursor, one writer, batches in file order, so a killed run resumes the same way and the
-index is the same (each text's vector is the same fp32 computation; only the batch it shares a
-forward pass with differs, which moves a vector by float reassociation, ~1e-7).
+as soon as a commit batch is sealed its document texts that the embedding cache does not hold
+yet are cut into ``N`` interleaved slices (length-balanced) and sent to ``N`` worker processes,
+each running the same encoder config (:func:`encode_slice`, a pure function: config and texts
+in, vectors out). The parent does not wait: it chunks the next batch and commits the previous
+one while the workers encode (``FileCommits`` lands a batch once the next is sealed, so the
+workers always have the next batch queued). Right before a batch's commit the parent stores its
+vectors in the encoder's embedding cache (:mod:`rag.core.embed_cache`) and commits exactly as
+with one worker: ``Pipeline.index`` with the file cursor of that batch, one writer, batches in
+file order, so a killed run resumes the same way and the index is the same (each text's vector is
+the same fp32 computation; only the batch it shares a forward pass with differs, which moves a
+vector by float reassociation, ~1e-7).
 
 Without a configured cache the run uses a temporary one, removed at the end. Workers start
 with ``spawn`` (no inherited torch or tokenizer threads) and load the model once each. A worker
@@ -19,7 +22,6 @@ exits within a second of its parent's death (:func:`exit_with_parent`): a ``rag 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import multiprocessing as mp
 import os
@@ -27,7 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -39,15 +41,31 @@ from rag.core.types import Document
 _ENCODERS: dict[str, Any] = {}  # per worker process: config JSON -> loaded encoder
 
 
-def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
-    """Vectors ``(len(texts), H)`` of already-prefixed ``texts`` by the encoder ``config``
-    (built and loaded once per process; no cache)."""
+def _encoder(config: dict[str, Any]) -> Any:
     from rag.core.nodes import Node
 
     key = json.dumps(config, sort_keys=True)
     if key not in _ENCODERS:
         _ENCODERS[key] = Node.from_config({**config, "cache": None}).load()
-    return np.asarray(_ENCODERS[key]._encode(texts), dtype=np.float32)
+    return _ENCODERS[key]
+
+
+def encode_slice(config: dict[str, Any], texts: list[str]) -> np.ndarray:
+    """Vectors ``(len(texts), H)`` of already-prefixed ``texts`` by the encoder ``config``
+    (built and loaded once per process; no cache)."""
+    return np.asarray(_encoder(config)._encode(texts), dtype=np.float32)
+
+
+def start_worker(parent: int, configs: list[dict[str, Any]]) -> None:
+    """Worker initializer: exit with the parent (:func:`exit_with_parent`), then load the
+    encoders, so the workers import torch and read the weights while the parent is still
+    reading and chunking files (not after the first batch is sealed)."""
+    exit_with_parent(parent)
+    for config in configs:
+        try:
+            _encoder(config)
+        except Exception:  # noqa: BLE001 (a failing initializer breaks the whole pool with no
+            pass  # message: the first encode_slice raises the error itself, e.g. weights offline)
 
 
 def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -84,15 +102,21 @@ class EncodePool:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.parts = dense_parts(retriever)
         self.workers = workers
+        configs = [enc.to_config() for enc, _ in self.parts]
         self.pool = ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn"),
-            initializer=exit_with_parent, initargs=(os.getpid(),),
+            initializer=start_worker, initargs=(os.getpid(), configs),
         )
+        for _ in range(workers):  # start every worker now (a pool spawns them on demand)
+            self.pool.submit(os.getpid)
 
-    def prefill(self, docs: Sequence[Document]) -> None:
-        """Encode the texts of ``docs`` that no cache holds yet, in the workers."""
+    def ahead(self, docs: Sequence[Document]) -> Callable[[], None]:
+        """Start encoding the texts of ``docs`` that no cache holds yet, in the workers, and
+        return ``ready()``: it waits for their vectors and stores them in the caches (called
+        right before the batch's commit)."""
         from rag.core.embed_cache import cache_for
 
+        jobs = []
         for enc, fields in self.parts:
             cache = cache_for(enc)
             if cache is None:
@@ -101,28 +125,39 @@ class EncodePool:
                 enc.document_prefix + (d.full_text if fields == "title+text" else d.text)
                 for d in docs
             ]
-            cache.encode(texts, functools.partial(self._encode, enc))
+            todo = cache.missing(texts)
+            if todo:
+                jobs.append((cache, todo, self._start(enc, todo)))
 
-    def _encode(self, enc: Any, texts: list[str]) -> np.ndarray:
+        def ready() -> None:
+            for cache, todo, wait in jobs:
+                cache.put(todo, wait())
+
+        return ready
+
+    def _start(self, enc: Any, texts: list[str]) -> Callable[[], np.ndarray]:
         n = min(self.workers, len(texts))
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         slices = [order[w::n] for w in range(n)]  # interleaved by length: balanced work
         cfg = enc.to_config()
         futures = [self.pool.submit(encode_slice, cfg, [texts[i] for i in s]) for s in slices]
-        out = np.zeros((len(texts), enc.dim), dtype=np.float32)
-        for s, f in zip(slices, futures, strict=True):
-            out[s] = f.result()
-        return out
+
+        def wait() -> np.ndarray:
+            out = np.zeros((len(texts), enc.dim), dtype=np.float32)
+            for s, f in zip(slices, futures, strict=True):
+                out[s] = f.result()
+            return out
+
+        return wait
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
 
 class NoPool:
-    """One worker: the commit encodes (nothing to prefill)."""
+    """One worker: the commit encodes in this process (no batch encoded ahead)."""
 
-    def prefill(self, docs: Sequence[Document]) -> None:
-        """Nothing: ``Pipeline.index`` encodes in this process."""
+    ahead = None
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from rag.core.nodes import (
     check_k,
     check_query,
 )
-from rag.core.types import Answer, Document, Hit, Query, Ranking, TraceStep
+from rag.core.types import Answer, Document, Hit, Query, Ranking, TraceStep, fetch_documents
 from rag.pipeline.citations import attribute, resolve
 from rag.pipeline.demonstrations import Demonstration, demo_turns
 from rag.pipeline.grounding import escape_source_text
@@ -213,8 +213,9 @@ class Pipeline(Node):
 
     def _stateful_rerankers(self) -> dict[str, BaseReranker]:
         """The rerankers whose index-time state commits with the index, by manifest part."""
-        return {f"rerank{i}": rr for i, rr in enumerate(self.rerankers)
-                if isinstance(rr, BaseReranker)}
+        return {
+            f"rerank{i}": rr for i, rr in enumerate(self.rerankers) if isinstance(rr, BaseReranker)
+        }
 
     def _index_nodes(self) -> dict[str, Any]:
         return {"r": self.retriever, **self._stateful_rerankers()}
@@ -365,12 +366,21 @@ class Pipeline(Node):
             qs, filter = [check_query(q) for q in queries], check_filter(filter)
         for q in qs:
             self._warn_instruction(q)
-        with tracing.span("search", {"rag.k": k, "rag.candidates_requested": depth,
-                                     "rag.queries": len(qs),
-                                     "openinference.span.kind": "CHAIN"}) as sp:
+        with tracing.span(
+            "search",
+            {
+                "rag.k": k,
+                "rag.candidates_requested": depth,
+                "rag.queries": len(qs),
+                "openinference.span.kind": "CHAIN",
+            },
+        ) as sp:
             if len(qs) == 1:
                 tracing.query_text(sp, qs[0].text)
-            return self._stages(qs, k, depth, filter)
+            out = self._stages(qs, k, depth, filter)
+        for rankings in out.values():  # documents read now, under the caller's read lock
+            fetch_documents(rankings)
+        return out
 
     def _stages(
         self, qs: list[Query], k: int, depth: int, filter: dict[str, Any] | None

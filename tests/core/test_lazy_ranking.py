@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from rag.core.types import Document, Hit, Query, Ranking, ScoredIds
+from rag.core.types import Document, Hit, Query, Ranking, ScoredBatch, ScoredIds
 from retrievers import BM25Retriever
 from retrievers.fusion import rrf
 
@@ -128,9 +128,68 @@ def test_batch_from_arrays_equals_from_arrays_per_query() -> None:
         [ScoredIds([f"d{j}" for j in range(6)], np.arange(6.0)[::-1].copy())] * 5,
     ]
     for results in batches:
+        ends = np.cumsum([len(r.ids) for r in results]).tolist()
+        flat = ScoredBatch([i for r in results for i in r.ids],
+                           np.concatenate([np.asarray(r.scores, np.float64) for r in results]),
+                           ends)  # what a kernel returns: never split into per-query arrays
+        assert [list(x.ids) for x in flat] == [list(r.ids) for r in results]
         for k in (None, 1, 3, 10):
-            got = Ranking.batch_from_arrays(qs, results, DOCS, k, "s")
             want = [Ranking.from_arrays(q, r.ids, r.scores, DOCS, k, "s") for q, r in
                     zip(qs, results)]
-            assert [(g.ids, g.scores) for g in got] == [(w.ids, w.scores) for w in want]
-            assert got == want
+            for given in (results, flat):
+                got = Ranking.batch_from_arrays(qs, given, DOCS, k, "s")
+                assert [(g.ids, g.scores) for g in got] == [(w.ids, w.scores) for w in want]
+                assert got == want
+
+
+def test_a_hybrid_over_an_opened_index_reads_only_the_documents_it_returns(
+    tmp_path, monkeypatch
+) -> None:
+    """The children hand fusion 100 candidates each; a document store decodes a document per
+    read (rag.index.docstore), so only the fused top k may be decoded, not every candidate."""
+    from rag.index.docstore import DocSegment
+    from rag.pipeline import Pipeline
+    from retrievers import HybridRetriever
+
+    docs = [{"id": f"d{i}", "text": f"cat dog {'bird ' * (i % 5)}fish{i % 7}"} for i in range(300)]
+    hybrid = HybridRetriever([BM25Retriever(), BM25Retriever(k1=1.5, b=0.9)], depth=100)
+    Pipeline(retriever=hybrid).index(docs).save(tmp_path / "idx")
+    opened = Pipeline.open(tmp_path / "idx")
+    reads: list[int] = []
+    original = DocSegment.get
+    monkeypatch.setattr(DocSegment, "get", lambda self, row: reads.append(row) or original(
+        self, row))
+    got = opened.search_batch(["cat bird", "dog fish3"], k=5)
+    assert [len(r) for r in got] == [5, 5] and len(reads) == 10  # 2 x 100 candidates, 10 read
+    fresh = HybridRetriever([BM25Retriever(), BM25Retriever(k1=1.5, b=0.9)], depth=100)
+    want = Pipeline(retriever=fresh).index(docs).search_batch(["cat bird", "dog fish3"], k=5)
+    assert [r.hits for r in got] == [r.hits for r in want]  # the in-memory index's answer
+
+
+def test_returned_rankings_hold_their_documents_after_a_writer_deletes_them(tmp_path) -> None:
+    """retrieve_batch and Pipeline.search read the returned hits' documents before returning:
+    a delete committed afterwards changes no ranking a caller holds."""
+    from rag.pipeline import Pipeline
+
+    docs = [{"id": f"d{i}", "text": f"cat {'dog ' * (i % 4)}"} for i in range(40)]
+    Pipeline(retriever=BM25Retriever()).index(docs).save(tmp_path / "idx")
+    p = Pipeline.open(tmp_path / "idx")
+    via_retriever = p.retriever.retrieve_batch(["cat dog"], k=5)[0]
+    via_pipeline = p.search("cat dog", k=5)
+    assert is_lazy(via_retriever) and is_lazy(via_pipeline)  # documents read, hits not built
+    want = [(h.document.id, h.document.text) for h in via_pipeline.hits]
+    p.delete(via_pipeline.ids)  # committed: the store no longer has them
+    assert not any(i in p.retriever.documents for i in via_pipeline.ids)
+    assert [(h.document.id, h.document.text) for h in via_retriever.hits] == want
+    assert [(h.document.id, h.document.text) for h in via_pipeline.hits] == want
+
+
+def test_a_lazy_ranking_read_after_its_ids_were_deleted_drops_them_consistently() -> None:
+    """Inside a call (a composite's children), documents are read on first use: an id gone from
+    the mapping by then is dropped with its score, as from_arrays drops it."""
+    source = dict(DOCS)
+    r = Ranking.from_arrays(Q, ["d1", "d2", "d3"], np.array([3.0, 2.0, 1.0]), source, k=3)
+    del source["d2"]
+    assert r.documents() == [DOCS["d1"], DOCS["d3"]]
+    assert r.ids == ["d1", "d3"] and r.scores == [3.0, 1.0] and len(r) == 2
+    assert [h.document.id for h in r.hits] == ["d1", "d3"]

@@ -131,3 +131,61 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def _commit_files(tmp_path, name: str, ahead) -> tuple[list, dict]:  # noqa: ANN001
+    """Five files of two chunks through FileCommits (batches of 4 chunks), every commit's
+    chunk ids and cursor files recorded by a wrapper around the real ``Pipeline.index``."""
+    from rag.core.types import Document
+    from rag.ingest import Chunker
+    from rag.ingest.indexing import CURSOR, FileCommits, IndexReport, _open_or_create
+    from retrievers import BM25Retriever
+
+    pipe = _open_or_create(tmp_path / name, lambda: Pipeline(retriever=BM25Retriever()))
+    landed: list[tuple[list[str], list[str]]] = []
+    real = pipe.index
+
+    def index(batch, cursor=None):  # noqa: ANN001, ANN202
+        assert cursor is not None and cursor[0] == CURSOR
+        landed.append(([d.id for d in batch], sorted(cursor[1]["files"])))
+        return real(batch, cursor=cursor)
+
+    pipe.index = index
+    commits = FileCommits(pipe, None, Chunker(contextual=False), None, 4, IndexReport(),
+                          ahead=ahead)
+    commits.start({f"f{i}.md": f"sha{i}" for i in range(5)})
+    for i in range(5):
+        parts = [Document(id=f"f{i}#{j}", text=f"file {i} part {j} moons") for j in range(2)]
+        commits.add(f"f{i}.md", parts)
+    commits.finish()
+    cursor = pipe.cursor(CURSOR)
+    pipe.close()
+    return landed, cursor
+
+
+def test_batches_encoded_ahead_land_in_order_each_with_its_own_cursor(tmp_path) -> None:
+    """With ``ahead`` (--workers), a sealed batch starts encoding at once and lands after the
+    next one is sealed: the parent chunks and commits while the workers encode. The commits
+    are those of the plain loop: same batches, same order, each cursor naming exactly the files
+    committed so far (a run killed between two commits resumes from the right files)."""
+    events: list[tuple[str, list[str]]] = []
+
+    def ahead(batch):  # noqa: ANN001, ANN202
+        ids = [d.id for d in batch]
+        events.append(("sealed", ids))
+        return lambda: events.append(("ready", ids))
+
+    landed, cursor = _commit_files(tmp_path, "ahead", ahead)
+    plain, plain_cursor = _commit_files(tmp_path, "plain", None)
+    assert landed == plain and cursor == plain_cursor
+    assert [ids for ids, _ in landed] == [
+        ["f0#0", "f0#1", "f1#0", "f1#1"], ["f2#0", "f2#1", "f3#0", "f3#1"], ["f4#0", "f4#1"]
+    ]
+    assert [files for _, files in landed] == [
+        ["f0.md", "f1.md"], ["f0.md", "f1.md", "f2.md", "f3.md"], [f"f{i}.md" for i in range(5)]
+    ]
+    first, second, third = (ids for ids, _ in landed)
+    assert events == [  # batch n is ready (waited for) only after batch n + 1 was sealed
+        ("sealed", first), ("sealed", second), ("ready", first),
+        ("sealed", third), ("ready", second), ("ready", third),
+    ]

@@ -58,6 +58,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, seconds to finish in-flight requests before cancelling them")
     g.add_argument("--worker-threads", type=int, default=0,
                    help="threads for CPU-bound stages (0: min(8, cpus + 2))")
+    g.add_argument("--search-batch", type=int, default=32, metavar="N",
+                   help="concurrent /search requests run as one batch of up to N queries "
+                        "(dynamic batching, no waiting; 1: each alone; default: %(default)s)")
 
 
 def add_mcp_args(p: argparse.ArgumentParser) -> None:
@@ -134,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load="background",  # /health/live now, /health/ready and the ready line when loaded
         address=f"http://{host}:{args.port}",
         started=t0,
+        search_batch=args.search_batch,
     )
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", access_log=False,
