@@ -455,6 +455,7 @@ def scifact_binary_recall() -> Any:
         q = np.load(qf)
     else:
         q = TransformerEncoder().encode([x.text for x in scifact().queries], kind="query")
+        CACHE.mkdir(parents=True, exist_ok=True)
         np.save(qf, q)
     out = {}
     truth = ExactStore()
