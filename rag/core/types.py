@@ -461,12 +461,15 @@ def fetch_documents(rankings: Iterable[Ranking]) -> None:
 
 def shared_source(rankings: Sequence[Ranking]) -> Mapping[str, Document] | None:
     """The one mapping every ranking of ``rankings`` reads its documents from, if they are all
-    lazy over the same one (a composite's children share their parent's store): fusion then
-    reads the fused top's documents there, and no candidate's document is read for nothing."""
-    sources = {id(lz.source): lz.source for r in rankings if (lz := _lazy_of(r)) is not None}
-    if len(sources) != 1 or any(_lazy_of(r) is None for r in rankings):
+    lazy over the same one with no document read yet (a composite's children share their
+    parent's store): fusion then reads the fused top's documents there, and no candidate's
+    document is read for nothing. Rankings that hold their documents (a public call's output)
+    are fused with those documents, whatever the store holds by now."""
+    lazies = [_lazy_of(r) for r in rankings]
+    if any(lz is None or lz._top[2] is not None for lz in lazies):
         return None
-    return next(iter(sources.values()))
+    sources = {id(lz.source): lz.source for lz in lazies if lz is not None}
+    return next(iter(sources.values())) if len(sources) == 1 else None
 
 
 _LAZY = "_lazy"  # the key of a lazy ranking's top in ``__pydantic_private__``

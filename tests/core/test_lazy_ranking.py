@@ -182,6 +182,8 @@ def test_returned_rankings_hold_their_documents_after_a_writer_deletes_them(tmp_
     assert not any(i in p.retriever.documents for i in via_pipeline.ids)
     assert [(h.document.id, h.document.text) for h in via_retriever.hits] == want
     assert [(h.document.id, h.document.text) for h in via_pipeline.hits] == want
+    fused = rrf([via_retriever, via_pipeline], k=5)  # fused with the documents they hold
+    assert sorted((h.document.id, h.document.text) for h in fused.hits) == sorted(want)
 
 
 def test_a_lazy_ranking_read_after_its_ids_were_deleted_drops_them_consistently() -> None:
