@@ -33,7 +33,6 @@ class SlowBM25(BM25Retriever):
     """BM25 whose every call takes 50 ms more, so that requests sent together overlap (the
     server's batching, not BM25, is under test); counts its calls and their queries."""
 
-    name = "slow_bm25_batching_test"
 
     def __init__(self, **kw) -> None:  # noqa: ANN003
         super().__init__(**kw)
