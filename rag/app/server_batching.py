@@ -50,7 +50,7 @@ class SearchBatcher:
         self._queue: list[tuple[Any, Query, int | None, dict[str, Any] | None, Any]] = []
         self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = 0  # calls made, and the queries they carried (GET /health reports none)
+        self.batches = 0  # calls made, and the queries they carried (for tests and debugging)
         self.queries = 0
 
     async def search(self, query: Query, k: int | None, filter: dict[str, Any] | None) -> Ranking:

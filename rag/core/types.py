@@ -432,6 +432,11 @@ class _Lazy:
         return self._top[1]
 
     @property
+    def unread(self) -> bool:
+        """No document read yet (they come from ``source`` on first use)."""
+        return self._top[2] is None
+
+    @property
     def docs(self) -> Sequence[Document]:
         ids, scores, docs = self._top
         if docs is None:
@@ -466,7 +471,7 @@ def shared_source(rankings: Sequence[Ranking]) -> Mapping[str, Document] | None:
     document is read for nothing. Rankings that hold their documents (a public call's output)
     are fused with those documents, whatever the store holds by now."""
     lazies = [_lazy_of(r) for r in rankings]
-    if any(lz is None or lz._top[2] is not None for lz in lazies):
+    if any(lz is None or not lz.unread for lz in lazies):
         return None
     sources = {id(lz.source): lz.source for lz in lazies if lz is not None}
     return next(iter(sources.values())) if len(sources) == 1 else None

@@ -14,9 +14,10 @@ Cost model (``N`` rows of width ``D``, ``B`` queries, ``e`` bytes per element):
   bandwidth no exact scan can finish in under ~38 ms (``bench/bench_kernels.py`` measures the
   bandwidth in the same run);
 * FLOPs ``2 * N * D * B``: a single query is a matrix-vector product, 0.25 FLOP/byte, so it is
-  memory-bound; the block keeps the ``(B, rows)`` scores in cache instead of writing an ``(B, N)``
-  matrix (4 MB per query at 1M rows) and reading it back for ``argpartition``;
-* selection: ``O(rows)`` per block for ``argpartition``, ``O(k log k)`` per block to merge;
+  memory-bound. Few queries (up to ``FULL_SCORES`` scores) write their ``(B, N)`` scores (4 MB
+  per query at 1M rows) and select once, which measured faster than selecting per block; many
+  queries keep each block's ``(B, rows)`` scores in cache and only its top ``k``;
+* selection: ``O(N)`` per query, or ``O(rows)`` per block plus ``O(k log k)`` per block to merge;
 * threads: blocks are split among ``threads`` workers (numpy releases the GIL in the product);
   BLAS itself should then run one thread per worker (``OMP_NUM_THREADS=1``), else the two levels
   oversubscribe the cores. float16 matrices are converted per block, in cache.
@@ -30,7 +31,9 @@ Cost model (``N`` rows of width ``D``, ``B`` queries, ``e`` bytes per element):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -55,38 +58,20 @@ def block_topk(s: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
-def _full(
-    q: np.ndarray,
-    x: np.ndarray,
-    k: int,
-    allowed: np.ndarray | None,
-    bounds: list[tuple[int, int]],
-    threads: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The scores ``(B, N)`` block by block into one buffer (4 MB per query at 1M rows), then one
-    selection: a per-block selection costs ~0.3 ms per block of 16k rows, 20 ms of a 1M-row
-    query that a plain ``x @ q`` + ``argpartition`` does not pay (measured, docs/scaling.md)."""
-    s = np.empty((len(q), len(x)), dtype=np.float32)
+def _product(q: np.ndarray, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return q @ np.asarray(x[lo:hi], dtype=np.float32).T
 
-    def fill(lo: int, hi: int) -> None:
-        s[:, lo:hi] = q @ np.asarray(x[lo:hi], dtype=np.float32).T  # as the blocked scan
 
+def _blocks(fn: Callable[[int, int], Any], bounds: list[tuple[int, int]], threads: int) -> list:
+    """``fn(lo, hi)`` of every block, split among ``threads`` workers (numpy releases the GIL)."""
     if threads > 1 and len(bounds) > 1:
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda b: fill(*b), bounds))
-    else:
-        for lo, hi in bounds:
-            fill(lo, hi)
-    if allowed is not None:
-        s[:, ~allowed] = -np.inf
-    part = block_topk(s, k)
-    vals = np.take_along_axis(s, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)[:, :k]
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+            return list(pool.map(lambda b: fn(*b), bounds))
+    return [fn(lo, hi) for lo, hi in bounds]
 
 
 def _scan(q: np.ndarray, x: np.ndarray, k: int, allowed: np.ndarray | None, lo: int, hi: int):
-    s = q @ np.asarray(x[lo:hi], dtype=np.float32).T
+    s = _product(q, x, lo, hi)
     if allowed is not None:
         s[:, ~allowed[lo:hi]] = -np.inf
     part = block_topk(s, k)
@@ -102,6 +87,11 @@ def topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(B, min(k, N))`` and scores of the ``k`` best rows of ``x`` per query of ``q``.
 
+    Up to ``FULL_SCORES`` scores (few queries: 4 MB per query at 1M rows) the blocks' products
+    fill one ``(B, N)`` buffer and one selection runs over it: a selection per block costs
+    ~0.3 ms per 16k rows, 20 ms of a 1M-row query that a plain ``x @ q`` + ``argpartition`` does
+    not pay (measured, docs/scaling.md). Beyond it each block keeps only its own top ``k``.
+
     Args:
         q: float32 queries ``(B, D)``.
         x: rows ``(N, D)``, float32 or float16, in memory or memory-mapped.
@@ -113,13 +103,19 @@ def topk(
     n = len(x)
     k = min(k, n)
     bounds = [(lo, min(lo + BLOCK_ROWS, n)) for lo in range(0, n, BLOCK_ROWS)]
-    if len(q) * n <= FULL_SCORES:  # few queries: fill their score rows, then select once
-        return _full(q, x, k, allowed, bounds, threads)
-    if threads > 1 and len(bounds) > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda b: _scan(q, x, k, allowed, *b), bounds))
+    if len(q) * n <= FULL_SCORES:
+        s = np.empty((len(q), n), dtype=np.float32)
+
+        def fill(lo: int, hi: int) -> None:
+            s[:, lo:hi] = _product(q, x, lo, hi)
+
+        _blocks(fill, bounds, threads)
+        if allowed is not None:
+            s[:, ~allowed] = -np.inf
+        part = block_topk(s, k)
+        parts = [(part, np.take_along_axis(s, part, axis=1))]
     else:
-        parts = [_scan(q, x, k, allowed, lo, hi) for lo, hi in bounds]
+        parts = _blocks(lambda lo, hi: _scan(q, x, k, allowed, lo, hi), bounds, threads)
     rows = np.concatenate([p[0] for p in parts], axis=1)
     vals = np.concatenate([p[1] for p in parts], axis=1)
     order = np.lexsort((rows, -vals), axis=1)[:, :k]

@@ -144,13 +144,22 @@ def _rag(args: list[str], crash: str | None = None) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize("retriever", ["bm25", pytest.param("hybrid", marks=pytest.mark.slow)])
-def test_kill_9_during_a_folder_ingest_resumes_after_the_last_commit(tmp_path, retriever):
+@pytest.mark.parametrize(
+    ("retriever", "workers"),
+    [
+        ("bm25", "1"),
+        pytest.param("hybrid", "1", marks=pytest.mark.slow),
+        # two worker processes: the next batch is sealed and encoding when the third commit dies
+        pytest.param("hybrid", "2", marks=pytest.mark.slow, id="hybrid-workers2"),
+    ],
+)
+def test_kill_9_during_a_folder_ingest_resumes_after_the_last_commit(tmp_path, retriever, workers):
     """A real SIGKILL in the third commit of a 30-file run (chunks embedded, not yet committed);
     the rerun embeds only the files that were not committed, and the index equals one built in
     a single uninterrupted run: every chunk exactly once, the same search results."""
     folder = _many_files(tmp_path, 30)
-    args = ["index", str(folder), "--retriever", retriever, "--batch-size", "12"]
+    args = ["index", str(folder), "--retriever", retriever, "--batch-size", "12",
+            "--workers", workers]
     killed = _rag([*args, "--out", str(tmp_path / "idx")], crash="after-state:3")
     assert killed.returncode == -signal.SIGKILL
     committed = read_manifest(tmp_path / "idx")
